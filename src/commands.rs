@@ -1,0 +1,104 @@
+//! The commands `main` calls: each takes what the command line gave, loads
+//! what it needs, does the work through the library, and returns the exit
+//! status or an [`Error`]. Printing of results lives here; printing of
+//! errors lives in `main`.
+
+use crate::config::{Config, DropDir};
+use crate::error::{exit, Error};
+use crate::hook::{self, Change, HookError, Op, Plan};
+use crate::list;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Global options: `--config` (or `$ZONEDROP_CONFIG`) and `--drop` (or `$ZONEDROP_DROP`).
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub config: Option<PathBuf>,
+    pub drop: Option<PathBuf>,
+}
+
+impl Context {
+    /// The config if there is one: the hook side works without.
+    fn optional_config(&self) -> Result<Config, Error> {
+        Ok(Config::load_optional(self.config.as_deref())?.unwrap_or_default())
+    }
+
+    fn drop_dir(&self, config: &Config) -> Result<PathBuf, Error> {
+        self.drop
+            .clone()
+            .or_else(|| config.hook_drop().map(Path::to_path_buf))
+            .ok_or(Error::Hook(HookError::NoDrop))
+    }
+}
+
+/// `zonedrop add FQDN VALUE [--ttl N]` and `zonedrop del FQDN VALUE`.
+pub fn add_del(
+    ctx: &Context,
+    op: Op,
+    fqdn: &str,
+    value: &str,
+    ttl: Option<u32>,
+) -> Result<u8, Error> {
+    let change = Change {
+        op,
+        owner: fqdn.to_string(),
+        value: value.to_string(),
+        ttl,
+    };
+    apply(ctx, &[change])
+}
+
+/// `zonedrop hook CLIENT ARGS...` (and the `zonedrop-CLIENT` symlinks).
+pub fn hook(ctx: &Context, client: &str, args: &[String]) -> Result<u8, Error> {
+    match hook::plan(client, args, &|k| std::env::var(k).ok())? {
+        Plan::Exit(code) => Ok(code as u8),
+        Plan::Changes(changes) => apply(ctx, &changes),
+    }
+}
+
+fn apply(ctx: &Context, changes: &[Change]) -> Result<u8, Error> {
+    let config = ctx.optional_config()?;
+    let dir = ctx.drop_dir(&config)?;
+    hook::apply(&dir, changes, &config.policy)?;
+    Ok(exit::OK)
+}
+
+/// `zonedrop list [--json]`.
+pub fn list(ctx: &Context, json: bool) -> Result<u8, Error> {
+    let config = Config::load_optional(ctx.config.as_deref())?;
+    let dirs: Vec<DropDir> = match (&ctx.drop, &config) {
+        (Some(path), c) => vec![DropDir {
+            path: path.clone(),
+            names: c
+                .iter()
+                .flat_map(|c| c.drops.iter())
+                .find(|d| same_file(&d.path, path))
+                .and_then(|d| d.names.clone()),
+        }],
+        (None, Some(c)) if !c.drops.is_empty() => c.drops.clone(),
+        (None, Some(c)) => match c.hook_drop() {
+            Some(p) => vec![DropDir {
+                path: p.to_path_buf(),
+                names: None,
+            }],
+            None => return Err(Error::Hook(HookError::NoDrop)),
+        },
+        (None, None) => return Err(Error::Hook(HookError::NoDrop)),
+    };
+    let items = list::list(&dirs, config.as_ref(), SystemTime::now())?;
+    if json {
+        let text =
+            serde_json::to_string_pretty(&items).map_err(|e| Error::Failed(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", list::render_text(&items));
+    }
+    Ok(exit::OK)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}

@@ -1,0 +1,41 @@
+//! The crate's top-level error: every module's error, and the exit status
+//! each one means for the command line.
+
+use thiserror::Error;
+
+/// Exit statuses, as documented in `zonedrop --help`.
+pub mod exit {
+    /// All good.
+    pub const OK: u8 = 0;
+    /// A zone failed, a hook was refused, or an on_change command failed.
+    pub const FAILED: u8 = 1;
+    /// Bad usage or bad config.
+    pub const USAGE: u8 = 2;
+}
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Hook(#[from] crate::hook::HookError),
+    #[error(transparent)]
+    Drop(#[from] crate::drop::DropError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        use crate::hook::HookError;
+        match self {
+            Error::Config(_)
+            | Error::Usage(_)
+            | Error::Hook(HookError::Usage(_))
+            | Error::Hook(HookError::NoDrop) => exit::USAGE,
+            _ => exit::FAILED,
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! `zonedrop list`: what the drop directories hold, and what the builder
+//! would make of it. Reads only; never removes an expired fragment.
+
+use crate::config::{Config, DropDir};
+use crate::drop::{self, DropError};
+use crate::whitelist;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+/// One drop file as `list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub file: PathBuf,
+    pub owner: Option<String>,
+    pub value: Option<String>,
+    pub ttl: Option<u32>,
+    /// Seconds since the file was written.
+    pub age: u64,
+    /// With a config: whether the builder would publish it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<bool>,
+    /// Why not, when not (or why the file could not be read at all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// List `dirs`; with `config`, judge each entry against the whitelist.
+pub fn list(
+    dirs: &[DropDir],
+    config: Option<&Config>,
+    now: SystemTime,
+) -> Result<Vec<Listed>, DropError> {
+    let max = config.map_or(4096, |c| c.policy.max_fragment_bytes);
+    let mut out = Vec::new();
+    for dir in dirs {
+        drop::check_dir(&dir.path)?;
+        for entry in drop::read_dir(&dir.path, max)? {
+            let age = now
+                .duration_since(entry.modified)
+                .unwrap_or_default()
+                .as_secs();
+            let verdict = config.map(|c| whitelist::judge(c, dir, &entry, &HashMap::new(), now));
+            let (owner, value, ttl, mut reason) = match &entry.fragment {
+                Ok(f) => (Some(f.owner.clone()), Some(f.value.clone()), f.ttl, None),
+                Err(why) => (None, None, None, Some(why.to_string())),
+            };
+            if let Some(Err(v)) = &verdict {
+                reason = Some(v.reason().to_string());
+            }
+            out.push(Listed {
+                file: entry.path,
+                owner,
+                value,
+                ttl,
+                age,
+                accepted: verdict.map(|v| v.is_ok()),
+                reason,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The plain-text table: one line per file.
+pub fn render_text(items: &[Listed]) -> String {
+    let mut s = String::new();
+    for i in items {
+        let verdict = match (i.accepted, &i.reason) {
+            (Some(true), _) => "accepted".to_string(),
+            (_, Some(r)) => format!("refused: {r}"),
+            (Some(false), None) | (None, None) => String::new(),
+        };
+        s.push_str(&format!(
+            "{}\t{}\t{}\t{}s\t{}\t{}\n",
+            i.owner.as_deref().unwrap_or("-"),
+            i.value.as_deref().unwrap_or("-"),
+            i.ttl.map_or("-".to_string(), |t| t.to_string()),
+            i.age,
+            i.file.display(),
+            verdict
+        ));
+    }
+    s
+}

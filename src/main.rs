@@ -1,0 +1,100 @@
+//! The `zonedrop` command line: parses arguments, calls the library, prints
+//! the one error once, and exits with a documented status.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use zonedrop::commands::{self, Context};
+use zonedrop::hook::Op;
+
+const EXIT_CODES: &str = "Exit status: 0 all good; 1 a zone failed, a challenge was refused, or an on_change command failed; 2 bad usage or config.
+Invoked as zonedrop-certbot, zonedrop-lego, zonedrop-dehydrated, zonedrop-uacme or zonedrop-acmetool (a symlink), it runs `zonedrop hook <client>` with its arguments.";
+
+#[derive(Parser)]
+#[command(name = "zonedrop", version, about, after_help = EXIT_CODES)]
+struct Cli {
+    /// The config file (default: ./zonedrop.toml, /usr/local/etc/zonedrop/zonedrop.toml, /etc/zonedrop/zonedrop.toml).
+    #[arg(long, global = true, env = "ZONEDROP_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The drop directory hooks write into (default: [hook] drop, else the first [[drop]]).
+    #[arg(long, global = true, env = "ZONEDROP_DROP", value_name = "DIR")]
+    drop: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Add a challenge: write the TXT fragment for FQDN and VALUE into the drop directory.
+    Add {
+        /// The TXT owner, e.g. _acme-challenge.example.com (trailing dot optional).
+        fqdn: String,
+        value: String,
+        /// TTL for the record (default: policy.ttl_default).
+        #[arg(long)]
+        ttl: Option<u32>,
+    },
+    /// Remove a challenge: delete exactly the fragments carrying FQDN and VALUE.
+    Del { fqdn: String, value: String },
+    /// Be the hook of an ACME client: certbot, lego, dehydrated, uacme, acmetool, getssl.
+    Hook {
+        client: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// List the fragments in the drop directories (with a config: whether each would be accepted).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `zonedrop-certbot ARGS` is `zonedrop hook certbot ARGS`.
+fn multi_call(args: Vec<String>) -> Vec<String> {
+    let invoked = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    match invoked.strip_prefix("zonedrop-") {
+        Some(client) if zonedrop::hook::CLIENTS.contains(&client) => {
+            let mut out = vec![
+                "zonedrop".to_string(),
+                "hook".to_string(),
+                client.to_string(),
+            ];
+            // Keep a leading `--` (lego RAW mode) as an argument of the hook.
+            out.extend(args.into_iter().skip(1));
+            out
+        }
+        _ => args,
+    }
+}
+
+fn main() -> ExitCode {
+    let args = multi_call(std::env::args().collect());
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let ctx = Context {
+        config: cli.config,
+        drop: cli.drop,
+    };
+    let result = match &cli.command {
+        Command::Add { fqdn, value, ttl } => commands::add_del(&ctx, Op::Add, fqdn, value, *ttl),
+        Command::Del { fqdn, value } => commands::add_del(&ctx, Op::Del, fqdn, value, None),
+        Command::Hook { client, args } => commands::hook(&ctx, client, args),
+        Command::List { json } => commands::list(&ctx, *json),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("zonedrop: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

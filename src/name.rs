@@ -1,0 +1,152 @@
+//! Domain names as zonedrop handles them: lowercase, absolute (trailing dot),
+//! letters/digits/hyphen/underscore labels only.
+//!
+//! This is deliberately stricter than RFC 1035 §2.3.1 plus underscores: hook
+//! arguments and drop fragments are untrusted, and a name with escapes, spaces
+//! or quotes has no business being a challenge owner. Zone data written by the
+//! operator is parsed by hickory instead and does not come through here.
+
+use thiserror::Error;
+
+/// Why a string is not a domain name we accept.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum NameError {
+    #[error("`{0}` is not a domain name: it is empty")]
+    Empty(String),
+    #[error("`{0}` is not a domain name: it has an empty label")]
+    EmptyLabel(String),
+    #[error("`{0}` is not a domain name: a label is longer than 63 bytes")]
+    LongLabel(String),
+    #[error("`{0}` is not a domain name: it is longer than 253 bytes")]
+    TooLong(String),
+    #[error(
+        "`{name}` is not a domain name: `{ch}` is not allowed (letters, digits, `-` and `_` only)"
+    )]
+    BadChar { name: String, ch: char },
+}
+
+/// Parse `s` (with or without the trailing dot, any case) into a lowercase
+/// absolute name such as `_acme-challenge.example.test.`.
+///
+/// RFC 1035 §2.3.4: labels of at most 63 octets, names of at most 255 octets
+/// on the wire, which is 253 characters in presentation form without the root.
+pub fn parse_fqdn(s: &str) -> Result<String, NameError> {
+    let shown = || printable(s);
+    let body = s.strip_suffix('.').unwrap_or(s);
+    if body.is_empty() {
+        return Err(NameError::Empty(shown()));
+    }
+    if body.len() > 253 {
+        return Err(NameError::TooLong(shown()));
+    }
+    for label in body.split('.') {
+        if label.is_empty() {
+            return Err(NameError::EmptyLabel(shown()));
+        }
+        if label.len() > 63 {
+            return Err(NameError::LongLabel(shown()));
+        }
+        if let Some(ch) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(NameError::BadChar { name: shown(), ch });
+        }
+    }
+    let mut out = body.to_ascii_lowercase();
+    out.push('.');
+    Ok(out)
+}
+
+/// Like [`parse_fqdn`], but also accepts a leading `*.` wildcard label
+/// (RFC 4592), as used in `[[drop]] names`.
+pub fn parse_pattern(s: &str) -> Result<String, NameError> {
+    match s.strip_prefix("*.") {
+        Some(rest) => Ok(format!("*.{}", parse_fqdn(rest)?)),
+        None => parse_fqdn(s),
+    }
+}
+
+/// True when absolute lowercase `name` equals `zone` or lies below it.
+pub fn in_zone(name: &str, zone: &str) -> bool {
+    if zone == "." {
+        return true;
+    }
+    name == zone
+        || (name.len() > zone.len()
+            && name.ends_with(zone)
+            && name.as_bytes()[name.len() - zone.len() - 1] == b'.')
+}
+
+/// The first label of an absolute name (`_acme-challenge` for
+/// `_acme-challenge.example.test.`).
+pub fn first_label(name: &str) -> &str {
+    name.split('.').next().unwrap_or("")
+}
+
+/// The name with its first label removed (`example.test.` for
+/// `_acme-challenge.example.test.`); the root stays the root.
+pub fn parent(name: &str) -> &str {
+    match name.find('.') {
+        Some(i) if i + 1 < name.len() => &name[i + 1..],
+        _ => ".",
+    }
+}
+
+/// A name for messages: control characters and non-ASCII are escaped so one
+/// hostile argument cannot break a log line in two.
+pub fn printable(s: &str) -> String {
+    s.escape_debug().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_case_and_dot() {
+        assert_eq!(
+            parse_fqdn("_ACME-Challenge.Example.TEST").unwrap(),
+            "_acme-challenge.example.test."
+        );
+        assert_eq!(parse_fqdn("a.b.").unwrap(), "a.b.");
+    }
+
+    #[test]
+    fn refuses_bad_names() {
+        assert!(matches!(parse_fqdn(""), Err(NameError::Empty(_))));
+        assert!(matches!(parse_fqdn("."), Err(NameError::Empty(_))));
+        assert!(matches!(parse_fqdn("a..b"), Err(NameError::EmptyLabel(_))));
+        assert!(matches!(
+            parse_fqdn("a b.c"),
+            Err(NameError::BadChar { ch: ' ', .. })
+        ));
+        assert!(matches!(
+            parse_fqdn("a\\.b"),
+            Err(NameError::BadChar { .. })
+        ));
+        assert!(matches!(
+            parse_fqdn("*.a.b"),
+            Err(NameError::BadChar { ch: '*', .. })
+        ));
+        assert!(matches!(
+            parse_fqdn(&"a".repeat(64)),
+            Err(NameError::LongLabel(_))
+        ));
+        let long = vec!["abcdefghi"; 26].join(".");
+        assert!(matches!(parse_fqdn(&long), Err(NameError::TooLong(_))));
+    }
+
+    #[test]
+    fn zone_membership_is_label_aligned() {
+        assert!(in_zone("a.example.test.", "example.test."));
+        assert!(in_zone("example.test.", "example.test."));
+        assert!(!in_zone("badexample.test.", "example.test."));
+        assert!(!in_zone("test.", "example.test."));
+        assert_eq!(parent("_acme-challenge.example.test."), "example.test.");
+        assert_eq!(
+            first_label("_acme-challenge.example.test."),
+            "_acme-challenge"
+        );
+    }
+}

@@ -1,0 +1,325 @@
+//! The whitelist: which drop fragments become records in a zone.
+//!
+//! DESIGN.md, "The whitelist": a record is accepted only if it is TXT (the
+//! fragment parser already refuses anything else), its owner's first label is
+//! an allowed label, the owner lies in a configured zone and within the names
+//! its drop directory may touch, its value has the configured shape, and its
+//! file passed the drop reader's checks. Accepted records are re-rendered by
+//! the zone builder with absolute owner, clamped TTL, class IN and a quoted
+//! value; drop text itself never reaches a zone.
+
+use crate::config::{Config, DropDir, Policy, ValueShape};
+use crate::drop::{self, Entry};
+use crate::fragment::{self, Fragment};
+use crate::name;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// A challenge record the builder may publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// The zone it goes into.
+    pub zone: String,
+    /// Where it is published (the CNAME target for an aliased challenge).
+    pub owner: String,
+    /// TTL clamped to `[ttl_min, ttl_max]`.
+    pub ttl: u32,
+    pub value: String,
+    /// The drop file it came from.
+    pub file: PathBuf,
+}
+
+/// A drop file, or a record in it, that was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub file: PathBuf,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: refused: {}", self.file.display(), self.reason)
+    }
+}
+
+/// Check an owner's first label against `policy.labels`.
+pub fn check_label(owner: &str, policy: &Policy) -> Result<(), String> {
+    let label = name::first_label(owner);
+    if policy.labels.iter().any(|l| l.eq_ignore_ascii_case(label)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the owner `{owner}` does not start with an allowed label ({})",
+            policy.labels.join(", ")
+        ))
+    }
+}
+
+/// Check a value against the policy's value shape.
+pub fn check_value(value: &str, policy: &Policy) -> Result<(), String> {
+    fragment::check_value(value)
+        .map_err(|e| format!("the value `{}` {e}", name::printable(value)))?;
+    match policy.value {
+        // RFC 8555 §8.4: base64url(SHA-256(key authorization)), no padding:
+        // 32 bytes are 43 characters.
+        ValueShape::Acme
+            if value.len() != 43
+                || !value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Err(format!(
+                "the value `{}` is not an ACME DNS-01 digest (43 characters of base64url)",
+                name::printable(value)
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `[[drop]] names` allow a challenge at `owner`: `example.test`
+/// allows `<label>.example.test`, `*.example.test` allows `<label>.X` for any
+/// X strictly below `example.test`. No names: any managed name.
+pub fn drop_allows(names: Option<&[String]>, owner: &str) -> bool {
+    let Some(names) = names else { return true };
+    let domain = name::parent(owner);
+    names
+        .iter()
+        .any(|pattern| match pattern.strip_prefix("*.") {
+            Some(base) => domain != base && name::in_zone(domain, base),
+            None => domain == pattern,
+        })
+}
+
+/// Every drop directory read, checked and sorted into accepted challenges and
+/// refusals. `aliases` maps a challenge owner that holds a CNAME in the zone
+/// data to its target; `now` is injectable for tests.
+pub struct Sorted {
+    pub challenges: Vec<Challenge>,
+    pub refusals: Vec<Refusal>,
+}
+
+/// Read all drop directories of `config` and apply the whitelist.
+pub fn sort_drops(config: &Config, aliases: &HashMap<String, String>, now: SystemTime) -> Sorted {
+    let mut out = Sorted {
+        challenges: Vec::new(),
+        refusals: Vec::new(),
+    };
+    for dir in &config.drops {
+        sort_dir(config, dir, aliases, now, &mut out);
+    }
+    limit_per_owner(&mut out, config.policy.max_values_per_name);
+    out
+}
+
+fn sort_dir(
+    config: &Config,
+    dir: &DropDir,
+    aliases: &HashMap<String, String>,
+    now: SystemTime,
+    out: &mut Sorted,
+) {
+    let policy = &config.policy;
+    let refuse = |out: &mut Sorted, file: &Path, reason: String| {
+        out.refusals.push(Refusal {
+            file: file.to_path_buf(),
+            reason,
+        })
+    };
+    let names = match drop::list_names(&dir.path) {
+        Ok(n) => n,
+        // A drop directory that does not exist (yet) holds no challenges.
+        Err(drop::DropError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            return
+        }
+        Err(e) => {
+            refuse(out, &dir.path, e.to_string());
+            return;
+        }
+    };
+    let mut entries: Vec<Entry> = names
+        .into_iter()
+        .filter_map(|n| drop::read_entry(&dir.path.join(n), policy.max_fragment_bytes).ok())
+        .collect();
+    if entries.len() > policy.max_files {
+        // Keep the newest: a live client's fragment is always recent.
+        entries.sort_by_key(|e| std::cmp::Reverse(e.modified));
+        let over = entries.split_off(policy.max_files);
+        refuse(
+            out,
+            &dir.path,
+            format!(
+                "{} files over the limit of {} (policy.max_files) were ignored, oldest first",
+                over.len(),
+                policy.max_files
+            ),
+        );
+    }
+    for entry in entries {
+        let prune = |path: &Path| {
+            // Best effort: on a read-only mount it stays, and stays ignored.
+            let _ = std::fs::remove_file(path);
+        };
+        match judge(config, dir, &entry, aliases, now) {
+            Ok(c) => out.challenges.push(c),
+            Err(Verdict::Expired(reason)) => {
+                prune(&entry.path);
+                refuse(out, &entry.path, reason);
+            }
+            Err(Verdict::Refused(reason)) => refuse(out, &entry.path, reason),
+        }
+    }
+}
+
+/// Why [`judge`] did not accept an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Older than `policy.max_age`: ignored, and removed where possible.
+    Expired(String),
+    Refused(String),
+}
+
+impl Verdict {
+    pub fn reason(&self) -> &str {
+        match self {
+            Verdict::Expired(r) | Verdict::Refused(r) => r,
+        }
+    }
+}
+
+/// The whole whitelist for one drop entry (but the per-owner limit, which
+/// needs all of them): the challenge it yields, or why not.
+pub fn judge(
+    config: &Config,
+    dir: &DropDir,
+    entry: &Entry,
+    aliases: &HashMap<String, String>,
+    now: SystemTime,
+) -> Result<Challenge, Verdict> {
+    let policy = &config.policy;
+    let fragment = entry
+        .fragment
+        .as_ref()
+        .map_err(|why| Verdict::Refused(why.to_string()))?;
+    let age = now.duration_since(entry.modified).unwrap_or_default();
+    if age > policy.max_age {
+        return Err(Verdict::Expired(format!(
+            "expired: older than policy.max_age ({})",
+            humantime::format_duration(policy.max_age)
+        )));
+    }
+    let (zone, owner) = accept(config, dir, fragment, aliases).map_err(Verdict::Refused)?;
+    Ok(Challenge {
+        zone,
+        owner,
+        ttl: fragment
+            .ttl
+            .unwrap_or(policy.ttl_default)
+            .clamp(policy.ttl_min, policy.ttl_max),
+        value: fragment.value.clone(),
+        file: entry.path.clone(),
+    })
+}
+
+/// The policy checks on one parsed fragment: its zone and final owner, or why not.
+fn accept(
+    config: &Config,
+    dir: &DropDir,
+    f: &Fragment,
+    aliases: &HashMap<String, String>,
+) -> Result<(String, String), String> {
+    check_label(&f.owner, &config.policy)?;
+    check_value(&f.value, &config.policy)?;
+    if config.zone_of(&f.owner).is_none() {
+        return Err(format!(
+            "the owner `{}` lies in no configured zone",
+            f.owner
+        ));
+    }
+    if !drop_allows(dir.names.as_deref(), &f.owner) {
+        return Err(format!(
+            "the owner `{}` is outside the names this drop directory may carry",
+            f.owner
+        ));
+    }
+    let owner = match aliases.get(&f.owner) {
+        Some(target) => target.clone(),
+        None => f.owner.clone(),
+    };
+    match config.zone_of(&owner) {
+        Some(zone) => Ok((zone.name.clone(), owner)),
+        None => Err(format!(
+            "`{}` is a CNAME to `{owner}`, which lies in no zone zonedrop manages",
+            f.owner
+        )),
+    }
+}
+
+/// Drop duplicate pairs, then keep at most `max` values per owner (the newest
+/// files win; the rest are refused).
+fn limit_per_owner(out: &mut Sorted, max: usize) {
+    let mut by_owner: BTreeMap<String, Vec<Challenge>> = BTreeMap::new();
+    for c in out.challenges.drain(..) {
+        let list = by_owner.entry(c.owner.clone()).or_default();
+        if !list.iter().any(|x| x.value == c.value) {
+            list.push(c);
+        }
+    }
+    for (_, mut list) in by_owner {
+        if list.len() > max {
+            list.sort_by_key(|c| std::cmp::Reverse(modified(&c.file)));
+            for c in list.split_off(max) {
+                out.refusals.push(Refusal {
+                    reason: format!(
+                        "more than {max} values for `{}` (policy.max_values_per_name)",
+                        c.owner
+                    ),
+                    file: c.file,
+                });
+            }
+        }
+        out.challenges.extend(list);
+    }
+    out.challenges
+        .sort_by(|a, b| (&a.owner, &a.value).cmp(&(&b.owner, &b.value)));
+}
+
+fn modified(p: &Path) -> SystemTime {
+    std::fs::symlink_metadata(p)
+        .and_then(|m| m.modified())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_limit_the_drop() {
+        let names = vec![
+            "example.test.".to_string(),
+            "*.sub.example.test.".to_string(),
+        ];
+        let n = Some(names.as_slice());
+        assert!(drop_allows(n, "_acme-challenge.example.test."));
+        assert!(!drop_allows(n, "_acme-challenge.www.example.test."));
+        assert!(drop_allows(n, "_acme-challenge.a.sub.example.test."));
+        assert!(drop_allows(n, "_acme-challenge.b.a.sub.example.test."));
+        assert!(!drop_allows(n, "_acme-challenge.sub.example.test."));
+        assert!(drop_allows(None, "_acme-challenge.anything.test."));
+    }
+
+    #[test]
+    fn value_shapes() {
+        let mut p = Policy::default();
+        assert!(check_value("LPsIwTo7o8BoG0-vjCyGQGBWSVIPxI-i_X336eUOQZo", &p).is_ok());
+        assert!(check_value("short", &p).is_err());
+        assert!(check_value("LPsIwTo7o8BoG0-vjCyGQGBWSVIPxI-i_X336eUOQZ=", &p).is_err());
+        p.value = ValueShape::Token;
+        assert!(check_value("short", &p).is_ok());
+        assert!(check_value("a\"b", &p).is_err());
+    }
+}
