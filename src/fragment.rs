@@ -36,7 +36,7 @@ pub enum FragmentError {
     Control,
     #[error("it holds a zone-file directive (`$...`)")]
     Directive,
-    #[error("it holds `{0}`, which a challenge record never needs")]
+    #[error("it holds `{}`, which a challenge record never needs", name::printable_char(*.0))]
     Forbidden(char),
     #[error("the owner `{0}` is relative: it must end with a dot")]
     RelativeOwner(String),
@@ -67,7 +67,7 @@ pub enum ValueError {
     Empty,
     #[error("is longer than 255 bytes")]
     TooLong,
-    #[error("holds `{0}` (quotes, spaces, backslashes, semicolons and control characters are not allowed)")]
+    #[error("holds `{}` (quotes, spaces, backslashes, semicolons and control characters are not allowed)", name::printable_char(*.0))]
     BadChar(char),
 }
 

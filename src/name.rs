@@ -96,7 +96,16 @@ pub fn parent(name: &str) -> &str {
 /// A name for messages: control characters and non-ASCII are escaped so one
 /// hostile argument cannot break a log line in two.
 pub fn printable(s: &str) -> String {
-    s.escape_debug().to_string()
+    s.chars().map(printable_char).collect()
+}
+
+/// One character for a message: control characters escaped (`\n`), others as they are.
+pub fn printable_char(c: char) -> String {
+    if c.is_control() {
+        c.escape_debug().to_string()
+    } else {
+        c.to_string()
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,5 @@
+//! The integration tests: the real `zonedrop` binary, run as a subprocess in
+//! a temporary tree, one module per feature.
+
+mod hook;
+mod support;
