@@ -3,6 +3,7 @@
 //! status or an [`Error`]. Printing of results lives here; printing of
 //! errors lives in `main`.
 
+use crate::build;
 use crate::config::{Config, DropDir};
 use crate::error::{exit, Error};
 use crate::hook::{self, Change, HookError, Op, Plan};
@@ -101,4 +102,71 @@ fn same_file(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
+}
+
+/// `zonedrop build` and `zonedrop check`.
+pub fn build(ctx: &Context, zones: &[String], force: bool, quiet: bool, dry_run: bool) -> Result<u8, Error> {
+    let config = Config::load_required(ctx.config.as_deref())?;
+    let zones = zones
+        .iter()
+        .map(|z| crate::name::parse_fqdn(z).map_err(|e| Error::Usage(format!("--zone: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = build::Options {
+        zones,
+        force,
+        dry_run,
+    };
+    let report = build::run(&config, &opts, SystemTime::now())?;
+    if !quiet || dry_run {
+        for r in &report.refusals {
+            eprintln!("zonedrop: {r}");
+        }
+    }
+    for w in &report.warnings {
+        if !quiet {
+            eprintln!("zonedrop: warning: {w}");
+        }
+    }
+    for e in &report.errors {
+        eprintln!("zonedrop: {e}");
+    }
+    if !quiet {
+        for p in &report.published {
+            println!("{p}");
+        }
+    }
+    Ok(if report.failed() { exit::FAILED } else { exit::OK })
+}
+
+/// `zonedrop init [DIR] --zone NAME`: a working tree in one command.
+pub fn init(dir: &Path, zone: &str) -> Result<u8, Error> {
+    let zone = crate::name::parse_fqdn(zone).map_err(|e| Error::Usage(format!("--zone: {e}")))?;
+    let bare = zone.trim_end_matches('.');
+    let fill = |t: &str| t.replace("{zone}", bare);
+    let files = [
+        (dir.join("zonedrop.toml"), fill(include_str!("../templates/zonedrop.toml"))),
+        (dir.join("zones/soa").join(bare), fill(include_str!("../templates/soa.zone"))),
+        (dir.join("zones/primary").join(bare), fill(include_str!("../templates/primary.zone"))),
+    ];
+    // Check everything first: init never overwrites and never half-writes.
+    for (path, _) in &files {
+        if path.exists() {
+            return Err(Error::Failed(format!(
+                "{} already exists; init writes only into a fresh tree",
+                path.display()
+            )));
+        }
+    }
+    for d in ["zones/extra", "drop"] {
+        std::fs::create_dir_all(dir.join(d)).map_err(|e| Error::Failed(format!("{}: {e}", dir.join(d).display())))?;
+    }
+    for (path, text) in &files {
+        crate::publish::write_atomic(path, text.as_bytes()).map_err(|e| Error::Failed(e.to_string()))?;
+    }
+    println!(
+        "{}: ready. Next: cd {} && zonedrop build",
+        dir.join("zonedrop.toml").display(),
+        dir.display()
+    );
+    Ok(exit::OK)
 }

@@ -21,6 +21,8 @@ pub enum Error {
     Hook(#[from] crate::hook::HookError),
     #[error(transparent)]
     Drop(#[from] crate::drop::DropError),
+    #[error(transparent)]
+    Build(#[from] crate::build::BuildError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]

@@ -5,6 +5,7 @@
 //! directory as hostile ([`whitelist`]) and assembles validated zones from
 //! the operator's sources. `ARCHITECTURE.md` maps the modules.
 
+pub mod build;
 pub mod commands;
 pub mod config;
 pub mod drop;
@@ -13,6 +14,10 @@ pub mod fragment;
 pub mod hook;
 pub mod list;
 pub mod name;
+pub mod publish;
+pub mod serial;
+pub mod source;
 pub mod whitelist;
+pub mod zone;
 
 pub use error::Error;

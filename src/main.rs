@@ -42,6 +42,30 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build the configured zones into unsigned/<zone>: silent when nothing changed.
+    Build {
+        /// Only this zone (may repeat).
+        #[arg(long = "zone", value_name = "NAME")]
+        zones: Vec<String>,
+        /// Rebuild even if no input moved since the last build.
+        #[arg(long)]
+        force: bool,
+        /// Print errors only.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Do the work of build without publishing: print every refusal and zone error.
+    Check {
+        #[arg(long = "zone", value_name = "NAME")]
+        zones: Vec<String>,
+    },
+    /// Write a commented config, soa/ and primary/ skeletons and an empty drop directory.
+    Init {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        zone: String,
+    },
     /// List the fragments in the drop directories (with a config: whether each would be accepted).
     List {
         #[arg(long)]
@@ -89,6 +113,9 @@ fn main() -> ExitCode {
         Command::Del { fqdn, value } => commands::add_del(&ctx, Op::Del, fqdn, value, None),
         Command::Hook { client, args } => commands::hook(&ctx, client, args),
         Command::List { json } => commands::list(&ctx, *json),
+        Command::Build { zones, force, quiet } => commands::build(&ctx, zones, *force, *quiet, false),
+        Command::Check { zones } => commands::build(&ctx, zones, false, false, true),
+        Command::Init { dir, zone } => commands::init(dir, zone),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -100,14 +100,15 @@ pub struct Sorted {
     pub refusals: Vec<Refusal>,
 }
 
-/// Read all drop directories of `config` and apply the whitelist.
-pub fn sort_drops(config: &Config, aliases: &HashMap<String, String>, now: SystemTime) -> Sorted {
+/// Read all drop directories of `config` and apply the whitelist; with
+/// `prune`, expired fragments are removed where the builder may write.
+pub fn sort_drops_with(config: &Config, aliases: &HashMap<String, String>, now: SystemTime, prune: bool) -> Sorted {
     let mut out = Sorted {
         challenges: Vec::new(),
         refusals: Vec::new(),
     };
     for dir in &config.drops {
-        sort_dir(config, dir, aliases, now, &mut out);
+        sort_dir(config, dir, aliases, now, prune, &mut out);
     }
     limit_per_owner(&mut out, config.policy.max_values_per_name);
     out
@@ -118,6 +119,7 @@ fn sort_dir(
     dir: &DropDir,
     aliases: &HashMap<String, String>,
     now: SystemTime,
+    prune: bool,
     out: &mut Sorted,
 ) {
     let policy = &config.policy;
@@ -159,14 +161,16 @@ fn sort_dir(
         );
     }
     for entry in entries {
-        let prune = |path: &Path| {
+        let remove = |path: &Path| {
             // Best effort: on a read-only mount it stays, and stays ignored.
-            let _ = std::fs::remove_file(path);
+            if prune {
+                let _ = std::fs::remove_file(path);
+            }
         };
         match judge(config, dir, &entry, aliases, now) {
             Ok(c) => out.challenges.push(c),
             Err(Verdict::Expired(reason)) => {
-                prune(&entry.path);
+                remove(&entry.path);
                 refuse(out, &entry.path, reason);
             }
             Err(Verdict::Refused(reason)) => refuse(out, &entry.path, reason),

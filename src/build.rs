@@ -1,0 +1,322 @@
+//! One build: read the sources and the drop directories, apply the
+//! whitelist, assemble and check every zone, choose serials, publish what
+//! changed, and run `on_change`. Also the dry run behind `zonedrop check`.
+//!
+//! A zone that fails keeps its last good output and the others still
+//! publish. A run in which nothing moved costs a `stat` per input: the
+//! manifest in state/ records every input's (size, mtime, inode).
+
+use crate::config::{Config, SerialPolicy};
+use crate::name;
+use crate::publish::{self, Lock, Manifest, PublishError, Stamp, ZoneState};
+use crate::serial;
+use crate::whitelist::{self, Challenge, Refusal};
+use crate::zone::{self, Rendered, Sources, ZoneError};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Zone(#[from] ZoneError),
+    #[error("--zone {0}: no such zone in the config")]
+    UnknownZone(String),
+}
+
+/// What the command line asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only these zones (absolute names); empty: all.
+    pub zones: Vec<String>,
+    /// Ignore the manifest.
+    pub force: bool,
+    /// Dry run (`zonedrop check`): publish nothing, write nothing, remove nothing.
+    pub dry_run: bool,
+}
+
+/// A zone that was published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub zone: String,
+    pub file: PathBuf,
+    pub old_serial: Option<u32>,
+    pub serial: u32,
+    pub challenges: usize,
+}
+
+impl std::fmt::Display for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let zone = self.zone.trim_end_matches('.');
+        let old = self.old_serial.map_or("none".to_string(), |s| s.to_string());
+        let s = if self.challenges == 1 { "" } else { "s" };
+        write!(f, "{zone}: serial {old} -> {}, {} challenge{s}", self.serial, self.challenges)
+    }
+}
+
+/// What a build did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Nothing moved since the last build: nothing was read.
+    pub skipped: bool,
+    pub published: Vec<Published>,
+    pub refusals: Vec<Refusal>,
+    /// One line each: zones that failed, on_change commands that failed.
+    pub errors: Vec<String>,
+    /// Informational lines (expired certificates and the like).
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    pub fn failed(&self) -> bool {
+        !self.errors.is_empty()
+    }
+}
+
+/// Run one build (or, with `dry_run`, one check).
+pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, BuildError> {
+    for z in &opts.zones {
+        if !config.zones.iter().any(|c| &c.name == z) {
+            return Err(BuildError::UnknownZone(z.trim_end_matches('.').to_string()));
+        }
+    }
+    let state = &config.paths.state;
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(Lock::acquire(state, config.build.lock_wait)?)
+    };
+    let now_unix = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let whole = opts.zones.is_empty();
+    if whole && !opts.force && !opts.dry_run {
+        if let Some(m) = Manifest::load(state) {
+            if m.still_current(now_unix) {
+                return Ok(Report {
+                    skipped: true,
+                    ..Report::default()
+                });
+            }
+        }
+    }
+    if !opts.dry_run {
+        publish::clean_temporaries(&config.paths.unsigned);
+    }
+    // Directories are stamped before they are read, so a file that arrives
+    // during the build makes the next build look again.
+    let mut stamps: Vec<(PathBuf, Option<Stamp>)> = Vec::new();
+    let mut stamp = |p: &Path| stamps.push((p.to_path_buf(), publish::stamp(p)));
+    if let Some(f) = &config.file {
+        stamp(f);
+    }
+    for d in [&config.paths.soa, &config.paths.primary] {
+        stamp(d);
+    }
+    for e in walkdir::WalkDir::new(&config.paths.extra).into_iter().flatten() {
+        if e.file_type().is_dir() {
+            stamp(e.path());
+        }
+    }
+    if !config.paths.extra.exists() {
+        stamp(&config.paths.extra);
+    }
+    for d in &config.drops {
+        stamp(&d.path);
+    }
+
+    let mut report = Report::default();
+    let mut sources = match Sources::new(config) {
+        Ok(s) => s,
+        Err(e) => {
+            // extra/ is shared by all zones: without it no zone is right.
+            report.errors.push(e.to_string());
+            return Ok(report);
+        }
+    };
+    for z in &config.zones {
+        if let Err(e) = sources.scan_aliases(&z.name) {
+            // Reported again, with the zone, when the zone is assembled.
+            let _ = e;
+        }
+    }
+    let sorted = whitelist::sort_drops_with(config, &sources.aliases, now, !opts.dry_run);
+    report.refusals = sorted.refusals;
+    let mut challenges: HashMap<&str, Vec<&Challenge>> = HashMap::new();
+    for c in &sorted.challenges {
+        challenges.entry(c.zone.as_str()).or_default().push(c);
+    }
+    let mut until: Option<u64> = None;
+    for c in &sorted.challenges {
+        let expires = publish::stamp(&c.file)
+            .map(|s| (s.mtime_ns / 1_000_000_000).max(0) as u64 + config.policy.max_age.as_secs() + 1);
+        until = match (until, expires) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    let mut inputs: Vec<PathBuf> = sources.extra_files.clone();
+    for zone_conf in &config.zones {
+        let zone = &zone_conf.name;
+        if !whole && !opts.zones.contains(zone) {
+            continue;
+        }
+        let records: Vec<Rendered> = challenges
+            .get(zone.as_str())
+            .map(|list| {
+                list.iter()
+                    .map(|c| Rendered {
+                        owner: c.owner.clone(),
+                        ttl: c.ttl,
+                        rtype: "TXT",
+                        rdata: zone::quote_txt(&c.value),
+                        source: c.file.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let n_challenges = records.len();
+        let assembled = match sources.assemble(zone, &records) {
+            Ok(a) => a,
+            Err(e) => {
+                report.errors.push(e.to_string());
+                continue;
+            }
+        };
+        inputs.extend(assembled.inputs.iter().cloned());
+        if let Err(e) = sources.check(&assembled, &records) {
+            report.errors.push(e.to_string());
+            continue;
+        }
+        if opts.dry_run {
+            continue;
+        }
+        match publish_zone(config, zone_conf.serial, &assembled, n_challenges, now_unix) {
+            Ok(Some(p)) => report.published.push(p),
+            Ok(None) => {}
+            Err(e) => report.errors.push(e.to_string()),
+        }
+        if let Err(e) = run_on_change(config, zone) {
+            report.errors.push(e);
+        }
+    }
+
+    if !opts.dry_run && whole {
+        if report.failed() {
+            // Look again next time, so cron reports the problem again.
+            Manifest::remove(state);
+        } else {
+            let mut entries = stamps;
+            for p in inputs
+                .iter()
+                .chain(sorted.challenges.iter().map(|c| &c.file))
+                .chain(report.refusals.iter().map(|r| &r.file))
+            {
+                entries.push((p.clone(), publish::stamp(p)));
+            }
+            for z in &config.zones {
+                let out = output_path(config, &z.name);
+                entries.push((out.clone(), publish::stamp(&out)));
+            }
+            Manifest { entries, until }.save(state)?;
+        }
+    } else if !opts.dry_run && !report.published.is_empty() {
+        Manifest::remove(state);
+    }
+    Ok(report)
+}
+
+/// Where a zone is published: unsigned/<zone without the final dot>.
+pub fn output_path(config: &Config, zone: &str) -> PathBuf {
+    config.paths.unsigned.join(zone.trim_end_matches('.'))
+}
+
+/// Publish one checked zone if its content changed; choose its serial.
+fn publish_zone(
+    config: &Config,
+    policy: SerialPolicy,
+    a: &zone::Assembled,
+    challenges: usize,
+    now_unix: u64,
+) -> Result<Option<Published>, PublishError> {
+    let state_dir = &config.paths.state;
+    let out = output_path(config, &a.zone);
+    let mut hasher = Sha256::new();
+    hasher.update(a.content().as_bytes());
+    if policy == SerialPolicy::Keep {
+        hasher.update(a.soa.serial.to_be_bytes());
+    }
+    let hash: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let previous = publish::load_zone_state(state_dir, &a.zone);
+    if let Some(p) = &previous {
+        if p.hash == hash && out.exists() {
+            return Ok(None);
+        }
+    }
+    let old_serial = previous.as_ref().map(|p| p.serial).or_else(|| publish::published_serial(&out));
+    let new_serial = match previous.as_ref().filter(|p| p.hash == hash) {
+        // Same content, output lost: publish it again as it was.
+        Some(p) => p.serial,
+        None => serial::next(policy, old_serial, a.soa.serial, now_unix as i64),
+    };
+    publish::write_atomic(&out, a.with_serial(new_serial).as_bytes())?;
+    publish::save_zone_state(
+        state_dir,
+        &a.zone,
+        &ZoneState {
+            serial: new_serial,
+            hash,
+            on_change_pending: config.build.on_change.is_some(),
+        },
+    )?;
+    Ok(Some(Published {
+        zone: a.zone.clone(),
+        file: out,
+        old_serial,
+        serial: new_serial,
+        challenges,
+    }))
+}
+
+/// Run `build.on_change` for `zone` if its state says it is due; clear the
+/// mark on success. `{zone}` and `{file}` are substituted in each argument
+/// after splitting, so they cannot inject arguments; there is no shell
+/// unless the command names one.
+fn run_on_change(config: &Config, zone: &str) -> Result<(), String> {
+    let Some(cmd) = &config.build.on_change else {
+        return Ok(());
+    };
+    let state_dir = &config.paths.state;
+    let Some(mut st) = publish::load_zone_state(state_dir, zone) else {
+        return Ok(());
+    };
+    if !st.on_change_pending {
+        return Ok(());
+    }
+    let zone_s = zone.trim_end_matches('.');
+    let file = output_path(config, zone);
+    let words = shell_words::split(cmd).map_err(|e| format!("build.on_change: cannot split `{cmd}`: {e}"))?;
+    let words: Vec<String> = words
+        .iter()
+        .map(|w| w.replace("{zone}", zone_s).replace("{file}", &file.to_string_lossy()))
+        .collect();
+    let Some((program, args)) = words.split_first() else {
+        return Err("build.on_change is empty".into());
+    };
+    let result = Command::new(program).args(args).status();
+    match result {
+        Ok(s) if s.success() => {
+            st.on_change_pending = false;
+            publish::save_zone_state(state_dir, zone, &st).map_err(|e| e.to_string())
+        }
+        Ok(s) => Err(format!("{zone_s}: on_change `{cmd}` failed ({s}); it runs again on the next build")),
+        Err(e) => Err(format!(
+            "{zone_s}: on_change `{cmd}`: cannot run {}: {e}; it runs again on the next build",
+            name::printable(program)
+        )),
+    }
+}

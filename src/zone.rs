@@ -1,0 +1,671 @@
+//! Zone assembly and whole-zone checks.
+//!
+//! DESIGN.md, "Zone assembly": for each zone, `$ORIGIN zone.`, the SOA part
+//! (its serial set later by policy), the primary part, the extra entries
+//! whose owners fall in the zone (closest enclosing zone wins), TLSA/SSHFP
+//! records, then the accepted challenges. Every part starts at the zone's
+//! origin and default TTL, so a directive in one part cannot change the
+//! meaning of another. The assembled text is parsed as a whole by hickory
+//! (the fast path); when that or a whole-zone check fails, the entries are
+//! parsed one by one to name the file and line (hickory reports neither).
+
+use crate::config::Config;
+use crate::name;
+use crate::source::{self, Entry, Expander, Scope, Sink};
+use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::txt::{parse_ttl, Parser};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Stands where the SOA serial goes until the policy has chosen it.
+const SERIAL_MARK: &str = "4294967295";
+
+/// What is wrong with a zone, and where (the file and line when known).
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ZoneError {
+    #[error("{}:{line}: {message}", file.display())]
+    At {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("zone {zone}: {message}")]
+    Zone { zone: String, message: String },
+}
+
+impl From<source::SourceError> for ZoneError {
+    fn from(e: source::SourceError) -> Self {
+        ZoneError::At {
+            file: e.file,
+            line: e.line,
+            message: e.message,
+        }
+    }
+}
+
+/// The SOA as found in soa/<zone>.
+#[derive(Debug, Clone)]
+pub struct Soa {
+    pub file: PathBuf,
+    pub line: usize,
+    /// The serial as written.
+    pub serial: u32,
+    /// The zone's default TTL: soa/'s `$TTL`, else the SOA minimum.
+    pub default_ttl: String,
+}
+
+/// An extra entry, owned, with its zone.
+#[derive(Debug, Clone)]
+struct ExtraEntry {
+    zone: String,
+    file: Arc<PathBuf>,
+    line: usize,
+    scope: Scope,
+    owner: String,
+    rest: String,
+}
+
+/// A record zonedrop renders itself (challenge, TLSA, SSHFP), with where it came from.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub owner: String,
+    pub ttl: u32,
+    pub rtype: &'static str,
+    /// Zone-file text of the data (a TXT value already quoted).
+    pub rdata: String,
+    pub source: PathBuf,
+}
+
+/// A zone assembled: its text with the serial still open.
+#[derive(Debug, Clone)]
+pub struct Assembled {
+    pub zone: String,
+    text: String,
+    /// Byte offset of the serial mark in `text`.
+    serial_at: usize,
+    pub soa: Soa,
+    /// Every source file read for it (soa, primary, included files).
+    pub inputs: Vec<PathBuf>,
+    /// How many records the text holds (to catch duplicates hickory merges).
+    entries: usize,
+}
+
+impl Assembled {
+    /// The text with the serial filled in.
+    pub fn with_serial(&self, serial: u32) -> String {
+        let mut s = String::with_capacity(self.text.len());
+        s.push_str(&self.text[..self.serial_at]);
+        s.push_str(&serial.to_string());
+        s.push_str(&self.text[self.serial_at + SERIAL_MARK.len()..]);
+        s
+    }
+
+    /// The text with the serial left open: what "content changed" compares.
+    pub fn content(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Reads the operator's sources for all zones of a config.
+pub struct Sources<'c> {
+    config: &'c Config,
+    roots: Vec<PathBuf>,
+    extras: Vec<ExtraEntry>,
+    /// Extra files (for the manifest).
+    pub extra_files: Vec<PathBuf>,
+    /// Challenge owners that hold a CNAME in zone data: owner → target.
+    pub aliases: HashMap<String, String>,
+}
+
+impl<'c> Sources<'c> {
+    /// Read extra/ (every regular file, recursively; dot-files skipped) and
+    /// assign its entries to zones.
+    pub fn new(config: &'c Config) -> Result<Sources<'c>, ZoneError> {
+        let roots: Vec<PathBuf> = [&config.paths.soa, &config.paths.primary, &config.paths.extra]
+            .iter()
+            .filter_map(|p| p.canonicalize().ok())
+            .collect();
+        let mut s = Sources {
+            config,
+            roots,
+            extras: Vec::new(),
+            extra_files: Vec::new(),
+            aliases: HashMap::new(),
+        };
+        s.read_extras()?;
+        Ok(s)
+    }
+
+    fn read_extras(&mut self) -> Result<(), ZoneError> {
+        let dir = &self.config.paths.extra;
+        if !dir.exists() {
+            return Ok(());
+        }
+        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.into_path())
+            .collect();
+        files.sort();
+        struct Collect<'a> {
+            config: &'a Config,
+            out: Vec<ExtraEntry>,
+        }
+        impl Sink for Collect<'_> {
+            fn entry(&mut self, e: &Entry<'_>) -> Result<(), String> {
+                let owner = e.owner.to_ascii_lowercase();
+                let zone = self
+                    .config
+                    .zone_of(&owner)
+                    .ok_or_else(|| format!("the owner `{}` lies in no configured zone", e.owner))?;
+                self.out.push(ExtraEntry {
+                    zone: zone.name.clone(),
+                    file: e.file.clone(),
+                    line: e.line,
+                    scope: e.scope.clone(),
+                    owner: e.owner.to_string(),
+                    rest: e.rest_text().into_owned(),
+                });
+                Ok(())
+            }
+        }
+        let mut sink = Collect {
+            config: self.config,
+            out: Vec::new(),
+        };
+        let expander = Expander::new(&self.roots);
+        for f in &files {
+            let scope = Scope {
+                origin: ".".into(),
+                ttl: None,
+            };
+            expander.expand(f, scope, &mut sink)?;
+        }
+        for e in &sink.out {
+            self.note_alias(&e.owner, &e.scope, &e.rest);
+        }
+        self.extras = sink.out;
+        self.extra_files = files;
+        Ok(())
+    }
+
+    /// Remember a CNAME at a challenge owner (the "challenge alias" pattern).
+    fn note_alias(&mut self, owner: &str, scope: &Scope, rest: &str) {
+        let owner = owner.to_ascii_lowercase();
+        let label = name::first_label(&owner);
+        if !self.config.policy.labels.iter().any(|l| l.eq_ignore_ascii_case(label)) {
+            return;
+        }
+        let mut tokens = rest
+            .split(|c: char| c.is_ascii_whitespace() || c == '(' || c == ')')
+            .filter(|t| !t.is_empty());
+        let is_cname = tokens.by_ref().find(|t| !t.as_bytes()[0].is_ascii_digit() && !t.eq_ignore_ascii_case("IN"));
+        if is_cname.is_some_and(|t| t.eq_ignore_ascii_case("CNAME")) {
+            if let Some(target) = tokens.next() {
+                let target = source::absolute(target, &scope.origin).to_ascii_lowercase();
+                self.aliases.insert(owner, target);
+            }
+        }
+    }
+
+    fn soa_path(&self, zone: &str) -> PathBuf {
+        self.config.paths.soa.join(zone.trim_end_matches('.'))
+    }
+
+    fn primary_path(&self, zone: &str) -> PathBuf {
+        self.config.paths.primary.join(zone.trim_end_matches('.'))
+    }
+
+    /// Read soa/ and primary/ of `zone` once to learn its challenge aliases
+    /// (needed before the drop directories are judged).
+    pub fn scan_aliases(&mut self, zone: &str) -> Result<(), ZoneError> {
+        struct Aliases(Vec<(String, Scope, String)>);
+        impl Sink for Aliases {
+            fn entry(&mut self, e: &Entry<'_>) -> Result<(), String> {
+                if e.rtype().as_deref() == Some("CNAME") {
+                    self.0.push((e.owner.to_string(), e.scope.clone(), e.rest_text().into_owned()));
+                }
+                Ok(())
+            }
+        }
+        let mut sink = Aliases(Vec::new());
+        let scope = self.zone_scope(zone, None);
+        let expander = Expander::new(&self.roots);
+        let primary = self.primary_path(zone);
+        if primary.exists() {
+            expander.expand(&primary, scope, &mut sink)?;
+        }
+        for (owner, scope, rest) in sink.0 {
+            self.note_alias(&owner, &scope, &rest);
+        }
+        Ok(())
+    }
+
+    fn zone_scope(&self, zone: &str, ttl: Option<&str>) -> Scope {
+        Scope {
+            origin: zone.into(),
+            ttl: ttl.map(Into::into),
+        }
+    }
+
+    /// Assemble `zone`: soa + primary + extra + `records` (keys, then challenges).
+    pub fn assemble(&self, zone: &str, records: &[Rendered]) -> Result<Assembled, ZoneError> {
+        let expander = Expander::new(&self.roots);
+        let soa_path = self.soa_path(zone);
+        let primary_path = self.primary_path(zone);
+        let mut inputs = Vec::new();
+
+        // The SOA part.
+        let mut soa_sink = SoaSink::default();
+        expander.expand(&soa_path, self.zone_scope(zone, None), &mut soa_sink)?;
+        inputs.append(&mut soa_sink.files);
+        let soa_entry = match soa_sink.soa.take() {
+            Some(s) => s,
+            None => {
+                return Err(ZoneError::At {
+                    file: soa_path,
+                    line: 1,
+                    message: format!("no SOA record for {zone}"),
+                })
+            }
+        };
+        let default_ttl = soa_entry.default_ttl.clone();
+        let mut em = Emitter::new(zone, &default_ttl);
+        let _ = writeln!(
+            em.out,
+            "; {zone} built by zonedrop from soa/, primary/ and extra/ sources and the drop directories.\n; Do not edit: the next build replaces this file."
+        );
+        em.directives(&soa_entry.scope.origin, Some(&default_ttl));
+        let serial_at;
+        {
+            let t = &soa_entry;
+            let _ = write!(em.out, "{} {} IN SOA {} {} ", t.owner, t.ttl, t.rdata[0], t.rdata[1]);
+            serial_at = em.out.len();
+            let _ = writeln!(em.out, "{SERIAL_MARK} {} {} {} {}", t.rdata[3], t.rdata[4], t.rdata[5], t.rdata[6]);
+            em.entries += 1;
+        }
+        for other in &soa_sink.others {
+            em.directives(&other.scope.origin, other.scope.ttl.as_deref());
+            em.entry(&other.owner, &other.rest);
+        }
+
+        // The primary part, streamed.
+        em.reset_scope();
+        if primary_path.exists() {
+            let mut sink = EmitSink { em: &mut em, files: Vec::new() };
+            expander.expand(&primary_path, self.zone_scope(zone, None), &mut sink)?;
+            inputs.append(&mut sink.files);
+        } else {
+            return Err(ZoneError::At {
+                file: primary_path,
+                line: 0,
+                message: "no such file: every zone needs primary/<zone> (its NS records at least)".into(),
+            });
+        }
+
+        // Extra entries of this zone.
+        em.reset_scope();
+        for e in self.extras.iter().filter(|e| e.zone == zone) {
+            em.directives(&e.scope.origin, e.scope.ttl.as_deref());
+            em.entry(&e.owner, &e.rest);
+        }
+
+        // Records zonedrop renders itself.
+        if !records.is_empty() {
+            em.reset_scope();
+            for r in records {
+                let _ = writeln!(em.out, "{} {} IN {} {}", r.owner, r.ttl, r.rtype, r.rdata);
+                em.entries += 1;
+            }
+        }
+        Ok(Assembled {
+            zone: zone.to_string(),
+            entries: em.entries,
+            text: em.out,
+            serial_at,
+            soa: Soa {
+                file: soa_path,
+                line: soa_entry.line,
+                serial: soa_entry.serial,
+                default_ttl,
+            },
+            inputs,
+        })
+    }
+
+    /// Parse and check an assembled zone; on failure, find the file and line.
+    pub fn check(&self, a: &Assembled, records: &[Rendered]) -> Result<(), ZoneError> {
+        let zone = &a.zone;
+        let origin = Name::from_str(zone).map_err(|e| zone_err(zone, e.to_string()))?;
+        let text = a.with_serial(1);
+        let map = match Parser::new(text.as_str(), None, Some(origin.clone())).parse() {
+            Ok((_, map)) => map,
+            Err(e) => return Err(self.locate_parse_error(a, records, e.to_string())),
+        };
+        let mut count = 0usize;
+        let mut types: BTreeMap<Name, Vec<RecordType>> = BTreeMap::new();
+        let mut soas = 0;
+        for (key, set) in &map {
+            let name = Name::from(&key.name);
+            count += set.records_without_rrsigs().count();
+            if !origin.zone_of(&name) {
+                return Err(self.locate(a, records, &name, None, format!("the owner `{name}` lies outside the zone {zone}")));
+            }
+            if key.record_type == RecordType::SOA {
+                soas += 1;
+                if name != origin {
+                    return Err(self.locate(a, records, &name, Some("SOA"), format!("an SOA record belongs only at the apex {zone}, not at `{name}`")));
+                }
+            }
+            types.entry(name).or_default().push(key.record_type);
+        }
+        if soas == 0 {
+            return Err(zone_err(zone, "no SOA record at the apex".into()));
+        }
+        if !types.get(&origin).is_some_and(|t| t.contains(&RecordType::NS)) {
+            return Err(ZoneError::At {
+                file: self.primary_path(zone),
+                line: 1,
+                message: format!("no NS record at the apex {zone}"),
+            });
+        }
+        for (name, ts) in &types {
+            if ts.contains(&RecordType::CNAME) && ts.iter().any(|t| !matches!(t, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC)) {
+                let other = ts.iter().find(|t| **t != RecordType::CNAME).map(|t| t.to_string()).unwrap_or_default();
+                return Err(self.locate(
+                    a,
+                    records,
+                    name,
+                    Some(&other),
+                    format!("`{name}` has a CNAME and other data ({other}) beside it (RFC 1034 §3.6.2)"),
+                ));
+            }
+        }
+        if count != a.entries {
+            // hickory merged something: a duplicate record or a second CNAME.
+            return Err(self.locate_parse_error(a, records, "duplicate records".into()));
+        }
+        Ok(())
+    }
+
+    /// Walk the zone's entries in order, as assembled, calling `f` with
+    /// (file, line, per-entry text).
+    fn each_entry(&self, a: &Assembled, records: &[Rendered], f: &mut dyn FnMut(&Path, usize, &str, &str) -> bool) -> Result<(), ZoneError> {
+        struct Each<'f> {
+            default_ttl: String,
+            f: &'f mut dyn FnMut(&Path, usize, &str, &str) -> bool,
+            stop: bool,
+        }
+        impl Sink for Each<'_> {
+            fn entry(&mut self, e: &Entry<'_>) -> Result<(), String> {
+                if self.stop {
+                    return Ok(());
+                }
+                let ttl = e.scope.ttl.as_deref().unwrap_or(&self.default_ttl);
+                let text = format!("$ORIGIN {}\n$TTL {ttl}\n{} {}\n", e.scope.origin, e.owner, e.rest_text());
+                self.stop = !(self.f)(e.file, e.line, e.owner, &text);
+                Ok(())
+            }
+        }
+        let expander = Expander::new(&self.roots);
+        let mut sink = Each {
+            default_ttl: a.soa.default_ttl.clone(),
+            f,
+            stop: false,
+        };
+        let scope = self.zone_scope(&a.zone, None);
+        expander.expand(&self.soa_path(&a.zone), scope.clone(), &mut sink)?;
+        let primary = self.primary_path(&a.zone);
+        expander.expand(&primary, scope, &mut sink)?;
+        for e in self.extras.iter().filter(|e| e.zone == a.zone) {
+            if sink.stop {
+                break;
+            }
+            let ttl = e.scope.ttl.as_deref().unwrap_or(&a.soa.default_ttl);
+            let text = format!("$ORIGIN {}\n$TTL {ttl}\n{} {}\n", e.scope.origin, e.owner, e.rest);
+            sink.stop = !(sink.f)(&e.file, e.line, &e.owner, &text);
+        }
+        for r in records {
+            if sink.stop {
+                break;
+            }
+            let text = format!("{} {} IN {} {}\n", r.owner, r.ttl, r.rtype, r.rdata);
+            sink.stop = !(sink.f)(&r.source, 0, &r.owner, &text);
+        }
+        Ok(())
+    }
+
+    /// Parse entry by entry to find the one that fails, or the duplicate.
+    fn locate_parse_error(&self, a: &Assembled, records: &[Rendered], whole: String) -> ZoneError {
+        let mut found: Option<ZoneError> = None;
+        let mut seen: HashMap<(Name, RecordType), Vec<RData>> = HashMap::new();
+        let mut cnames: HashSet<Name> = HashSet::new();
+        let origin = Name::from_str(&a.zone).ok();
+        let walk = self.each_entry(a, records, &mut |file, line, _owner, text| {
+            let at = |message: String| ZoneError::At {
+                file: file.to_path_buf(),
+                line,
+                message,
+            };
+            match Parser::new(text, None, origin.clone()).parse() {
+                Err(e) => {
+                    found = Some(at(format!("{e}")));
+                    false
+                }
+                Ok((_, map)) => {
+                    for (key, set) in map {
+                        let name = Name::from(&key.name);
+                        for r in set.records_without_rrsigs() {
+                            let list = seen.entry((name.clone(), key.record_type)).or_default();
+                            if key.record_type == RecordType::CNAME && !cnames.insert(name.clone()) {
+                                found = Some(at(format!("`{name}` has more than one CNAME")));
+                                return false;
+                            }
+                            if key.record_type == RecordType::SOA && !list.is_empty() {
+                                found = Some(at(format!("`{name}` has more than one SOA record")));
+                                return false;
+                            }
+                            if list.contains(&r.data) {
+                                found = Some(at(format!("duplicate record: `{name}` {} {}", key.record_type, r.data)));
+                                return false;
+                            }
+                            list.push(r.data.clone());
+                        }
+                    }
+                    true
+                }
+            }
+        });
+        match (walk, found) {
+            (Err(e), _) => e,
+            (Ok(()), Some(e)) => e,
+            (Ok(()), None) => zone_err(&a.zone, whole),
+        }
+    }
+
+    /// Find the first entry with owner `name` (and type `rtype`) for a message.
+    fn locate(&self, a: &Assembled, records: &[Rendered], name: &Name, rtype: Option<&str>, message: String) -> ZoneError {
+        let want = name.to_ascii().to_ascii_lowercase();
+        let mut at: Option<(PathBuf, usize)> = None;
+        let _ = self.each_entry(a, records, &mut |file, line, owner, text| {
+            let owner_matches = owner.eq_ignore_ascii_case(&want);
+            let type_matches = rtype.is_none_or(|t| {
+                text.lines()
+                    .nth(2)
+                    .is_some_and(|l| l.split_whitespace().any(|w| w.eq_ignore_ascii_case(t)))
+            });
+            if owner_matches && type_matches {
+                at = Some((file.to_path_buf(), line));
+                return false;
+            }
+            true
+        });
+        match at {
+            Some((file, line)) => ZoneError::At { file, line, message },
+            None => zone_err(&a.zone, message),
+        }
+    }
+}
+
+fn zone_err(zone: &str, message: String) -> ZoneError {
+    ZoneError::Zone {
+        zone: zone.to_string(),
+        message,
+    }
+}
+
+/// Writes entries, emitting `$ORIGIN`/`$TTL` only when they change.
+struct Emitter {
+    out: String,
+    zone: String,
+    default_ttl: String,
+    origin: String,
+    ttl: String,
+    entries: usize,
+}
+
+impl Emitter {
+    fn new(zone: &str, default_ttl: &str) -> Self {
+        Emitter {
+            out: String::new(),
+            zone: zone.to_string(),
+            default_ttl: default_ttl.to_string(),
+            origin: String::new(),
+            ttl: String::new(),
+            entries: 0,
+        }
+    }
+
+    /// Back to the zone's origin and default TTL at the start of a part.
+    fn reset_scope(&mut self) {
+        let (zone, ttl) = (self.zone.clone(), self.default_ttl.clone());
+        self.directives(&zone, Some(&ttl));
+    }
+
+    fn directives(&mut self, origin: &str, ttl: Option<&str>) {
+        if self.origin != origin {
+            let _ = writeln!(self.out, "$ORIGIN {origin}");
+            self.origin = origin.to_string();
+        }
+        let ttl = ttl.unwrap_or(&self.default_ttl);
+        if self.ttl != ttl {
+            let _ = writeln!(self.out, "$TTL {ttl}");
+            self.ttl = ttl.to_string();
+        }
+    }
+
+    fn entry(&mut self, owner: &str, rest: &str) {
+        self.out.push_str(owner);
+        if !rest.starts_with([' ', '\t']) {
+            self.out.push(' ');
+        }
+        self.out.push_str(rest);
+        self.out.push('\n');
+        self.entries += 1;
+    }
+}
+
+struct EmitSink<'e> {
+    em: &'e mut Emitter,
+    files: Vec<PathBuf>,
+}
+
+impl Sink for EmitSink<'_> {
+    fn entry(&mut self, e: &Entry<'_>) -> Result<(), String> {
+        self.em.directives(&e.scope.origin, e.scope.ttl.as_deref());
+        self.em.entry(e.owner, &e.rest_text());
+        Ok(())
+    }
+    fn file(&mut self, path: &Path) {
+        self.files.push(path.to_path_buf());
+    }
+}
+
+/// The SOA entry of soa/<zone>, taken apart.
+struct SoaEntry {
+    line: usize,
+    owner: String,
+    ttl: String,
+    rdata: Vec<String>,
+    serial: u32,
+    scope: Scope,
+    default_ttl: String,
+}
+
+struct OtherEntry {
+    scope: Scope,
+    owner: String,
+    rest: String,
+}
+
+#[derive(Default)]
+struct SoaSink {
+    soa: Option<SoaEntry>,
+    others: Vec<OtherEntry>,
+    files: Vec<PathBuf>,
+}
+
+impl Sink for SoaSink {
+    fn entry(&mut self, e: &Entry<'_>) -> Result<(), String> {
+        if e.rtype().as_deref() != Some("SOA") {
+            self.others.push(OtherEntry {
+                scope: e.scope.clone(),
+                owner: e.owner.to_string(),
+                rest: e.rest_text().into_owned(),
+            });
+            return Ok(());
+        }
+        if self.soa.is_some() {
+            return Err("a second SOA record".into());
+        }
+        let rdata: Vec<String> = e.rdata().iter().map(|t| t.to_string()).collect();
+        if rdata.len() != 7 {
+            return Err(format!(
+                "the SOA record has {} fields, expected 7 (MNAME RNAME SERIAL REFRESH RETRY EXPIRE MINIMUM)",
+                rdata.len()
+            ));
+        }
+        let serial: u32 = rdata[2]
+            .parse()
+            .map_err(|_| format!("the SOA serial `{}` is not a number from 0 to 4294967295", rdata[2]))?;
+        let minimum = parse_ttl(&rdata[6]).map_err(|_| format!("the SOA minimum `{}` is not a TTL", rdata[6]))?;
+        // RFC 2308 §4: without $TTL, the SOA minimum served as the default TTL.
+        let default_ttl = e.scope.ttl.as_deref().map_or_else(|| minimum.to_string(), str::to_string);
+        let ttl = e.ttl_token().map_or_else(|| default_ttl.clone(), str::to_string);
+        self.soa = Some(SoaEntry {
+            line: e.line,
+            owner: e.owner.to_string(),
+            ttl,
+            rdata,
+            serial,
+            scope: e.scope.clone(),
+            default_ttl,
+        });
+        Ok(())
+    }
+    fn file(&mut self, path: &Path) {
+        self.files.push(path.to_path_buf());
+    }
+}
+
+/// Render a TXT value as one quoted character-string. Values reaching here
+/// were checked by the whitelist: no quote, backslash or control character.
+pub fn quote_txt(value: &str) -> String {
+    let mut s = String::with_capacity(value.len() + 2);
+    s.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('"');
+    s
+}
