@@ -53,9 +53,15 @@ pub struct Published {
 impl std::fmt::Display for Published {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let zone = self.zone.trim_end_matches('.');
-        let old = self.old_serial.map_or("none".to_string(), |s| s.to_string());
+        let old = self
+            .old_serial
+            .map_or("none".to_string(), |s| s.to_string());
         let s = if self.challenges == 1 { "" } else { "s" };
-        write!(f, "{zone}: serial {old} -> {}, {} challenge{s}", self.serial, self.challenges)
+        write!(
+            f,
+            "{zone}: serial {old} -> {}, {} challenge{s}",
+            self.serial, self.challenges
+        )
     }
 }
 
@@ -116,7 +122,10 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
     for d in [&config.paths.soa, &config.paths.primary] {
         stamp(d);
     }
-    for e in walkdir::WalkDir::new(&config.paths.extra).into_iter().flatten() {
+    for e in walkdir::WalkDir::new(&config.paths.extra)
+        .into_iter()
+        .flatten()
+    {
         if e.file_type().is_dir() {
             stamp(e.path());
         }
@@ -151,8 +160,9 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
     }
     let mut until: Option<u64> = None;
     for c in &sorted.challenges {
-        let expires = publish::stamp(&c.file)
-            .map(|s| (s.mtime_ns / 1_000_000_000).max(0) as u64 + config.policy.max_age.as_secs() + 1);
+        let expires = publish::stamp(&c.file).map(|s| {
+            (s.mtime_ns / 1_000_000_000).max(0) as u64 + config.policy.max_age.as_secs() + 1
+        });
         until = match (until, expires) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -250,14 +260,21 @@ fn publish_zone(
     if policy == SerialPolicy::Keep {
         hasher.update(a.soa.serial.to_be_bytes());
     }
-    let hash: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let hash: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let previous = publish::load_zone_state(state_dir, &a.zone);
     if let Some(p) = &previous {
         if p.hash == hash && out.exists() {
             return Ok(None);
         }
     }
-    let old_serial = previous.as_ref().map(|p| p.serial).or_else(|| publish::published_serial(&out));
+    let old_serial = previous
+        .as_ref()
+        .map(|p| p.serial)
+        .or_else(|| publish::published_serial(&out));
     let new_serial = match previous.as_ref().filter(|p| p.hash == hash) {
         // Same content, output lost: publish it again as it was.
         Some(p) => p.serial,
@@ -299,10 +316,14 @@ fn run_on_change(config: &Config, zone: &str) -> Result<(), String> {
     }
     let zone_s = zone.trim_end_matches('.');
     let file = output_path(config, zone);
-    let words = shell_words::split(cmd).map_err(|e| format!("build.on_change: cannot split `{cmd}`: {e}"))?;
+    let words = shell_words::split(cmd)
+        .map_err(|e| format!("build.on_change: cannot split `{cmd}`: {e}"))?;
     let words: Vec<String> = words
         .iter()
-        .map(|w| w.replace("{zone}", zone_s).replace("{file}", &file.to_string_lossy()))
+        .map(|w| {
+            w.replace("{zone}", zone_s)
+                .replace("{file}", &file.to_string_lossy())
+        })
         .collect();
     let Some((program, args)) = words.split_first() else {
         return Err("build.on_change is empty".into());
@@ -313,7 +334,9 @@ fn run_on_change(config: &Config, zone: &str) -> Result<(), String> {
             st.on_change_pending = false;
             publish::save_zone_state(state_dir, zone, &st).map_err(|e| e.to_string())
         }
-        Ok(s) => Err(format!("{zone_s}: on_change `{cmd}` failed ({s}); it runs again on the next build")),
+        Ok(s) => Err(format!(
+            "{zone_s}: on_change `{cmd}` failed ({s}); it runs again on the next build"
+        )),
         Err(e) => Err(format!(
             "{zone_s}: on_change `{cmd}`: cannot run {}: {e}; it runs again on the next build",
             name::printable(program)

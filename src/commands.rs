@@ -105,7 +105,13 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// `zonedrop build` and `zonedrop check`.
-pub fn build(ctx: &Context, zones: &[String], force: bool, quiet: bool, dry_run: bool) -> Result<u8, Error> {
+pub fn build(
+    ctx: &Context,
+    zones: &[String],
+    force: bool,
+    quiet: bool,
+    dry_run: bool,
+) -> Result<u8, Error> {
     let config = Config::load_required(ctx.config.as_deref())?;
     let zones = zones
         .iter()
@@ -135,7 +141,11 @@ pub fn build(ctx: &Context, zones: &[String], force: bool, quiet: bool, dry_run:
             println!("{p}");
         }
     }
-    Ok(if report.failed() { exit::FAILED } else { exit::OK })
+    Ok(if report.failed() {
+        exit::FAILED
+    } else {
+        exit::OK
+    })
 }
 
 /// `zonedrop init [DIR] --zone NAME`: a working tree in one command.
@@ -144,9 +154,18 @@ pub fn init(dir: &Path, zone: &str) -> Result<u8, Error> {
     let bare = zone.trim_end_matches('.');
     let fill = |t: &str| t.replace("{zone}", bare);
     let files = [
-        (dir.join("zonedrop.toml"), fill(include_str!("../templates/zonedrop.toml"))),
-        (dir.join("zones/soa").join(bare), fill(include_str!("../templates/soa.zone"))),
-        (dir.join("zones/primary").join(bare), fill(include_str!("../templates/primary.zone"))),
+        (
+            dir.join("zonedrop.toml"),
+            fill(include_str!("../templates/zonedrop.toml")),
+        ),
+        (
+            dir.join("zones/soa").join(bare),
+            fill(include_str!("../templates/soa.zone")),
+        ),
+        (
+            dir.join("zones/primary").join(bare),
+            fill(include_str!("../templates/primary.zone")),
+        ),
     ];
     // Check everything first: init never overwrites and never half-writes.
     for (path, _) in &files {
@@ -158,10 +177,12 @@ pub fn init(dir: &Path, zone: &str) -> Result<u8, Error> {
         }
     }
     for d in ["zones/extra", "drop"] {
-        std::fs::create_dir_all(dir.join(d)).map_err(|e| Error::Failed(format!("{}: {e}", dir.join(d).display())))?;
+        std::fs::create_dir_all(dir.join(d))
+            .map_err(|e| Error::Failed(format!("{}: {e}", dir.join(d).display())))?;
     }
     for (path, text) in &files {
-        crate::publish::write_atomic(path, text.as_bytes()).map_err(|e| Error::Failed(e.to_string()))?;
+        crate::publish::write_atomic(path, text.as_bytes())
+            .map_err(|e| Error::Failed(e.to_string()))?;
     }
     println!(
         "{}: ready. Next: cd {} && zonedrop build",

@@ -113,7 +113,11 @@ fn main() -> ExitCode {
         Command::Del { fqdn, value } => commands::add_del(&ctx, Op::Del, fqdn, value, None),
         Command::Hook { client, args } => commands::hook(&ctx, client, args),
         Command::List { json } => commands::list(&ctx, *json),
-        Command::Build { zones, force, quiet } => commands::build(&ctx, zones, *force, *quiet, false),
+        Command::Build {
+            zones,
+            force,
+            quiet,
+        } => commands::build(&ctx, zones, *force, *quiet, false),
         Command::Check { zones } => commands::build(&ctx, zones, false, false, true),
         Command::Init { dir, zone } => commands::init(dir, zone),
     };

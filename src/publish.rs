@@ -180,10 +180,7 @@ impl Lock {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(fs::TryLockError::WouldBlock) => {
-                    return Err(PublishError::Locked {
-                        path,
-                        waited: wait,
-                    })
+                    return Err(PublishError::Locked { path, waited: wait })
                 }
                 Err(fs::TryLockError::Error(e)) => return Err(write_err(&path)(e)),
             }
@@ -199,7 +196,11 @@ mod tests {
     fn atomic_write_and_serial_recovery() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("out/example.test");
-        write_atomic(&p, b"example.test. 3600 IN SOA ns1.example.test. h.example.test. 42 1 2 3 4\n").unwrap();
+        write_atomic(
+            &p,
+            b"example.test. 3600 IN SOA ns1.example.test. h.example.test. 42 1 2 3 4\n",
+        )
+        .unwrap();
         assert_eq!(published_serial(&p), Some(42));
         fs::write(d.path().join("out/.zonedrop-stale"), "x").unwrap();
         clean_temporaries(&d.path().join("out"));
@@ -225,7 +226,13 @@ mod tests {
     fn second_lock_waits_then_gives_up() {
         let d = tempfile::tempdir().unwrap();
         let _held = Lock::acquire(d.path(), Duration::ZERO).unwrap();
-        let e = Lock::acquire(d.path(), Duration::from_millis(120)).err().unwrap();
-        assert!(e.to_string().contains("another zonedrop build holds the lock"), "{e}");
+        let e = Lock::acquire(d.path(), Duration::from_millis(120))
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .contains("another zonedrop build holds the lock"),
+            "{e}"
+        );
     }
 }

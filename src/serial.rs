@@ -34,7 +34,13 @@ pub fn next(policy: SerialPolicy, previous: Option<u32>, written: u32, now: i64)
     // On the first build the written serial is the starting point.
     let prev = previous.unwrap_or(written.wrapping_sub(1));
     let bumped = add(prev, 1);
-    let at_least = |candidate: u32| if greater(candidate, prev) { candidate } else { bumped };
+    let at_least = |candidate: u32| {
+        if greater(candidate, prev) {
+            candidate
+        } else {
+            bumped
+        }
+    };
     match policy {
         SerialPolicy::Keep => written,
         SerialPolicy::Increment => bumped,
@@ -76,6 +82,9 @@ mod tests {
         assert_eq!(next(Date, Some(2026112499), 1, NOW), 2026112500);
         assert_eq!(next(Date, None, 1, NOW), 2026112400);
         assert_eq!(next(Unixtime, Some(5), 1, NOW), NOW as u32);
-        assert_eq!(next(Unixtime, Some(NOW as u32 + 10), 1, NOW), NOW as u32 + 11);
+        assert_eq!(
+            next(Unixtime, Some(NOW as u32 + 10), 1, NOW),
+            NOW as u32 + 11
+        );
     }
 }

@@ -52,7 +52,8 @@ pub struct Entry<'a> {
 impl Entry<'_> {
     /// The record type token (after optional TTL and class), upper-cased.
     pub fn rtype(&self) -> Option<String> {
-        self.type_index().map(|i| self.tokens[i].to_ascii_uppercase())
+        self.type_index()
+            .map(|i| self.tokens[i].to_ascii_uppercase())
     }
 
     /// Index in `tokens` of the type.
@@ -105,7 +106,8 @@ pub fn at_to_origin<'a>(text: &'a str, origin: &str) -> std::borrow::Cow<'a, str
             b'\n' => comment = false,
             b'@' if !quoted && !comment => {
                 let before = i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'(' | b'\n');
-                let after = i + 1 == b.len() || matches!(b[i + 1], b' ' | b'\t' | b')' | b'\n' | b'\r' | b';');
+                let after = i + 1 == b.len()
+                    || matches!(b[i + 1], b' ' | b'\t' | b')' | b'\n' | b'\r' | b';');
                 if before && after {
                     out.push_str(origin);
                     i += 1;
@@ -129,7 +131,9 @@ fn is_class(t: &str) -> bool {
     ["IN", "CH", "HS", "CS", "NONE", "ANY"]
         .iter()
         .any(|c| t.eq_ignore_ascii_case(c))
-        || (t.len() > 5 && t[..5].eq_ignore_ascii_case("CLASS") && t[5..].bytes().all(|b| b.is_ascii_digit()))
+        || (t.len() > 5
+            && t[..5].eq_ignore_ascii_case("CLASS")
+            && t[5..].bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Make `name` absolute against `origin` (`@` is the origin).
@@ -151,7 +155,11 @@ fn ends_with_unescaped_dot(name: &str) -> bool {
         return false;
     }
     // Count the backslashes before the final dot: even means unescaped.
-    let slashes = b[..b.len() - 1].iter().rev().take_while(|&&c| c == b'\\').count();
+    let slashes = b[..b.len() - 1]
+        .iter()
+        .rev()
+        .take_while(|&&c| c == b'\\')
+        .count();
     slashes % 2 == 0
 }
 
@@ -175,7 +183,12 @@ impl<'r> Expander<'r> {
     }
 
     /// Expand `path` read in `scope`.
-    pub fn expand(&self, path: &Path, scope: Scope, sink: &mut dyn Sink) -> Result<(), SourceError> {
+    pub fn expand(
+        &self,
+        path: &Path,
+        scope: Scope,
+        sink: &mut dyn Sink,
+    ) -> Result<(), SourceError> {
         let text = std::fs::read_to_string(path).map_err(|e| SourceError {
             file: path.to_path_buf(),
             line: 0,
@@ -247,13 +260,19 @@ impl<'r> Expander<'r> {
                 continue;
             }
             let (owner, rest_tokens, rest) = if raw.blank_owner {
-                let owner = last_owner
-                    .clone()
-                    .ok_or_else(|| err(raw.line, "this entry has no owner and none came before it in this file".into()))?;
+                let owner = last_owner.clone().ok_or_else(|| {
+                    err(
+                        raw.line,
+                        "this entry has no owner and none came before it in this file".into(),
+                    )
+                })?;
                 (owner, &tokens[..], raw.text)
             } else {
                 let owner = absolute(first, &scope.origin);
-                let after = raw.text.find(first).map_or(raw.text.len(), |i| i + first.len());
+                let after = raw
+                    .text
+                    .find(first)
+                    .map_or(raw.text.len(), |i| i + first.len());
                 (owner, &tokens[1..], &raw.text[after..])
             };
             let entry = Entry {
@@ -312,7 +331,11 @@ struct Splitter<'a> {
 
 impl<'a> Splitter<'a> {
     fn new(text: &'a str) -> Self {
-        Splitter { text, pos: 0, line: 1 }
+        Splitter {
+            text,
+            pos: 0,
+            line: 1,
+        }
     }
 }
 
@@ -406,7 +429,12 @@ fn tokenize<'a>(text: &'a str, out: &mut Vec<&'a str>) {
             }
             _ => {
                 let start = i;
-                while i < b.len() && !matches!(b[i], b' ' | b'\t' | b'\r' | b'\n' | b'(' | b')' | b';' | b'"') {
+                while i < b.len()
+                    && !matches!(
+                        b[i],
+                        b' ' | b'\t' | b'\r' | b'\n' | b'(' | b')' | b';' | b'"'
+                    )
+                {
                     i += if b[i] == b'\\' { 2 } else { 1 };
                 }
                 let end = i.min(b.len());
@@ -447,30 +475,60 @@ mod tests {
         let text = "$TTL 300\n@ IN SOA ns1 host ( 1 2\n  3 4 5 ) ; comment\n\n  IN NS ns1\nwww 60 IN TXT \"a;b\" \"c\\\"d\"\n$ORIGIN sub\nx A 192.0.2.1\n";
         let mut c = Collect::default();
         Expander::new(&[])
-            .expand_text(text, Arc::new("f".into()), scope("example.test."), &mut c, 0)
+            .expand_text(
+                text,
+                Arc::new("f".into()),
+                scope("example.test."),
+                &mut c,
+                0,
+            )
             .unwrap();
         let v = c.0;
         assert_eq!(v.len(), 4);
-        assert_eq!((v[0].0, v[0].1.as_str(), v[0].3.as_str()), (2, "example.test.", "300"));
-        assert_eq!(v[0].4, ["IN", "SOA", "ns1", "host", "1", "2", "3", "4", "5"]);
+        assert_eq!(
+            (v[0].0, v[0].1.as_str(), v[0].3.as_str()),
+            (2, "example.test.", "300")
+        );
+        assert_eq!(
+            v[0].4,
+            ["IN", "SOA", "ns1", "host", "1", "2", "3", "4", "5"]
+        );
         assert_eq!((v[1].0, v[1].1.as_str()), (5, "example.test."));
         assert_eq!(v[2].4, ["60", "IN", "TXT", "\"a;b\"", "\"c\\\"d\""]);
-        assert_eq!((v[3].0, v[3].1.as_str(), v[3].2.as_str()), (8, "x.sub.example.test.", "sub.example.test."));
+        assert_eq!(
+            (v[3].0, v[3].1.as_str(), v[3].2.as_str()),
+            (8, "x.sub.example.test.", "sub.example.test.")
+        );
     }
 
     #[test]
     fn errors_name_the_line() {
         let mut c = Collect::default();
         let e = Expander::new(&[])
-            .expand_text("a A 1\n$GENERATE 1-2 x A 1\n", Arc::new("f".into()), scope("t."), &mut c, 0)
+            .expand_text(
+                "a A 1\n$GENERATE 1-2 x A 1\n",
+                Arc::new("f".into()),
+                scope("t."),
+                &mut c,
+                0,
+            )
             .unwrap_err();
-        assert_eq!(e.to_string(), "f:2: the directive $GENERATE is not supported (only $ORIGIN, $TTL and $INCLUDE)");
+        assert_eq!(
+            e.to_string(),
+            "f:2: the directive $GENERATE is not supported (only $ORIGIN, $TTL and $INCLUDE)"
+        );
         let e = Expander::new(&[])
             .expand_text("  A 1\n", Arc::new("f".into()), scope("t."), &mut c, 0)
             .unwrap_err();
         assert_eq!(e.line, 1);
         let e = Expander::new(&[])
-            .expand_text("a TXT (\"x\"\n", Arc::new("f".into()), scope("t."), &mut c, 0)
+            .expand_text(
+                "a TXT (\"x\"\n",
+                Arc::new("f".into()),
+                scope("t."),
+                &mut c,
+                0,
+            )
             .unwrap_err();
         assert_eq!(e.to_string(), "f:1: `(` is not closed");
     }
@@ -479,25 +537,45 @@ mod tests {
     fn include_is_confined_and_scoped() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().canonicalize().unwrap();
-        std::fs::write(root.join("inc"), "$ORIGIN elsewhere.\n$TTL 5\nb A 192.0.2.2\n").unwrap();
-        std::fs::write(root.join("main"), "$INCLUDE inc\nc A 192.0.2.3\n$INCLUDE /etc/passwd\n").unwrap();
+        std::fs::write(
+            root.join("inc"),
+            "$ORIGIN elsewhere.\n$TTL 5\nb A 192.0.2.2\n",
+        )
+        .unwrap();
+        std::fs::write(
+            root.join("main"),
+            "$INCLUDE inc\nc A 192.0.2.3\n$INCLUDE /etc/passwd\n",
+        )
+        .unwrap();
         let roots = vec![root.clone()];
         let mut c = Collect::default();
         let e = Expander::new(&roots)
             .expand(&root.join("main"), scope("example.test."), &mut c)
             .unwrap_err();
-        assert!(e.message.contains("lies outside the zone source folders"), "{e}");
+        assert!(
+            e.message.contains("lies outside the zone source folders"),
+            "{e}"
+        );
         assert_eq!(e.line, 3);
         // The include's $ORIGIN and $TTL did not leak into `c`.
         assert_eq!(c.0[0].1, "b.elsewhere.");
-        assert_eq!((c.0[1].1.as_str(), c.0[1].3.as_str()), ("c.example.test.", "-"));
+        assert_eq!(
+            (c.0[1].1.as_str(), c.0[1].3.as_str()),
+            ("c.example.test.", "-")
+        );
     }
 
     #[test]
     fn at_in_record_data() {
-        assert_eq!(at_to_origin(" IN CNAME @ ; @ here", "a.b."), " IN CNAME a.b. ; @ here");
+        assert_eq!(
+            at_to_origin(" IN CNAME @ ; @ here", "a.b."),
+            " IN CNAME a.b. ; @ here"
+        );
         assert_eq!(at_to_origin(" MX 10 @", "a.b."), " MX 10 a.b.");
-        assert_eq!(at_to_origin(" TXT \"x @ y\" a@b", "a.b."), " TXT \"x @ y\" a@b");
+        assert_eq!(
+            at_to_origin(" TXT \"x @ y\" a@b", "a.b."),
+            " TXT \"x @ y\" a@b"
+        );
     }
 
     #[test]

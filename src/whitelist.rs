@@ -102,7 +102,12 @@ pub struct Sorted {
 
 /// Read all drop directories of `config` and apply the whitelist; with
 /// `prune`, expired fragments are removed where the builder may write.
-pub fn sort_drops_with(config: &Config, aliases: &HashMap<String, String>, now: SystemTime, prune: bool) -> Sorted {
+pub fn sort_drops_with(
+    config: &Config,
+    aliases: &HashMap<String, String>,
+    now: SystemTime,
+    prune: bool,
+) -> Sorted {
     let mut out = Sorted {
         challenges: Vec::new(),
         refusals: Vec::new(),

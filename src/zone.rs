@@ -125,10 +125,14 @@ impl<'c> Sources<'c> {
     /// Read extra/ (every regular file, recursively; dot-files skipped) and
     /// assign its entries to zones.
     pub fn new(config: &'c Config) -> Result<Sources<'c>, ZoneError> {
-        let roots: Vec<PathBuf> = [&config.paths.soa, &config.paths.primary, &config.paths.extra]
-            .iter()
-            .filter_map(|p| p.canonicalize().ok())
-            .collect();
+        let roots: Vec<PathBuf> = [
+            &config.paths.soa,
+            &config.paths.primary,
+            &config.paths.extra,
+        ]
+        .iter()
+        .filter_map(|p| p.canonicalize().ok())
+        .collect();
         let mut s = Sources {
             config,
             roots,
@@ -200,13 +204,21 @@ impl<'c> Sources<'c> {
     fn note_alias(&mut self, owner: &str, scope: &Scope, rest: &str) {
         let owner = owner.to_ascii_lowercase();
         let label = name::first_label(&owner);
-        if !self.config.policy.labels.iter().any(|l| l.eq_ignore_ascii_case(label)) {
+        if !self
+            .config
+            .policy
+            .labels
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(label))
+        {
             return;
         }
         let mut tokens = rest
             .split(|c: char| c.is_ascii_whitespace() || c == '(' || c == ')')
             .filter(|t| !t.is_empty());
-        let is_cname = tokens.by_ref().find(|t| !t.as_bytes()[0].is_ascii_digit() && !t.eq_ignore_ascii_case("IN"));
+        let is_cname = tokens
+            .by_ref()
+            .find(|t| !t.as_bytes()[0].is_ascii_digit() && !t.eq_ignore_ascii_case("IN"));
         if is_cname.is_some_and(|t| t.eq_ignore_ascii_case("CNAME")) {
             if let Some(target) = tokens.next() {
                 let target = source::absolute(target, &scope.origin).to_ascii_lowercase();
@@ -230,7 +242,11 @@ impl<'c> Sources<'c> {
         impl Sink for Aliases {
             fn entry(&mut self, e: &Entry<'_>) -> Result<(), String> {
                 if e.rtype().as_deref() == Some("CNAME") {
-                    self.0.push((e.owner.to_string(), e.scope.clone(), e.rest_text().into_owned()));
+                    self.0.push((
+                        e.owner.to_string(),
+                        e.scope.clone(),
+                        e.rest_text().into_owned(),
+                    ));
                 }
                 Ok(())
             }
@@ -286,9 +302,17 @@ impl<'c> Sources<'c> {
         let serial_at;
         {
             let t = &soa_entry;
-            let _ = write!(em.out, "{} {} IN SOA {} {} ", t.owner, t.ttl, t.rdata[0], t.rdata[1]);
+            let _ = write!(
+                em.out,
+                "{} {} IN SOA {} {} ",
+                t.owner, t.ttl, t.rdata[0], t.rdata[1]
+            );
             serial_at = em.out.len();
-            let _ = writeln!(em.out, "{SERIAL_MARK} {} {} {} {}", t.rdata[3], t.rdata[4], t.rdata[5], t.rdata[6]);
+            let _ = writeln!(
+                em.out,
+                "{SERIAL_MARK} {} {} {} {}",
+                t.rdata[3], t.rdata[4], t.rdata[5], t.rdata[6]
+            );
             em.entries += 1;
         }
         for other in &soa_sink.others {
@@ -299,14 +323,18 @@ impl<'c> Sources<'c> {
         // The primary part, streamed.
         em.reset_scope();
         if primary_path.exists() {
-            let mut sink = EmitSink { em: &mut em, files: Vec::new() };
+            let mut sink = EmitSink {
+                em: &mut em,
+                files: Vec::new(),
+            };
             expander.expand(&primary_path, self.zone_scope(zone, None), &mut sink)?;
             inputs.append(&mut sink.files);
         } else {
             return Err(ZoneError::At {
                 file: primary_path,
                 line: 0,
-                message: "no such file: every zone needs primary/<zone> (its NS records at least)".into(),
+                message: "no such file: every zone needs primary/<zone> (its NS records at least)"
+                    .into(),
             });
         }
 
@@ -356,12 +384,24 @@ impl<'c> Sources<'c> {
             let name = Name::from(&key.name);
             count += set.records_without_rrsigs().count();
             if !origin.zone_of(&name) {
-                return Err(self.locate(a, records, &name, None, format!("the owner `{name}` lies outside the zone {zone}")));
+                return Err(self.locate(
+                    a,
+                    records,
+                    &name,
+                    None,
+                    format!("the owner `{name}` lies outside the zone {zone}"),
+                ));
             }
             if key.record_type == RecordType::SOA {
                 soas += 1;
                 if name != origin {
-                    return Err(self.locate(a, records, &name, Some("SOA"), format!("an SOA record belongs only at the apex {zone}, not at `{name}`")));
+                    return Err(self.locate(
+                        a,
+                        records,
+                        &name,
+                        Some("SOA"),
+                        format!("an SOA record belongs only at the apex {zone}, not at `{name}`"),
+                    ));
                 }
             }
             types.entry(name).or_default().push(key.record_type);
@@ -369,7 +409,10 @@ impl<'c> Sources<'c> {
         if soas == 0 {
             return Err(zone_err(zone, "no SOA record at the apex".into()));
         }
-        if !types.get(&origin).is_some_and(|t| t.contains(&RecordType::NS)) {
+        if !types
+            .get(&origin)
+            .is_some_and(|t| t.contains(&RecordType::NS))
+        {
             return Err(ZoneError::At {
                 file: self.primary_path(zone),
                 line: 1,
@@ -377,14 +420,24 @@ impl<'c> Sources<'c> {
             });
         }
         for (name, ts) in &types {
-            if ts.contains(&RecordType::CNAME) && ts.iter().any(|t| !matches!(t, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC)) {
-                let other = ts.iter().find(|t| **t != RecordType::CNAME).map(|t| t.to_string()).unwrap_or_default();
+            if ts.contains(&RecordType::CNAME)
+                && ts
+                    .iter()
+                    .any(|t| !matches!(t, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC))
+            {
+                let other = ts
+                    .iter()
+                    .find(|t| **t != RecordType::CNAME)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default();
                 return Err(self.locate(
                     a,
                     records,
                     name,
                     Some(&other),
-                    format!("`{name}` has a CNAME and other data ({other}) beside it (RFC 1034 §3.6.2)"),
+                    format!(
+                        "`{name}` has a CNAME and other data ({other}) beside it (RFC 1034 §3.6.2)"
+                    ),
                 ));
             }
         }
@@ -397,7 +450,12 @@ impl<'c> Sources<'c> {
 
     /// Walk the zone's entries in order, as assembled, calling `f` with
     /// (file, line, per-entry text).
-    fn each_entry(&self, a: &Assembled, records: &[Rendered], f: &mut dyn FnMut(&Path, usize, &str, &str) -> bool) -> Result<(), ZoneError> {
+    fn each_entry(
+        &self,
+        a: &Assembled,
+        records: &[Rendered],
+        f: &mut dyn FnMut(&Path, usize, &str, &str) -> bool,
+    ) -> Result<(), ZoneError> {
         struct Each<'f> {
             default_ttl: String,
             f: &'f mut dyn FnMut(&Path, usize, &str, &str) -> bool,
@@ -409,7 +467,12 @@ impl<'c> Sources<'c> {
                     return Ok(());
                 }
                 let ttl = e.scope.ttl.as_deref().unwrap_or(&self.default_ttl);
-                let text = format!("$ORIGIN {}\n$TTL {ttl}\n{} {}\n", e.scope.origin, e.owner, e.rest_text());
+                let text = format!(
+                    "$ORIGIN {}\n$TTL {ttl}\n{} {}\n",
+                    e.scope.origin,
+                    e.owner,
+                    e.rest_text()
+                );
                 self.stop = !(self.f)(e.file, e.line, e.owner, &text);
                 Ok(())
             }
@@ -429,7 +492,10 @@ impl<'c> Sources<'c> {
                 break;
             }
             let ttl = e.scope.ttl.as_deref().unwrap_or(&a.soa.default_ttl);
-            let text = format!("$ORIGIN {}\n$TTL {ttl}\n{} {}\n", e.scope.origin, e.owner, e.rest);
+            let text = format!(
+                "$ORIGIN {}\n$TTL {ttl}\n{} {}\n",
+                e.scope.origin, e.owner, e.rest
+            );
             sink.stop = !(sink.f)(&e.file, e.line, &e.owner, &text);
         }
         for r in records {
@@ -464,7 +530,8 @@ impl<'c> Sources<'c> {
                         let name = Name::from(&key.name);
                         for r in set.records_without_rrsigs() {
                             let list = seen.entry((name.clone(), key.record_type)).or_default();
-                            if key.record_type == RecordType::CNAME && !cnames.insert(name.clone()) {
+                            if key.record_type == RecordType::CNAME && !cnames.insert(name.clone())
+                            {
                                 found = Some(at(format!("`{name}` has more than one CNAME")));
                                 return false;
                             }
@@ -473,7 +540,10 @@ impl<'c> Sources<'c> {
                                 return false;
                             }
                             if list.contains(&r.data) {
-                                found = Some(at(format!("duplicate record: `{name}` {} {}", key.record_type, r.data)));
+                                found = Some(at(format!(
+                                    "duplicate record: `{name}` {} {}",
+                                    key.record_type, r.data
+                                )));
                                 return false;
                             }
                             list.push(r.data.clone());
@@ -491,7 +561,14 @@ impl<'c> Sources<'c> {
     }
 
     /// Find the first entry with owner `name` (and type `rtype`) for a message.
-    fn locate(&self, a: &Assembled, records: &[Rendered], name: &Name, rtype: Option<&str>, message: String) -> ZoneError {
+    fn locate(
+        &self,
+        a: &Assembled,
+        records: &[Rendered],
+        name: &Name,
+        rtype: Option<&str>,
+        message: String,
+    ) -> ZoneError {
         let want = name.to_ascii().to_ascii_lowercase();
         let mut at: Option<(PathBuf, usize)> = None;
         let _ = self.each_entry(a, records, &mut |file, line, owner, text| {
@@ -508,7 +585,11 @@ impl<'c> Sources<'c> {
             true
         });
         match at {
-            Some((file, line)) => ZoneError::At { file, line, message },
+            Some((file, line)) => ZoneError::At {
+                file,
+                line,
+                message,
+            },
             None => zone_err(&a.zone, message),
         }
     }
@@ -632,13 +713,23 @@ impl Sink for SoaSink {
                 rdata.len()
             ));
         }
-        let serial: u32 = rdata[2]
-            .parse()
-            .map_err(|_| format!("the SOA serial `{}` is not a number from 0 to 4294967295", rdata[2]))?;
-        let minimum = parse_ttl(&rdata[6]).map_err(|_| format!("the SOA minimum `{}` is not a TTL", rdata[6]))?;
+        let serial: u32 = rdata[2].parse().map_err(|_| {
+            format!(
+                "the SOA serial `{}` is not a number from 0 to 4294967295",
+                rdata[2]
+            )
+        })?;
+        let minimum = parse_ttl(&rdata[6])
+            .map_err(|_| format!("the SOA minimum `{}` is not a TTL", rdata[6]))?;
         // RFC 2308 §4: without $TTL, the SOA minimum served as the default TTL.
-        let default_ttl = e.scope.ttl.as_deref().map_or_else(|| minimum.to_string(), str::to_string);
-        let ttl = e.ttl_token().map_or_else(|| default_ttl.clone(), str::to_string);
+        let default_ttl = e
+            .scope
+            .ttl
+            .as_deref()
+            .map_or_else(|| minimum.to_string(), str::to_string);
+        let ttl = e
+            .ttl_token()
+            .map_or_else(|| default_ttl.clone(), str::to_string);
         self.soa = Some(SoaEntry {
             line: e.line,
             owner: e.owner.to_string(),

@@ -1,5 +1,6 @@
 //! The integration tests: the real `zonedrop` binary, run as a subprocess in
 //! a temporary tree, one module per feature.
 
+mod build;
 mod hook;
 mod support;
