@@ -12,9 +12,9 @@
 use crate::config::Config;
 use crate::name;
 use crate::source::{self, Entry, Expander, Scope, Sink};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 use hickory_proto::serialize::txt::{parse_ttl, Parser};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -372,74 +372,63 @@ impl<'c> Sources<'c> {
     pub fn check(&self, a: &Assembled, records: &[Rendered]) -> Result<(), ZoneError> {
         let zone = &a.zone;
         let origin = Name::from_str(zone).map_err(|e| zone_err(zone, e.to_string()))?;
-        let text = a.with_serial(1);
-        let map = match Parser::new(text.as_str(), None, Some(origin.clone())).parse() {
+        // The serial mark is itself a valid serial: parse the text as it is.
+        let map = match Parser::new(a.text.as_str(), None, Some(origin.clone())).parse() {
             Ok((_, map)) => map,
             Err(e) => return Err(self.locate_parse_error(a, records, e.to_string())),
         };
+        // The map is ordered by (name, type): the rrsets of one name are
+        // neighbours, so each name's types are gathered without another map.
+        let apex = LowerName::new(&origin);
         let mut count = 0usize;
-        let mut types: BTreeMap<Name, Vec<RecordType>> = BTreeMap::new();
         let mut soas = 0;
-        for (key, set) in &map {
-            let name = Name::from(&key.name);
+        let mut apex_ns = false;
+        let mut group: Vec<RecordType> = Vec::new();
+        let mut keys = map.iter().peekable();
+        while let Some((key, set)) = keys.next() {
             count += set.records_without_rrsigs().count();
-            if !origin.zone_of(&name) {
+            if !apex.zone_of(&key.name) {
+                let name = Name::from(&key.name);
+                return Err(self.locate(a, records, &name, None, format!("the owner `{name}` lies outside the zone {zone}")));
+            }
+            match key.record_type {
+                RecordType::SOA if key.name != apex => {
+                    let name = Name::from(&key.name);
+                    return Err(self.locate(a, records, &name, Some("SOA"), format!("an SOA record belongs only at the apex {zone}, not at `{name}`")));
+                }
+                RecordType::SOA => soas += 1,
+                RecordType::NS if key.name == apex => apex_ns = true,
+                _ => {}
+            }
+            group.push(key.record_type);
+            if keys.peek().is_some_and(|(next, _)| next.name == key.name) {
+                continue;
+            }
+            // RFC 1034 §3.6.2: a CNAME stands alone (DNSSEC types aside).
+            if group.contains(&RecordType::CNAME)
+                && group.iter().any(|t| !matches!(t, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC))
+            {
+                let name = Name::from(&key.name);
+                let other = group.iter().find(|t| **t != RecordType::CNAME).map(|t| t.to_string()).unwrap_or_default();
                 return Err(self.locate(
                     a,
                     records,
                     &name,
-                    None,
-                    format!("the owner `{name}` lies outside the zone {zone}"),
+                    Some(&other),
+                    format!("`{name}` has a CNAME and other data ({other}) beside it (RFC 1034 §3.6.2)"),
                 ));
             }
-            if key.record_type == RecordType::SOA {
-                soas += 1;
-                if name != origin {
-                    return Err(self.locate(
-                        a,
-                        records,
-                        &name,
-                        Some("SOA"),
-                        format!("an SOA record belongs only at the apex {zone}, not at `{name}`"),
-                    ));
-                }
-            }
-            types.entry(name).or_default().push(key.record_type);
+            group.clear();
         }
         if soas == 0 {
             return Err(zone_err(zone, "no SOA record at the apex".into()));
         }
-        if !types
-            .get(&origin)
-            .is_some_and(|t| t.contains(&RecordType::NS))
-        {
+        if !apex_ns {
             return Err(ZoneError::At {
                 file: self.primary_path(zone),
                 line: 1,
                 message: format!("no NS record at the apex {zone}"),
             });
-        }
-        for (name, ts) in &types {
-            if ts.contains(&RecordType::CNAME)
-                && ts
-                    .iter()
-                    .any(|t| !matches!(t, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC))
-            {
-                let other = ts
-                    .iter()
-                    .find(|t| **t != RecordType::CNAME)
-                    .map(|t| t.to_string())
-                    .unwrap_or_default();
-                return Err(self.locate(
-                    a,
-                    records,
-                    name,
-                    Some(&other),
-                    format!(
-                        "`{name}` has a CNAME and other data ({other}) beside it (RFC 1034 §3.6.2)"
-                    ),
-                ));
-            }
         }
         if count != a.entries {
             // hickory merged something: a duplicate record or a second CNAME.

@@ -1,0 +1,156 @@
+//! Benchmarks of the builder, side by side with the established tools in
+//! one run (`cargo bench --bench build`):
+//!
+//! 1. a 1,000,000-record zone: `zonedrop build --force` (a full build:
+//!    parse, check, publish) against `named-compilezone` and `kzonecheck`
+//!    on the same zone text; median wall time and peak RSS of each;
+//! 2. a no-change `zonedrop build` over 1,000 zones (median of 21 runs).
+//!
+//! `ZONEDROP_BENCH_RECORDS` and `ZONEDROP_BENCH_RUNS` shrink it for a quick look.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let records: usize = env_or("ZONEDROP_BENCH_RECORDS", 1_000_000);
+    let runs: usize = env_or("ZONEDROP_BENCH_RUNS", 3);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    println!("# zonedrop build benchmark: {records} records, {runs} runs each, {} cores", cores());
+
+    // One big zone.
+    let soa = "$TTL 3600\n@ IN SOA ns1.big.test. hostmaster.big.test. 1 7200 3600 1209600 300\n";
+    let mut primary = String::with_capacity(records * 40);
+    primary.push_str("@ IN NS ns1\n@ IN NS ns2\nns1 IN A 192.0.2.1\nns2 IN A 192.0.2.2\n");
+    for i in 0..records.saturating_sub(5) {
+        match i % 4 {
+            0 => writeln!(primary, "h{i} IN A 10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+            1 => writeln!(primary, "h{i} 300 IN AAAA 2001:db8::{:x}", i & 0xffff),
+            2 => writeln!(primary, "h{i} IN TXT \"v=spf1 ip4:192.0.2.{} -all\"", i & 255),
+            _ => writeln!(primary, "h{i} IN MX 10 mail{}", i % 100),
+        }
+        .ok();
+    }
+    write(&d.join("zones/soa/big.test"), soa);
+    write(&d.join("zones/primary/big.test"), &primary);
+    write(&d.join("big.test.zone"), &format!("$ORIGIN big.test.\n{soa}{primary}"));
+    write(&d.join("zonedrop.toml"), "[[zone]]\nname = \"big.test\"\n");
+    drop(primary);
+
+    let zonedrop = env!("CARGO_BIN_EXE_zonedrop");
+    let zone_file = d.join("big.test.zone");
+    let zone_file = zone_file.to_str().unwrap_or_default();
+    let mut results = Vec::new();
+    let zd = measure(runs, || {
+        let mut c = Command::new(zonedrop);
+        c.args(["build", "--force", "--quiet"]).current_dir(d);
+        c
+    });
+    results.push(("zonedrop build --force", zd));
+    if have("named-compilezone") {
+        let r = measure(runs, || {
+            let mut c = Command::new("named-compilezone");
+            c.args(["-q", "-o", "/dev/null", "big.test", zone_file]);
+            c
+        });
+        results.push(("named-compilezone", r));
+    }
+    if have("kzonecheck") {
+        let r = measure(runs, || {
+            let mut c = Command::new("kzonecheck");
+            c.args(["-o", "big.test", zone_file]);
+            c
+        });
+        results.push(("kzonecheck", r));
+    }
+    println!("{:<26} {:>10} {:>12} {:>14}", "tool", "median s", "peak RSS MB", "zonedrop/tool");
+    for (name, (t, rss)) in &results {
+        println!(
+            "{:<26} {:>10.2} {:>12.0} {:>14.2}",
+            name,
+            t.as_secs_f64(),
+            *rss as f64 / 1024.0,
+            zd.0.as_secs_f64() / t.as_secs_f64()
+        );
+    }
+
+    // 1,000 small zones, no change since the last build.
+    let many = d.join("many");
+    let mut config = String::new();
+    for i in 0..1000 {
+        let z = format!("z{i}.test");
+        writeln!(config, "[[zone]]\nname = \"{z}\"").ok();
+        write(&many.join(format!("zones/soa/{z}")), "$TTL 3600\n@ IN SOA ns1 h 1 7200 3600 1209600 300\n");
+        write(&many.join(format!("zones/primary/{z}")), "@ IN NS ns1\nns1 IN A 192.0.2.1\nwww IN A 192.0.2.2\n");
+    }
+    config.push_str("[[drop]]\npath = \"drop\"\n");
+    write(&many.join("zonedrop.toml"), &config);
+    std::fs::create_dir_all(many.join("drop")).ok();
+    let first = Command::new(zonedrop).args(["build", "--quiet"]).current_dir(&many).status();
+    assert!(first.is_ok_and(|s| s.success()), "first build of 1,000 zones failed");
+    let (t, rss) = measure(21, || {
+        let mut c = Command::new(zonedrop);
+        c.args(["build"]).current_dir(&many);
+        c
+    });
+    println!(
+        "no-change build, 1,000 zones: median {:.1} ms, peak RSS {:.0} MB",
+        t.as_secs_f64() * 1000.0,
+        rss as f64 / 1024.0
+    );
+}
+
+fn env_or(key: &str, default: usize) -> usize {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn write(path: &Path, text: &str) {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).ok();
+    }
+    std::fs::write(path, text).expect("write bench input");
+}
+
+fn have(program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        println!("{program}: not installed, skipped (bash .ci/install-deps installs it)");
+    }
+    found
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Median wall time and the largest peak RSS (KiB) over `runs` runs.
+fn measure(runs: usize, make: impl Fn() -> Command) -> (Duration, i64) {
+    let mut times = Vec::new();
+    let mut peak = 0;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let child = make()
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let (ok, rss) = wait_rusage(child.id() as i32);
+        times.push(start.elapsed());
+        assert!(ok, "benchmark command failed");
+        peak = peak.max(rss);
+    }
+    times.sort();
+    (times[times.len() / 2], peak)
+}
+
+/// wait4(2): the exit status and the child's own peak RSS in KiB.
+fn wait_rusage(pid: i32) -> (bool, i64) {
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    (r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, usage.ru_maxrss)
+}
