@@ -21,6 +21,12 @@ pub enum Error {
     Hook(#[from] crate::hook::HookError),
     #[error(transparent)]
     Drop(#[from] crate::drop::DropError),
+    #[error(transparent)]
+    Serve(#[from] crate::serve::ServeError),
+    #[error(transparent)]
+    Wait(#[from] crate::wait::WaitError),
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
