@@ -36,11 +36,19 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         use crate::hook::HookError;
+        use crate::serve::ServeError;
+        use crate::wait::WaitError;
         match self {
             Error::Config(_)
             | Error::Usage(_)
             | Error::Hook(HookError::Usage(_))
-            | Error::Hook(HookError::NoDrop) => exit::USAGE,
+            | Error::Hook(HookError::NoDrop)
+            | Error::Serve(
+                ServeError::NoListen | ServeError::NoZones | ServeError::UnknownZone(_),
+            )
+            | Error::Wait(WaitError::Name(_) | WaitError::BadName(_) | WaitError::NoServers(_)) => {
+                exit::USAGE
+            }
             _ => exit::FAILED,
         }
     }

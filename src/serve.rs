@@ -42,6 +42,7 @@ use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use thiserror::Error;
@@ -82,6 +83,8 @@ pub enum ServeError {
     },
     #[error("nothing to listen on: give --listen ADDR or set [serve] listen")]
     NoListen,
+    #[error("no zone to serve: add a [[zone]] to the config")]
+    NoZones,
     #[error("the responder stopped: {0}")]
     Server(String),
 }
@@ -170,6 +173,9 @@ struct Inner {
     allow_axfr: Vec<IpAddr>,
     slots: Mutex<HashMap<String, Slot>>,
     catalog: ArcSwap<Catalog>,
+    /// A NOTIFY-triggered look at the files is under way: a flood of
+    /// NOTIFYs costs one at a time, not one blocking task each.
+    notified: AtomicBool,
 }
 
 /// The responder's state: the zones being served. Cheap to clone; every
@@ -184,6 +190,9 @@ impl Responder {
     /// exists but does not load is an error: at start there is no older
     /// version to fall back on.
     pub fn load(config: &Config) -> Result<Responder, ServeError> {
+        if config.zones.is_empty() {
+            return Err(ServeError::NoZones);
+        }
         let zones: Vec<(String, PathBuf)> = config
             .zones
             .iter()
@@ -219,6 +228,7 @@ impl Responder {
                 allow_axfr: config.serve.allow_axfr.clone(),
                 slots: Mutex::new(slots),
                 catalog: ArcSwap::from_pointee(catalog),
+                notified: AtomicBool::new(false),
             }),
         })
     }
@@ -510,10 +520,15 @@ impl Front {
         let Ok((zone, file)) = self.inner.zone(&name) else {
             return reply(request, ResponseCode::Refused, false, handle).await;
         };
-        let responder = Responder {
-            inner: self.inner.clone(),
-        };
-        tokio::task::spawn_blocking(move || responder.poll_zone(&zone, &file));
+        if !self.inner.notified.swap(true, Ordering::AcqRel) {
+            let responder = Responder {
+                inner: self.inner.clone(),
+            };
+            tokio::task::spawn_blocking(move || {
+                responder.poll_zone(&zone, &file);
+                responder.inner.notified.store(false, Ordering::Release);
+            });
+        }
         reply(request, ResponseCode::NoError, true, handle).await
     }
 }

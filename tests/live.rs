@@ -526,3 +526,18 @@ fn nsd_transfers_from_serve_after_notify() {
         "{err}"
     );
 }
+
+#[test]
+fn a_busy_port_is_reported_with_a_way_out() {
+    let site = Site::new("");
+    let _busy = UdpSocket::bind(site.addr()).unwrap();
+    let out = run(site.zonedrop().arg("serve"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("zonedrop: cannot listen on UDP {}: ", site.addr()))
+            && err.contains("another program already answers there"),
+        "{err}"
+    );
+}
