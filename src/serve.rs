@@ -580,6 +580,66 @@ mod tests {
         );
     }
 
+    const ZONE: &str = "$ORIGIN example.test.\n$TTL 60\n@ IN SOA ns1 h 7 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n";
+
+    fn site() -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zonedrop.toml");
+        std::fs::write(
+            &path,
+            "[[zone]]\nname = \"example.test\"\n[[zone]]\nname = \"example.net\"\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("unsigned")).unwrap();
+        std::fs::write(dir.path().join("unsigned/example.test"), ZONE).unwrap();
+        let config = Config::load(&path).unwrap();
+        (dir, config)
+    }
+
+    #[test]
+    fn reload_swaps_and_a_failed_reload_keeps_the_zone() {
+        let (dir, config) = site();
+        let r = Responder::load(&config).unwrap();
+        assert_eq!(r.served(), vec!["example.test."]);
+        let before = r.inner.catalog.load_full();
+        r.reload("Example.Test").unwrap();
+        assert!(!Arc::ptr_eq(&before, &r.inner.catalog.load_full()));
+
+        std::fs::write(
+            dir.path().join("unsigned/example.test"),
+            "@ IN TXT \"no soa\"\n",
+        )
+        .unwrap();
+        let current = r.inner.catalog.load_full();
+        let e = r.reload("example.test.").unwrap_err().to_string();
+        assert!(
+            e.contains("unsigned/example.test: cannot load zone example.test."),
+            "{e}"
+        );
+        assert!(Arc::ptr_eq(&current, &r.inner.catalog.load_full()));
+        assert_eq!(r.served(), vec!["example.test."]);
+
+        // A zone published after the start is picked up by the poll.
+        std::fs::write(
+            dir.path().join("unsigned/example.net"),
+            ZONE.replace("example.test.", "example.net."),
+        )
+        .unwrap();
+        r.poll();
+        assert_eq!(r.served(), vec!["example.net.", "example.test."]);
+    }
+
+    #[test]
+    fn unknown_zones_are_named() {
+        let (_dir, config) = site();
+        let r = Responder::load(&config).unwrap();
+        let e = r.reload("example.org").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "zone `example.org` is not configured: add a [[zone]] with that name"
+        );
+    }
+
     #[test]
     fn a_zone_without_soa_is_refused() {
         let e = parse_zone(

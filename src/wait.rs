@@ -288,3 +288,32 @@ pub fn zone_servers(config: &Config, owner: &str) -> Result<Vec<SocketAddr>, Wai
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zone_servers_come_from_the_published_ns_and_glue() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zonedrop.toml");
+        std::fs::write(&path, "[[zone]]\nname = \"example.test\"\n").unwrap();
+        std::fs::create_dir(dir.path().join("unsigned")).unwrap();
+        std::fs::write(
+            dir.path().join("unsigned/example.test"),
+            "$ORIGIN example.test.\n$TTL 60\n@ IN SOA ns1 h 1 3600 600 86400 60\n\
+             @ IN NS ns1\n@ IN NS ns2\nns1 IN A 192.0.2.1\nns2 IN AAAA 2001:db8::2\n\
+             ns2 IN A 192.0.2.2\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let servers = zone_servers(&config, "_acme-challenge.www.example.test.").unwrap();
+        let want: Vec<SocketAddr> = ["192.0.2.1:53", "192.0.2.2:53", "[2001:db8::2]:53"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(servers, want);
+        let e = zone_servers(&config, "_acme-challenge.example.org.").unwrap_err();
+        assert!(matches!(e, WaitError::NoServers(_)), "{e}");
+    }
+}
