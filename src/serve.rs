@@ -25,6 +25,7 @@
 
 use arc_swap::ArcSwap;
 use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
+use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
 };
@@ -485,6 +486,17 @@ impl RequestHandler for Front {
                 // RFC 5936 §6: "An AXFR server [...] SHOULD be configurable
                 // to restrict zone transfers to a list of authorized
                 // clients"; the rest are REFUSED (§2.2.1 allows it).
+                let axfr = request
+                    .queries
+                    .queries()
+                    .iter()
+                    .any(|q| q.query_type() == RecordType::AXFR);
+                // RFC 5936 §4.2: "AXFR sessions over UDP transport are not
+                // defined"; answering one would send a whole zone in reply
+                // to a datagram whose source may be forged.
+                if axfr && request.protocol() == Protocol::Udp {
+                    return reply(request, ResponseCode::NotImp, false, response_handle).await;
+                }
                 if transfer && !self.inner.allows_axfr(request.src().ip()) {
                     log::info!(
                         "zone transfer refused to {} (not in [serve] allow_axfr)",

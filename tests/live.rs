@@ -246,6 +246,18 @@ fn serve_answers_authoritatively() {
         "AXFR from 127.0.0.1:\n{out}"
     );
 
+    // dig always transfers over TCP: ask over UDP by hand.
+    let mut axfr = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    axfr.extend_from_slice(b"\x07example\x04test\x00\x00\xfc\x00\x01");
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    socket.send_to(&axfr, site.addr()).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = socket.recv(&mut buf).unwrap();
+    assert!(n >= 12 && buf[3] & 0x0f == 4, "AXFR over UDP is not NOTIMP");
+
     let out = dig(p, &["+opcode=notify", "example.test", "SOA"]);
     assert!(out.contains("opcode: NOTIFY, status: NOERROR"), "{out}");
     assert!(out.contains("flags: qr aa"), "{out}");
