@@ -250,30 +250,32 @@ impl Responder {
     /// being served as it was.
     pub fn reload(&self, zone: &str) -> Result<(), ServeError> {
         let (zone, file) = self.inner.zone(zone)?;
+        // One reload at a time: the lock is held from reading to swapping.
         let mut slots = self.inner.lock();
-        match load_file(&zone, &file) {
-            Ok(loaded) => {
-                log::info!(
-                    "{}: zone {zone} reloaded (serial {})",
-                    file.display(),
-                    loaded.serial
-                );
-                let slot = slots.entry(zone).or_insert(Slot {
-                    served: None,
-                    failed: None,
-                });
-                slot.served = Some(loaded);
-                slot.failed = None;
-                self.inner.catalog.store(Arc::new(build_catalog(&slots)));
-                Ok(())
-            }
+        let slot = slots.entry(zone.clone()).or_insert(Slot {
+            served: None,
+            failed: None,
+        });
+        let loaded = match read_versioned(&file) {
+            Ok((stamp, text)) => build_zone(&zone, &file, stamp, text).inspect_err(|_| {
+                slot.failed = Some(stamp);
+            }),
             Err(e) => {
-                if let (Some(slot), Ok(meta)) = (slots.get_mut(&zone), std::fs::metadata(&file)) {
-                    slot.failed = Some(Stamp::of(&meta));
-                }
+                // Best effort, so an unreadable file is not retried (and
+                // logged) at every poll.
+                slot.failed = std::fs::metadata(&file).ok().map(|m| Stamp::of(&m));
                 Err(e)
             }
-        }
+        }?;
+        log::info!(
+            "{}: zone {zone} reloaded (serial {})",
+            file.display(),
+            loaded.serial
+        );
+        slot.served = Some(loaded);
+        slot.failed = None;
+        self.inner.catalog.store(Arc::new(build_catalog(&slots)));
+        Ok(())
     }
 
     /// Look at every published file once; reload those that changed since
@@ -300,7 +302,16 @@ impl Responder {
             }
         }
         if let Err(e) = self.reload(zone) {
-            log::error!("{e}; still serving the previous version of {zone}");
+            let served = self
+                .inner
+                .lock()
+                .get(zone)
+                .is_some_and(|s| s.served.is_some());
+            if served {
+                log::error!("{e}; still serving the previous version of {zone}");
+            } else {
+                log::error!("{e}; not serving {zone} until it loads");
+            }
         }
     }
 
@@ -409,10 +420,9 @@ fn bind_error(proto: &'static str, addr: SocketAddr, source: std::io::Error) -> 
     }
 }
 
-/// Read, parse and check one published file; its stamp is taken from the
-/// open file, so a rename in between cannot pair one version's stamp with
-/// another's text.
-fn load_file(zone: &str, file: &Path) -> Result<Loaded, ServeError> {
+/// Read one published file; the stamp is taken from the open file, so a
+/// rename in between cannot pair one version's stamp with another's text.
+fn read_versioned(file: &Path) -> Result<(Stamp, String), ServeError> {
     let read = |source| ServeError::Read {
         file: file.to_path_buf(),
         source,
@@ -421,6 +431,18 @@ fn load_file(zone: &str, file: &Path) -> Result<Loaded, ServeError> {
     let stamp = Stamp::of(&f.metadata().map_err(read)?);
     let mut text = String::new();
     f.read_to_string(&mut text).map_err(read)?;
+    Ok((stamp, text))
+}
+
+/// Read, parse and check one published file.
+fn load_file(zone: &str, file: &Path) -> Result<Loaded, ServeError> {
+    let (stamp, text) = read_versioned(file)?;
+    build_zone(zone, file, stamp, text)
+}
+
+/// Turn the text of `file` into a zone handler; the checks are hickory's
+/// (an SOA at the apex, nothing beside a CNAME).
+fn build_zone(zone: &str, file: &Path, stamp: Stamp, text: String) -> Result<Loaded, ServeError> {
     let records = parse_zone(file, zone, text)?;
     let load = |message: String| ServeError::Load {
         file: file.to_path_buf(),
