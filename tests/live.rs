@@ -1,7 +1,7 @@
 //! The live side driven from outside: `zonedrop serve` started as the real
 //! binary on 127.0.0.1 and a port picked here, asked with `dig`; `zonedrop
-//! wait` against it; and NSD as a secondary that `zonedrop notify` makes
-//! transfer the zone. Every server started here listens on 127.0.0.1 only
+//! wait` against it; and NSD and Knot as secondaries that `zonedrop
+//! notify` makes transfer the zone. Every server started here listens on 127.0.0.1 only
 //! and is killed by PID when its guard drops.
 
 use std::io::Write;
@@ -459,47 +459,27 @@ fn wait_succeeds_when_served_and_names_the_server_at_timeout() {
     );
 }
 
-#[test]
-fn nsd_transfers_from_serve_after_notify() {
-    need("nsd", "nsd");
+/// A secondary name server of `zonedrop serve`, started by `start(dir,
+/// port, primary port)`, transfers the zone, is NOTIFYed of serial 2 by
+/// `zonedrop notify`, and then answers the new challenge.
+fn secondary_follows_notify(name: &'static str, start: impl Fn(&Path, u16, u16) -> Command) {
     let site = Site::new("\"127.0.0.1\"");
     let serve = site.serve();
-    let dir = site.dir.path().join("nsd");
+    let dir = site.dir.path().join(name);
     std::fs::create_dir(&dir).unwrap();
-    let nsd_port = free_port();
-    let d = dir.display();
-    let conf = dir.join("nsd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "server:\n  ip-address: 127.0.0.1\n  port: {nsd_port}\n  do-ip6: no\n  \
-             username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  \
-             pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  \
-             zonelistfile: \"{d}/zone.list\"\n  xfrdir: \"{d}\"\n  server-count: 1\n  \
-             verbosity: 2\n\
-             remote-control:\n  control-enable: no\n\
-             zone:\n  name: example.test\n  zonefile: example.test.zone\n  \
-             allow-notify: 127.0.0.1 NOKEY\n  request-xfr: AXFR 127.0.0.1@{} NOKEY\n",
-            site.port
-        ),
-    )
-    .unwrap();
-    let nsd = spawn(
-        "nsd",
-        Command::new("nsd").arg("-d").arg("-c").arg(&conf),
-        dir.join("nsd.log"),
-    );
+    let port = free_port();
+    let secondary = spawn(name, &mut start(&dir, port, site.port), dir.join("log"));
     let args = ["_acme-challenge.example.test", "TXT", "+short"];
     let first = format!("\"{VALUE1}\"\n");
-    let out = dig_until(nsd_port, &args, Duration::from_secs(10), |o| o == first);
+    let out = dig_until(port, &args, Duration::from_secs(10), |o| o == first);
     assert_eq!(
         out,
         first,
-        "NSD did not transfer the zone; its log:\n{}",
-        nsd.log()
+        "{name} did not transfer the zone; its log:\n{}",
+        secondary.log()
     );
 
-    // Publish serial 2; once zonedrop serves it, NOTIFY makes NSD fetch it.
+    // Publish serial 2; once zonedrop serves it, NOTIFY makes it fetch it.
     site.publish(&zone_text(2, VALUE2, ""));
     let soa = dig_until(
         site.port,
@@ -511,15 +491,15 @@ fn nsd_transfers_from_serve_after_notify() {
     let out = run(site
         .zonedrop()
         .args(["notify", "example.test", "--to"])
-        .arg(format!("127.0.0.1:{nsd_port}")));
+        .arg(format!("127.0.0.1:{port}")));
     assert!(out.status.success(), "{}", stderr(&out));
     let second = format!("\"{VALUE2}\"\n");
-    let out = dig_until(nsd_port, &args, Duration::from_secs(5), |o| o == second);
+    let out = dig_until(port, &args, Duration::from_secs(5), |o| o == second);
     assert_eq!(
         out,
         second,
-        "NSD did not follow the NOTIFY; its log:\n{}",
-        nsd.log()
+        "{name} did not follow the NOTIFY; its log:\n{}",
+        secondary.log()
     );
 
     // A target that does not answer is one line naming it.
@@ -537,6 +517,61 @@ fn nsd_transfers_from_serve_after_notify() {
         )),
         "{err}"
     );
+}
+
+#[test]
+fn nsd_transfers_from_serve_after_notify() {
+    need("nsd", "nsd");
+    secondary_follows_notify("nsd", |dir, port, primary| {
+        let d = dir.display();
+        let conf = dir.join("nsd.conf");
+        // request-xfr AXFR: no IXFR attempt first, the transfer is an AXFR.
+        std::fs::write(
+            &conf,
+            format!(
+                "server:\n  ip-address: 127.0.0.1\n  port: {port}\n  do-ip6: no\n  \
+                 username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  \
+                 pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  \
+                 zonelistfile: \"{d}/zone.list\"\n  xfrdir: \"{d}\"\n  server-count: 1\n  \
+                 verbosity: 2\n\
+                 remote-control:\n  control-enable: no\n\
+                 zone:\n  name: example.test\n  zonefile: example.test.zone\n  \
+                 allow-notify: 127.0.0.1 NOKEY\n  request-xfr: AXFR 127.0.0.1@{primary} NOKEY\n"
+            ),
+        )
+        .unwrap();
+        let mut c = Command::new("nsd");
+        c.arg("-d").arg("-c").arg(conf);
+        c
+    });
+}
+
+#[test]
+fn knot_transfers_from_serve_after_notify() {
+    need("knotd", "knot");
+    secondary_follows_notify("knotd", |dir, port, primary| {
+        let d = dir.display();
+        let conf = dir.join("knot.conf");
+        // Knot asks for IXFR first; zonedrop serve has none, so it falls
+        // back to AXFR.
+        std::fs::write(
+            &conf,
+            format!(
+                "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n  \
+                 pidfile: \"{d}/knot.pid\"\n\
+                 database:\n  storage: \"{d}/db\"\n\
+                 log:\n  - target: stderr\n    any: info\n\
+                 remote:\n  - id: primary\n    address: 127.0.0.1@{primary}\n\
+                 acl:\n  - id: notify\n    address: 127.0.0.1\n    action: notify\n\
+                 template:\n  - id: default\n    storage: \"{d}\"\n    file: \"%s.zone\"\n\
+                 zone:\n  - domain: example.test\n    master: primary\n    acl: notify\n"
+            ),
+        )
+        .unwrap();
+        let mut c = Command::new("knotd");
+        c.arg("-c").arg(conf);
+        c
+    });
 }
 
 #[test]
