@@ -18,7 +18,10 @@ fn main() {
     let runs: usize = env_or("ZONEDROP_BENCH_RUNS", 3);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    println!("# zonedrop build benchmark: {records} records, {runs} runs each, {} cores", cores());
+    println!(
+        "# zonedrop build benchmark: {records} records, {runs} runs each, {} cores",
+        cores()
+    );
 
     // One big zone.
     let soa = "$TTL 3600\n@ IN SOA ns1.big.test. hostmaster.big.test. 1 7200 3600 1209600 300\n";
@@ -26,16 +29,29 @@ fn main() {
     primary.push_str("@ IN NS ns1\n@ IN NS ns2\nns1 IN A 192.0.2.1\nns2 IN A 192.0.2.2\n");
     for i in 0..records.saturating_sub(5) {
         match i % 4 {
-            0 => writeln!(primary, "h{i} IN A 10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255),
+            0 => writeln!(
+                primary,
+                "h{i} IN A 10.{}.{}.{}",
+                (i >> 16) & 255,
+                (i >> 8) & 255,
+                i & 255
+            ),
             1 => writeln!(primary, "h{i} 300 IN AAAA 2001:db8::{:x}", i & 0xffff),
-            2 => writeln!(primary, "h{i} IN TXT \"v=spf1 ip4:192.0.2.{} -all\"", i & 255),
+            2 => writeln!(
+                primary,
+                "h{i} IN TXT \"v=spf1 ip4:192.0.2.{} -all\"",
+                i & 255
+            ),
             _ => writeln!(primary, "h{i} IN MX 10 mail{}", i % 100),
         }
         .ok();
     }
     write(&d.join("zones/soa/big.test"), soa);
     write(&d.join("zones/primary/big.test"), &primary);
-    write(&d.join("big.test.zone"), &format!("$ORIGIN big.test.\n{soa}{primary}"));
+    write(
+        &d.join("big.test.zone"),
+        &format!("$ORIGIN big.test.\n{soa}{primary}"),
+    );
     write(&d.join("zonedrop.toml"), "[[zone]]\nname = \"big.test\"\n");
     drop(primary);
 
@@ -65,7 +81,10 @@ fn main() {
         });
         results.push(("kzonecheck", r));
     }
-    println!("{:<26} {:>10} {:>12} {:>14}", "tool", "median s", "peak RSS MB", "zonedrop/tool");
+    println!(
+        "{:<26} {:>10} {:>12} {:>14}",
+        "tool", "median s", "peak RSS MB", "zonedrop/tool"
+    );
     for (name, (t, rss)) in &results {
         println!(
             "{:<26} {:>10.2} {:>12.0} {:>14.2}",
@@ -82,14 +101,26 @@ fn main() {
     for i in 0..1000 {
         let z = format!("z{i}.test");
         writeln!(config, "[[zone]]\nname = \"{z}\"").ok();
-        write(&many.join(format!("zones/soa/{z}")), "$TTL 3600\n@ IN SOA ns1 h 1 7200 3600 1209600 300\n");
-        write(&many.join(format!("zones/primary/{z}")), "@ IN NS ns1\nns1 IN A 192.0.2.1\nwww IN A 192.0.2.2\n");
+        write(
+            &many.join(format!("zones/soa/{z}")),
+            "$TTL 3600\n@ IN SOA ns1 h 1 7200 3600 1209600 300\n",
+        );
+        write(
+            &many.join(format!("zones/primary/{z}")),
+            "@ IN NS ns1\nns1 IN A 192.0.2.1\nwww IN A 192.0.2.2\n",
+        );
     }
     config.push_str("[[drop]]\npath = \"drop\"\n");
     write(&many.join("zonedrop.toml"), &config);
     std::fs::create_dir_all(many.join("drop")).ok();
-    let first = Command::new(zonedrop).args(["build", "--quiet"]).current_dir(&many).status();
-    assert!(first.is_ok_and(|s| s.success()), "first build of 1,000 zones failed");
+    let first = Command::new(zonedrop)
+        .args(["build", "--quiet"])
+        .current_dir(&many)
+        .status();
+    assert!(
+        first.is_ok_and(|s| s.success()),
+        "first build of 1,000 zones failed"
+    );
     let (t, rss) = measure(21, || {
         let mut c = Command::new(zonedrop);
         c.args(["build"]).current_dir(&many);
@@ -103,7 +134,10 @@ fn main() {
 }
 
 fn env_or(key: &str, default: usize) -> usize {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn write(path: &Path, text: &str) {
@@ -152,5 +186,8 @@ fn wait_rusage(pid: i32) -> (bool, i64) {
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    (r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, usage.ru_maxrss)
+    (
+        r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        usage.ru_maxrss,
+    )
 }

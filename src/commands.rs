@@ -8,8 +8,12 @@ use crate::config::{Config, DropDir};
 use crate::error::{exit, Error};
 use crate::hook::{self, Change, HookError, Op, Plan};
 use crate::list;
+use crate::notify;
+use crate::serve::Responder;
+use crate::wait;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// Global options: `--config` (or `$ZONEDROP_CONFIG`) and `--drop` (or `$ZONEDROP_DROP`).
 #[derive(Debug, Clone, Default)]
@@ -190,4 +194,90 @@ pub fn init(dir: &Path, zone: &str) -> Result<u8, Error> {
         dir.display()
     );
     Ok(exit::OK)
+}
+/// `zonedrop serve [--listen ADDR]...`: answer from the published zones
+/// until SIGINT or SIGTERM.
+pub fn serve(ctx: &Context, listen: &[SocketAddr]) -> Result<u8, Error> {
+    let config = Config::load_required(ctx.config.as_deref())?;
+    let listen = if listen.is_empty() {
+        config.serve.listen.clone()
+    } else {
+        listen.to_vec()
+    };
+    let responder = Responder::load(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(responder.serve(&listen, shutdown_signal()))?;
+    Ok(exit::OK)
+}
+
+/// Completes on SIGINT or SIGTERM (or never, if neither can be watched).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    log::info!("stopping");
+}
+
+/// `zonedrop wait FQDN VALUE [--server ADDR]... [--timeout DURATION]`.
+pub fn wait(
+    ctx: &Context,
+    fqdn: &str,
+    value: &str,
+    servers: &[SocketAddr],
+    timeout: Option<Duration>,
+    interval: Option<Duration>,
+) -> Result<u8, Error> {
+    let config = ctx.optional_config()?;
+    let timeout = timeout
+        .or((!config.hook.wait.is_zero()).then_some(config.hook.wait))
+        .unwrap_or(wait::DEFAULT_TIMEOUT);
+    wait::wait_visible_every(
+        &config,
+        fqdn,
+        value,
+        servers,
+        timeout,
+        interval.unwrap_or(wait::INTERVAL),
+    )?;
+    Ok(exit::OK)
+}
+
+/// `zonedrop notify ZONE [--to ADDR]...`: NOTIFY the secondaries (default
+/// `[build] notify`) that ZONE changed. Prints one line per target that did
+/// not acknowledge.
+pub fn notify(ctx: &Context, zone: &str, to: &[SocketAddr]) -> Result<u8, Error> {
+    let config = Config::load_required(ctx.config.as_deref())?;
+    let zone = crate::name::parse_fqdn(zone).map_err(|e| Error::Usage(e.to_string()))?;
+    if config.zones.iter().all(|z| z.name != zone) {
+        return Err(Error::Usage(format!(
+            "zone `{zone}` is not configured: add a [[zone]] with that name"
+        )));
+    }
+    if to.is_empty() && config.build.notify.is_empty() {
+        return Err(Error::Usage(
+            "nowhere to send NOTIFY: give --to ADDR or set [build] notify".into(),
+        ));
+    }
+    let errors = notify::notify_zone(&config, &zone, to)?;
+    for e in &errors {
+        eprintln!("zonedrop: {e}");
+    }
+    Ok(if errors.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
 }

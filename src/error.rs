@@ -23,6 +23,12 @@ pub enum Error {
     Drop(#[from] crate::drop::DropError),
     #[error(transparent)]
     Build(#[from] crate::build::BuildError),
+    #[error(transparent)]
+    Serve(#[from] crate::serve::ServeError),
+    #[error(transparent)]
+    Wait(#[from] crate::wait::WaitError),
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -32,11 +38,20 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         use crate::hook::HookError;
+        use crate::serve::ServeError;
+        use crate::wait::WaitError;
         match self {
             Error::Config(_)
             | Error::Usage(_)
             | Error::Hook(HookError::Usage(_))
-            | Error::Hook(HookError::NoDrop) => exit::USAGE,
+            | Error::Hook(HookError::NoDrop)
+            | Error::Build(crate::build::BuildError::UnknownZone(_))
+            | Error::Serve(
+                ServeError::NoListen | ServeError::NoZones | ServeError::UnknownZone(_),
+            )
+            | Error::Wait(WaitError::Name(_) | WaitError::BadName(_) | WaitError::NoServers(_)) => {
+                exit::USAGE
+            }
             _ => exit::FAILED,
         }
     }

@@ -3,20 +3,26 @@
 //! Hooks called by ACME clients write challenge fragments into a drop
 //! directory ([`hook`], [`drop`], [`fragment`]); the builder reads that
 //! directory as hostile ([`whitelist`]) and assembles validated zones from
-//! the operator's sources. `ARCHITECTURE.md` maps the modules.
+//! the operator's sources. The live side answers from the published zones
+//! ([`serve`]), checks that a challenge is visible ([`wait`]) and tells
+//! secondaries about changes ([`notify`]). `ARCHITECTURE.md` maps the modules.
 
 pub mod build;
 pub mod commands;
 pub mod config;
 pub mod drop;
 pub mod error;
+pub mod exchange;
 pub mod fragment;
 pub mod hook;
 pub mod list;
 pub mod name;
+pub mod notify;
 pub mod publish;
 pub mod serial;
+pub mod serve;
 pub mod source;
+pub mod wait;
 pub mod whitelist;
 pub mod zone;
 

@@ -2,12 +2,14 @@
 //! the one error once, and exits with a documented status.
 
 use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use zonedrop::commands::{self, Context};
 use zonedrop::hook::Op;
 
-const EXIT_CODES: &str = "Exit status: 0 all good; 1 a zone failed, a challenge was refused, or an on_change command failed; 2 bad usage or config.
+const EXIT_CODES: &str = "Exit status: 0 all good; 1 a zone failed, a challenge was refused, an on_change command failed, `wait` timed out, `notify` was not acknowledged, or `serve` could not listen; 2 bad usage or config.
 Invoked as zonedrop-certbot, zonedrop-lego, zonedrop-dehydrated, zonedrop-uacme or zonedrop-acmetool (a symlink), it runs `zonedrop hook <client>` with its arguments.";
 
 #[derive(Parser)]
@@ -71,6 +73,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Answer DNS queries (UDP and TCP) authoritatively from the published zones, reloading them as they change.
+    Serve {
+        /// Where to listen (default: [serve] listen); repeat for more addresses.
+        #[arg(long, value_name = "ADDR")]
+        listen: Vec<SocketAddr>,
+    },
+    /// Wait until every server serves TXT VALUE at FQDN (exit 1 naming the servers that don't at timeout).
+    Wait {
+        fqdn: String,
+        value: String,
+        /// A server to ask (default: [hook] servers, else the zone's NS); repeat for more.
+        #[arg(long, value_name = "ADDR")]
+        server: Vec<SocketAddr>,
+        /// How long to wait (default: [hook] wait if set, else 120s).
+        #[arg(long, value_name = "DURATION", value_parser = zonedrop::config::parse_duration)]
+        timeout: Option<Duration>,
+        /// How often to ask again (default 2s).
+        #[arg(long, hide = true, value_parser = zonedrop::config::parse_duration)]
+        interval: Option<Duration>,
+    },
+    /// Send DNS NOTIFY for ZONE to its secondaries (default: [build] notify).
+    Notify {
+        zone: String,
+        /// A secondary to notify; repeat for more.
+        #[arg(long, value_name = "ADDR")]
+        to: Vec<SocketAddr>,
+    },
 }
 
 /// `zonedrop-certbot ARGS` is `zonedrop hook certbot ARGS`.
@@ -104,6 +133,12 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    // `serve` logs one line per reload and per failure; the rest only warns.
+    let level = match cli.command {
+        Command::Serve { .. } => "warn,zonedrop=info",
+        _ => "warn",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     let ctx = Context {
         config: cli.config,
         drop: cli.drop,
@@ -120,6 +155,15 @@ fn main() -> ExitCode {
         } => commands::build(&ctx, zones, *force, *quiet, false),
         Command::Check { zones } => commands::build(&ctx, zones, false, false, true),
         Command::Init { dir, zone } => commands::init(dir, zone),
+        Command::Serve { listen } => commands::serve(&ctx, listen),
+        Command::Wait {
+            fqdn,
+            value,
+            server,
+            timeout,
+            interval,
+        } => commands::wait(&ctx, fqdn, value, server, *timeout, *interval),
+        Command::Notify { zone, to } => commands::notify(&ctx, zone, to),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -389,12 +389,24 @@ impl<'c> Sources<'c> {
             count += set.records_without_rrsigs().count();
             if !apex.zone_of(&key.name) {
                 let name = Name::from(&key.name);
-                return Err(self.locate(a, records, &name, None, format!("the owner `{name}` lies outside the zone {zone}")));
+                return Err(self.locate(
+                    a,
+                    records,
+                    &name,
+                    None,
+                    format!("the owner `{name}` lies outside the zone {zone}"),
+                ));
             }
             match key.record_type {
                 RecordType::SOA if key.name != apex => {
                     let name = Name::from(&key.name);
-                    return Err(self.locate(a, records, &name, Some("SOA"), format!("an SOA record belongs only at the apex {zone}, not at `{name}`")));
+                    return Err(self.locate(
+                        a,
+                        records,
+                        &name,
+                        Some("SOA"),
+                        format!("an SOA record belongs only at the apex {zone}, not at `{name}`"),
+                    ));
                 }
                 RecordType::SOA => soas += 1,
                 RecordType::NS if key.name == apex => apex_ns = true,
@@ -406,16 +418,24 @@ impl<'c> Sources<'c> {
             }
             // RFC 1034 §3.6.2: a CNAME stands alone (DNSSEC types aside).
             if group.contains(&RecordType::CNAME)
-                && group.iter().any(|t| !matches!(t, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC))
+                && group
+                    .iter()
+                    .any(|t| !matches!(t, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC))
             {
                 let name = Name::from(&key.name);
-                let other = group.iter().find(|t| **t != RecordType::CNAME).map(|t| t.to_string()).unwrap_or_default();
+                let other = group
+                    .iter()
+                    .find(|t| **t != RecordType::CNAME)
+                    .map(|t| t.to_string())
+                    .unwrap_or_default();
                 return Err(self.locate(
                     a,
                     records,
                     &name,
                     Some(&other),
-                    format!("`{name}` has a CNAME and other data ({other}) beside it (RFC 1034 §3.6.2)"),
+                    format!(
+                        "`{name}` has a CNAME and other data ({other}) beside it (RFC 1034 §3.6.2)"
+                    ),
                 ));
             }
             group.clear();

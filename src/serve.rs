@@ -1,0 +1,695 @@
+//! The embedded authoritative responder behind `zonedrop serve`: it answers
+//! UDP and TCP queries from the published files in `unsigned/`, and swaps in
+//! a zone whose file changed without dropping a query.
+//!
+//! The answering itself (AA, NXDOMAIN/NODATA with the SOA, CNAME, wildcards,
+//! EDNS, AXFR) is hickory-server's `Catalog` over one `InMemoryZoneHandler`
+//! per zone. In front of it sits [`Front`], our own request handler, which
+//! holds the current catalog behind an [`ArcSwap`]: a reload builds and
+//! validates a whole new catalog aside and swaps it in, so queries in flight
+//! finish on the old one. `Front` also decides what the catalog cannot: who
+//! may transfer a zone, and what a NOTIFY gets. Changed files are noticed by
+//! polling their inode, size, mtime and ctime every [`POLL`] (cheap: one
+//! `stat` per zone), which works on every file system, including the nullfs
+//! and bind mounts zonedrop is built for; the builder's live mode does not
+//! wait for the poll and calls [`Responder::reload`] right after publishing.
+//!
+//! It does not build zones (that is the builder's) and trusts the published
+//! files, which are our own validated output: hickory-proto's zone-file
+//! parser is only ever given those. Nothing from the network may panic here.
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+use arc_swap::ArcSwap;
+use hickory_server::net::runtime::{Time, TokioRuntimeProvider};
+use hickory_server::net::xfer::Protocol;
+use hickory_server::proto::op::{
+    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+};
+use hickory_server::proto::rr::{Name, RData, RecordSet, RecordType, RrKey};
+use hickory_server::proto::serialize::txt::Parser;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
+use hickory_server::zone_handler::{
+    AxfrPolicy, Catalog, MessageResponseBuilder, ZoneHandler, ZoneType,
+};
+use hickory_server::Server;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use thiserror::Error;
+
+use crate::config::Config;
+
+/// How often the published files are looked at.
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// How long a TCP connection may stay idle before the server closes it.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// Responses a TCP connection may have queued (an AXFR of a big zone is
+/// several messages).
+const TCP_BUFFER: usize = 64;
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("{file}: cannot read the published zone: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: cannot load zone {zone}: {message}")]
+    Load {
+        file: PathBuf,
+        zone: String,
+        message: String,
+    },
+    #[error("zone `{0}` is not configured: add a [[zone]] with that name")]
+    UnknownZone(String),
+    #[error("cannot listen on {proto} {addr}: {source}{hint}")]
+    Bind {
+        proto: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+        hint: &'static str,
+    },
+    #[error("nothing to listen on: give --listen ADDR or set [serve] listen")]
+    NoListen,
+    #[error("no zone to serve: add a [[zone]] to the config")]
+    NoZones,
+    #[error("the responder stopped: {0}")]
+    Server(String),
+}
+
+/// The published file of `zone` (absolute, trailing dot): `unsigned/<zone
+/// without the trailing dot>`.
+pub fn published_path(config: &Config, zone: &str) -> PathBuf {
+    config
+        .paths
+        .unsigned
+        .join(zone.strip_suffix('.').unwrap_or(zone))
+}
+
+/// The records of a published zone file, parsed with `zone` as origin.
+///
+/// Only for our own output: the parser follows `$INCLUDE` (FACTS.md).
+pub fn read_zone(file: &Path, zone: &str) -> Result<BTreeMap<RrKey, RecordSet>, ServeError> {
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .map_err(|source| ServeError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+    parse_zone(file, zone, text)
+}
+
+fn parse_zone(
+    file: &Path,
+    zone: &str,
+    text: String,
+) -> Result<BTreeMap<RrKey, RecordSet>, ServeError> {
+    let load = |message: String| ServeError::Load {
+        file: file.to_path_buf(),
+        zone: zone.to_string(),
+        message,
+    };
+    let origin = Name::from_ascii(zone).map_err(|e| load(e.to_string()))?;
+    let (_, records) = Parser::new(text, Some(file.to_path_buf()), Some(origin))
+        .parse()
+        .map_err(|e| load(e.to_string().replace('\n', " ")))?;
+    Ok(records)
+}
+
+/// What identifies one version of a file on disk: an atomic rename changes
+/// the inode, an in-place write the size, mtime or ctime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// One loaded version of a zone.
+struct Loaded {
+    stamp: Stamp,
+    serial: u32,
+    handler: Arc<dyn ZoneHandler>,
+}
+
+/// One zone as currently served (or last tried).
+struct Slot {
+    /// The version being served, if any.
+    served: Option<Loaded>,
+    /// The last version that failed to load: logged once, not retried.
+    failed: Option<Stamp>,
+}
+
+struct Inner {
+    /// Configured zones: name (absolute, lowercase) and published file.
+    zones: Vec<(String, PathBuf)>,
+    allow_axfr: Vec<IpAddr>,
+    slots: Mutex<HashMap<String, Slot>>,
+    catalog: ArcSwap<Catalog>,
+    /// A NOTIFY-triggered look at the files is under way: a flood of
+    /// NOTIFYs costs one at a time, not one blocking task each.
+    notified: AtomicBool,
+}
+
+/// The responder's state: the zones being served. Cheap to clone; every
+/// clone serves and reloads the same zones.
+#[derive(Clone)]
+pub struct Responder {
+    inner: Arc<Inner>,
+}
+
+impl Responder {
+    /// Load every configured zone whose published file exists. A file that
+    /// exists but does not load is an error: at start there is no older
+    /// version to fall back on.
+    pub fn load(config: &Config) -> Result<Responder, ServeError> {
+        if config.zones.is_empty() {
+            return Err(ServeError::NoZones);
+        }
+        let zones: Vec<(String, PathBuf)> = config
+            .zones
+            .iter()
+            .map(|z| (z.name.clone(), published_path(config, &z.name)))
+            .collect();
+        let mut slots = HashMap::new();
+        for (zone, file) in &zones {
+            let served = match load_file(zone, file) {
+                Ok(loaded) => Some(loaded),
+                Err(ServeError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    log::info!(
+                        "{}: not published yet; zone {zone} is served once it appears",
+                        file.display()
+                    );
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            slots.insert(
+                zone.clone(),
+                Slot {
+                    served,
+                    failed: None,
+                },
+            );
+        }
+        let catalog = build_catalog(&slots);
+        Ok(Responder {
+            inner: Arc::new(Inner {
+                zones,
+                allow_axfr: config.serve.allow_axfr.clone(),
+                slots: Mutex::new(slots),
+                catalog: ArcSwap::from_pointee(catalog),
+                notified: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The zones being served now, sorted.
+    pub fn served(&self) -> Vec<String> {
+        let slots = self.inner.lock();
+        let mut out: Vec<String> = slots
+            .iter()
+            .filter(|(_, s)| s.served.is_some())
+            .map(|(z, _)| z.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Re-read `unsigned/<zone>` and swap it in. On error the zone keeps
+    /// being served as it was.
+    pub fn reload(&self, zone: &str) -> Result<(), ServeError> {
+        let (zone, file) = self.inner.zone(zone)?;
+        // One reload at a time: the lock is held from reading to swapping.
+        let mut slots = self.inner.lock();
+        let slot = slots.entry(zone.clone()).or_insert(Slot {
+            served: None,
+            failed: None,
+        });
+        let loaded = match read_versioned(&file) {
+            Ok((stamp, text)) => build_zone(&zone, &file, stamp, text).inspect_err(|_| {
+                slot.failed = Some(stamp);
+            }),
+            Err(e) => {
+                // Best effort, so an unreadable file is not retried (and
+                // logged) at every poll.
+                slot.failed = std::fs::metadata(&file).ok().map(|m| Stamp::of(&m));
+                Err(e)
+            }
+        }?;
+        log::info!(
+            "{}: zone {zone} reloaded (serial {})",
+            file.display(),
+            loaded.serial
+        );
+        slot.served = Some(loaded);
+        slot.failed = None;
+        self.inner.catalog.store(Arc::new(build_catalog(&slots)));
+        Ok(())
+    }
+
+    /// Look at every published file once; reload those that changed since
+    /// they were loaded. Failures are logged (once per version of a file)
+    /// and keep the old zone.
+    pub fn poll(&self) {
+        for (zone, file) in &self.inner.zones {
+            self.poll_zone(zone, file);
+        }
+    }
+
+    fn poll_zone(&self, zone: &str, file: &Path) {
+        let Ok(meta) = std::fs::metadata(file) else {
+            return; // not published (yet, or any more): keep what is served
+        };
+        let stamp = Stamp::of(&meta);
+        {
+            let slots = self.inner.lock();
+            if let Some(slot) = slots.get(zone) {
+                let served = slot.served.as_ref().map(|l| l.stamp);
+                if served == Some(stamp) || slot.failed == Some(stamp) {
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.reload(zone) {
+            let served = self
+                .inner
+                .lock()
+                .get(zone)
+                .is_some_and(|s| s.served.is_some());
+            if served {
+                log::error!("{e}; still serving the previous version of {zone}");
+            } else {
+                log::error!("{e}; not serving {zone} until it loads");
+            }
+        }
+    }
+
+    /// Answer on `listen` (UDP and TCP on each address) until `shutdown`
+    /// completes, polling the published files meanwhile.
+    pub async fn serve(
+        &self,
+        listen: &[SocketAddr],
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        if listen.is_empty() {
+            return Err(ServeError::NoListen);
+        }
+        let mut server = Server::new(Front {
+            inner: self.inner.clone(),
+        });
+        for &addr in listen {
+            let udp = tokio::net::UdpSocket::bind(addr)
+                .await
+                .map_err(|source| bind_error("UDP", addr, source))?;
+            let tcp = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| bind_error("TCP", addr, source))?;
+            log::info!(
+                "answering on {addr} (UDP and TCP) for {}",
+                match self.served() {
+                    z if z.is_empty() => "no zone yet".to_string(),
+                    z => z.join(" "),
+                }
+            );
+            server.register_socket(udp);
+            server.register_listener(tcp, TCP_IDLE, TCP_BUFFER);
+        }
+        let poller = {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(POLL);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let me = me.clone();
+                    // stat and parse are blocking file I/O
+                    let _ = tokio::task::spawn_blocking(move || me.poll()).await;
+                }
+            })
+        };
+        let result = tokio::select! {
+            r = server.block_until_done() => r.map_err(|e| ServeError::Server(e.to_string())),
+            () = shutdown => server
+                .shutdown_gracefully()
+                .await
+                .map_err(|e| ServeError::Server(e.to_string())),
+        };
+        poller.abort();
+        result
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+        // A panic elsewhere while holding the lock leaves the map as it was
+        // before that reload: still consistent.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The configured zone `name` (any case, trailing dot optional) and its file.
+    fn zone(&self, name: &str) -> Result<(String, PathBuf), ServeError> {
+        let mut want = name.to_ascii_lowercase();
+        if !want.ends_with('.') {
+            want.push('.');
+        }
+        self.zones
+            .iter()
+            .find(|(z, _)| *z == want)
+            .cloned()
+            .ok_or_else(|| ServeError::UnknownZone(name.to_string()))
+    }
+
+    fn allows_axfr(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.allow_axfr.contains(&ip)
+    }
+}
+
+fn bind_error(proto: &'static str, addr: SocketAddr, source: std::io::Error) -> ServeError {
+    let hint = match source.kind() {
+        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
+            " (ports below 1024 need root or the capability: `setcap cap_net_bind_service=+ep $(command -v zonedrop)`, or listen on a port above 1023)"
+        }
+        std::io::ErrorKind::AddrInUse => {
+            " (another program already answers there, often a resolver or name server: stop it or choose another address with --listen)"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            " (no interface of this host has that address: choose one `ip addr` shows)"
+        }
+        _ => "",
+    };
+    ServeError::Bind {
+        proto,
+        addr,
+        source,
+        hint,
+    }
+}
+
+/// Read one published file; the stamp is taken from the open file, so a
+/// rename in between cannot pair one version's stamp with another's text.
+fn read_versioned(file: &Path) -> Result<(Stamp, String), ServeError> {
+    let read = |source| ServeError::Read {
+        file: file.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::File::open(file).map_err(read)?;
+    let stamp = Stamp::of(&f.metadata().map_err(read)?);
+    let mut text = String::new();
+    f.read_to_string(&mut text).map_err(read)?;
+    Ok((stamp, text))
+}
+
+/// Read, parse and check one published file.
+fn load_file(zone: &str, file: &Path) -> Result<Loaded, ServeError> {
+    let (stamp, text) = read_versioned(file)?;
+    build_zone(zone, file, stamp, text)
+}
+
+/// Turn the text of `file` into a zone handler; the checks are hickory's
+/// (an SOA at the apex, nothing beside a CNAME).
+fn build_zone(zone: &str, file: &Path, stamp: Stamp, text: String) -> Result<Loaded, ServeError> {
+    let records = parse_zone(file, zone, text)?;
+    let load = |message: String| ServeError::Load {
+        file: file.to_path_buf(),
+        zone: zone.to_string(),
+        message,
+    };
+    let origin = Name::from_ascii(zone).map_err(|e| load(e.to_string()))?;
+    let serial = records
+        .get(&RrKey::new(origin.clone().into(), RecordType::SOA))
+        .and_then(|set| match &set.records_without_rrsigs().next()?.data {
+            RData::SOA(soa) => Some(soa.serial),
+            _ => None,
+        })
+        .ok_or_else(|| load(format!("no SOA record at {zone}")))?;
+    // AXFR is allowed here and gated by client address in `Front`.
+    let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
+        origin,
+        records,
+        ZoneType::Primary,
+        AxfrPolicy::AllowAll,
+    )
+    .map_err(load)?;
+    Ok(Loaded {
+        stamp,
+        serial,
+        handler: Arc::new(handler),
+    })
+}
+
+fn build_catalog(slots: &HashMap<String, Slot>) -> Catalog {
+    let mut catalog = Catalog::new();
+    for slot in slots.values() {
+        if let Some(loaded) = &slot.served {
+            let handler = loaded.handler.clone();
+            catalog.upsert(handler.origin().clone(), vec![handler]);
+        }
+    }
+    catalog
+}
+
+/// The request handler the server calls: access rules and NOTIFY here,
+/// everything else to the current catalog.
+struct Front {
+    inner: Arc<Inner>,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Front {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        let catalog = self.inner.catalog.load_full();
+        match request.metadata.op_code {
+            OpCode::Notify => return self.notify(request, response_handle).await,
+            OpCode::Query => {
+                let transfer = request
+                    .queries
+                    .queries()
+                    .iter()
+                    .any(|q| matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR));
+                // RFC 5936 §6: "An AXFR server [...] SHOULD be configurable
+                // to restrict zone transfers to a list of authorized
+                // clients"; the rest are REFUSED (§2.2.1 allows it).
+                let axfr = request
+                    .queries
+                    .queries()
+                    .iter()
+                    .any(|q| q.query_type() == RecordType::AXFR);
+                // RFC 5936 §4.2: "AXFR sessions over UDP transport are not
+                // defined"; answering one would send a whole zone in reply
+                // to a datagram whose source may be forged.
+                if axfr && request.protocol() == Protocol::Udp {
+                    return reply(request, ResponseCode::NotImp, false, response_handle).await;
+                }
+                if transfer && !self.inner.allows_axfr(request.src().ip()) {
+                    log::info!(
+                        "zone transfer refused to {} (not in [serve] allow_axfr)",
+                        request.src().ip()
+                    );
+                    return reply(request, ResponseCode::Refused, false, response_handle).await;
+                }
+            }
+            _ => {}
+        }
+        catalog
+            .handle_request::<R, T>(request, response_handle)
+            .await
+    }
+}
+
+impl Front {
+    /// RFC 1996 §4.7: "the slave [...] replies with a NOTIFY response" that
+    /// has the same ID, QR set and the question copied. We are a primary,
+    /// so a NOTIFY for one of our zones is taken as a hint to look at its
+    /// file now (a stat; a parse only when the file changed) and is
+    /// acknowledged; one for a zone we do not serve is REFUSED.
+    async fn notify<R: ResponseHandler>(&self, request: &Request, handle: R) -> ResponseInfo {
+        let queries = request.queries.queries();
+        let [query] = queries else {
+            return reply(request, ResponseCode::FormErr, false, handle).await;
+        };
+        // RFC 1996 §3.7: "the QTYPE=SOA" (other types are reserved).
+        if query.query_type() != RecordType::SOA {
+            return reply(request, ResponseCode::FormErr, false, handle).await;
+        }
+        let name = query.name().to_string().to_ascii_lowercase();
+        let Ok((zone, file)) = self.inner.zone(&name) else {
+            return reply(request, ResponseCode::Refused, false, handle).await;
+        };
+        if !self.inner.notified.swap(true, Ordering::AcqRel) {
+            let responder = Responder {
+                inner: self.inner.clone(),
+            };
+            tokio::task::spawn_blocking(move || {
+                responder.poll_zone(&zone, &file);
+                responder.inner.notified.store(false, Ordering::Release);
+            });
+        }
+        reply(request, ResponseCode::NoError, true, handle).await
+    }
+}
+
+/// A response with no records: the question copied, `rcode`, AA as given,
+/// and an OPT record when the request had one (RFC 6891 §6.1.1).
+async fn reply<R: ResponseHandler>(
+    request: &Request,
+    rcode: ResponseCode,
+    authoritative: bool,
+    mut handle: R,
+) -> ResponseInfo {
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    let edns = request.edns.as_ref().map(|_| &edns);
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = rcode;
+    metadata.authoritative = authoritative;
+    let response = MessageResponseBuilder::new(&request.queries, edns).build_no_records(metadata);
+    match handle.send_response(response).await {
+        Ok(info) => info,
+        Err(e) => {
+            log::warn!("cannot answer {}: {e}", request.src());
+            let mut failed = Metadata::new(
+                request.metadata.id,
+                MessageType::Response,
+                request.metadata.op_code,
+            );
+            failed.response_code = ResponseCode::ServFail;
+            ResponseInfo::from(Header {
+                metadata: failed,
+                counts: HeaderCounts::default(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_path_drops_the_final_dot() {
+        let mut c = Config::default();
+        c.paths.unsigned = "/u".into();
+        assert_eq!(
+            published_path(&c, "example.test."),
+            Path::new("/u/example.test")
+        );
+    }
+
+    const ZONE: &str = "$ORIGIN example.test.\n$TTL 60\n@ IN SOA ns1 h 7 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n";
+
+    fn site() -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zonedrop.toml");
+        std::fs::write(
+            &path,
+            "[[zone]]\nname = \"example.test\"\n[[zone]]\nname = \"example.net\"\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("unsigned")).unwrap();
+        std::fs::write(dir.path().join("unsigned/example.test"), ZONE).unwrap();
+        let config = Config::load(&path).unwrap();
+        (dir, config)
+    }
+
+    #[test]
+    fn reload_swaps_and_a_failed_reload_keeps_the_zone() {
+        let (dir, config) = site();
+        let r = Responder::load(&config).unwrap();
+        assert_eq!(r.served(), vec!["example.test."]);
+        let before = r.inner.catalog.load_full();
+        r.reload("Example.Test").unwrap();
+        assert!(!Arc::ptr_eq(&before, &r.inner.catalog.load_full()));
+
+        std::fs::write(
+            dir.path().join("unsigned/example.test"),
+            "@ IN TXT \"no soa\"\n",
+        )
+        .unwrap();
+        let current = r.inner.catalog.load_full();
+        let e = r.reload("example.test.").unwrap_err().to_string();
+        assert!(
+            e.contains("unsigned/example.test: cannot load zone example.test."),
+            "{e}"
+        );
+        assert!(Arc::ptr_eq(&current, &r.inner.catalog.load_full()));
+        assert_eq!(r.served(), vec!["example.test."]);
+
+        // A zone published after the start is picked up by the poll.
+        std::fs::write(
+            dir.path().join("unsigned/example.net"),
+            ZONE.replace("example.test.", "example.net."),
+        )
+        .unwrap();
+        r.poll();
+        assert_eq!(r.served(), vec!["example.net.", "example.test."]);
+    }
+
+    #[test]
+    fn unknown_zones_are_named() {
+        let (_dir, config) = site();
+        let r = Responder::load(&config).unwrap();
+        let e = r.reload("example.org").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "zone `example.org` is not configured: add a [[zone]] with that name"
+        );
+    }
+
+    #[test]
+    fn a_zone_without_soa_is_refused() {
+        let e = parse_zone(
+            Path::new("f"),
+            "example.test.",
+            "@ 60 IN TXT \"x\"\n".to_string(),
+        )
+        .and_then(|records| {
+            InMemoryZoneHandler::<TokioRuntimeProvider>::new(
+                Name::from_ascii("example.test.").map_err(|e| ServeError::Server(e.to_string()))?,
+                records,
+                ZoneType::Primary,
+                AxfrPolicy::Deny,
+            )
+            .map_err(ServeError::Server)
+        });
+        assert!(e.is_err());
+    }
+}

@@ -1,0 +1,590 @@
+//! The live side driven from outside: `zonedrop serve` started as the real
+//! binary on 127.0.0.1 and a port picked here, asked with `dig`; `zonedrop
+//! wait` against it; and NSD and Knot as secondaries that `zonedrop
+//! notify` makes transfer the zone. Every server started here listens on 127.0.0.1 only
+//! and is killed by PID when its guard drops.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_zonedrop");
+const VALUE1: &str = "first-challenge-value";
+const VALUE2: &str = "second-challenge-value";
+
+/// Fail (not skip) when a program the test drives is missing.
+fn need(program: &str, package: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
+        .unwrap_or(false)
+        || Path::new("/usr/sbin").join(program).is_file();
+    assert!(
+        found,
+        "`{program}` is missing: install the Debian package {package} (.ci/install-deps does)"
+    );
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1.
+fn free_port() -> u16 {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1");
+}
+
+/// A child process killed by PID when dropped: SIGTERM first, so a server
+/// that forks (NSD) takes its children down, then SIGKILL.
+struct Guard {
+    child: Child,
+    name: &'static str,
+    log: PathBuf,
+}
+
+impl Guard {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("{} (pid {pid}) needed SIGKILL", self.name);
+    }
+}
+
+fn spawn(name: &'static str, cmd: &mut Command, log: PathBuf) -> Guard {
+    let file = std::fs::File::create(&log).unwrap();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    Guard { child, name, log }
+}
+
+fn zone_text(serial: u32, txt: &str, extra: &str) -> String {
+    format!(
+        "$ORIGIN example.test.\n$TTL 60\n\
+         @ IN SOA ns1 hostmaster {serial} 3600 600 86400 60\n\
+         @ IN NS ns1\n\
+         ns1 IN A 127.0.0.1\n\
+         _acme-challenge IN TXT \"{txt}\"\n\
+         www IN CNAME host\n\
+         host IN A 192.0.2.1\n\
+         *.wild IN TXT \"wildcard\"\n{extra}"
+    )
+}
+
+/// A config folder: zonedrop.toml + unsigned/example.test.
+struct Site {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Site {
+    fn new(allow_axfr: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        std::fs::create_dir(dir.path().join("unsigned")).unwrap();
+        std::fs::write(
+            dir.path().join("zonedrop.toml"),
+            format!(
+                "[[zone]]\nname = \"example.test\"\n\
+                 [serve]\nlisten = [\"127.0.0.1:{port}\"]\nallow_axfr = [{allow_axfr}]\n"
+            ),
+        )
+        .unwrap();
+        let site = Site { dir, port };
+        site.publish(&zone_text(1, VALUE1, ""));
+        site
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("zonedrop.toml")
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Write the published zone the way the builder does: temp file, rename.
+    fn publish(&self, text: &str) {
+        let unsigned = self.dir.path().join("unsigned");
+        let mut tmp = tempfile::NamedTempFile::new_in(&unsigned).unwrap();
+        tmp.write_all(text.as_bytes()).unwrap();
+        tmp.persist(unsigned.join("example.test")).unwrap();
+    }
+
+    fn zonedrop(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--config").arg(self.config());
+        c
+    }
+
+    /// `zonedrop serve`, returned once it answers.
+    fn serve(&self) -> Guard {
+        let guard = spawn(
+            "zonedrop serve",
+            self.zonedrop().arg("serve"),
+            self.dir.path().join("serve.log"),
+        );
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if dig(self.port, &["example.test", "SOA", "+short"]).contains("hostmaster") {
+                return guard;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("zonedrop serve does not answer; its log:\n{}", guard.log());
+    }
+}
+
+fn dig(port: u16, args: &[&str]) -> String {
+    need("dig", "bind9-dnsutils");
+    let out = Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "+norec",
+            "+time=1",
+            "+tries=1",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Ask until `check` holds or `within` passes; the last answer either way.
+fn dig_until(port: u16, args: &[&str], within: Duration, check: impl Fn(&str) -> bool) -> String {
+    let until = Instant::now() + within;
+    loop {
+        let out = dig(port, args);
+        if check(&out) || Instant::now() >= until {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn serve_answers_authoritatively() {
+    let site = Site::new("\"127.0.0.1\"");
+    let _serve = site.serve();
+    let p = site.port;
+
+    let out = dig(p, &["_acme-challenge.example.test", "TXT"]);
+    assert!(out.contains("flags: qr aa;"), "AA not set:\n{out}");
+    assert!(out.contains("status: NOERROR"), "{out}");
+    assert!(out.contains(&format!("\"{VALUE1}\"")), "{out}");
+    assert!(
+        out.contains("; EDNS: version: 0"),
+        "no OPT in the answer:\n{out}"
+    );
+
+    let out = dig(p, &["nothing.example.test", "A"]);
+    assert!(
+        out.contains("status: NXDOMAIN") && out.contains("flags: qr aa;"),
+        "{out}"
+    );
+    assert!(out.contains("AUTHORITY: 1"), "{out}");
+    assert!(
+        out.contains("IN\tSOA\tns1.example.test."),
+        "no SOA in authority:\n{out}"
+    );
+
+    let out = dig(p, &["_acme-challenge.example.test", "AAAA"]);
+    assert!(
+        out.contains("status: NOERROR") && out.contains("ANSWER: 0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("IN\tSOA\tns1.example.test."),
+        "NODATA without SOA:\n{out}"
+    );
+
+    let out = dig(p, &["www.example.test", "A", "+short"]);
+    assert_eq!(out, "host.example.test.\n192.0.2.1\n");
+    let out = dig(p, &["anything.wild.example.test", "TXT", "+short"]);
+    assert_eq!(out, "\"wildcard\"\n");
+
+    let out = dig(p, &["example.org", "A"]);
+    assert!(out.contains("status: REFUSED"), "outside the zones:\n{out}");
+
+    let out = dig(p, &["example.test", "AXFR"]);
+    assert!(
+        out.contains("XFR size: 8 records"),
+        "AXFR from 127.0.0.1:\n{out}"
+    );
+
+    // dig always transfers over TCP: ask over UDP by hand.
+    let mut axfr = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    axfr.extend_from_slice(b"\x07example\x04test\x00\x00\xfc\x00\x01");
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    socket.send_to(&axfr, site.addr()).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = socket.recv(&mut buf).unwrap();
+    assert!(n >= 12 && buf[3] & 0x0f == 4, "AXFR over UDP is not NOTIMP");
+
+    let out = dig(p, &["+opcode=notify", "example.test", "SOA"]);
+    assert!(out.contains("opcode: NOTIFY, status: NOERROR"), "{out}");
+    assert!(out.contains("flags: qr aa"), "{out}");
+}
+
+#[test]
+fn axfr_is_refused_outside_allow_axfr() {
+    let site = Site::new("\"192.0.2.53\"");
+    let serve = site.serve();
+    let out = dig(site.port, &["example.test", "AXFR"]);
+    assert!(
+        out.contains("Transfer failed") && !out.contains("XFR size"),
+        "{out}"
+    );
+    assert!(serve.log().contains("zone transfer refused to 127.0.0.1"));
+    // and the server still answers
+    let out = dig(
+        site.port,
+        &["_acme-challenge.example.test", "TXT", "+short"],
+    );
+    assert_eq!(out, format!("\"{VALUE1}\"\n"));
+}
+
+#[test]
+fn a_republished_zone_is_answered_within_a_second() {
+    let site = Site::new("");
+    let serve = site.serve();
+    site.publish(&zone_text(2, VALUE2, ""));
+    let want = format!("\"{VALUE2}\"\n");
+    let args = ["_acme-challenge.example.test", "TXT", "+short"];
+    let out = dig_until(site.port, &args, Duration::from_secs(1), |o| o == want);
+    assert_eq!(out, want, "log:\n{}", serve.log());
+    assert!(serve
+        .log()
+        .contains("zone example.test. reloaded (serial 2)"));
+
+    // A broken file keeps the old zone and is reported once, by file name.
+    site.publish("$ORIGIN example.test.\n@ IN SOA ( broken\n");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(dig(site.port, &args), want);
+    let log = serve.log();
+    let file = site.dir.path().join("unsigned/example.test");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    assert!(errors[0].contains(&format!(
+        "{}: cannot load zone example.test.",
+        file.display()
+    )));
+    assert!(errors[0].contains("still serving the previous version"));
+
+    // A zone with data beside a CNAME is refused the same way.
+    site.publish(&zone_text(3, "x", "www IN TXT \"beside the cname\"\n"));
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(dig(site.port, &args), want);
+}
+
+#[test]
+fn malformed_packets_get_formerr_or_silence() {
+    let site = Site::new("");
+    let _serve = site.serve();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(site.addr()).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let header = |qd: u16, an: u16, ns: u16, ar: u16| {
+        let mut h = vec![0x12, 0x34, 0x00, 0x00];
+        for n in [qd, an, ns, ar] {
+            h.extend_from_slice(&n.to_be_bytes());
+        }
+        h
+    };
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("shorter than a header", vec![0x12, 0x34, 0x01]),
+        ("empty", vec![]),
+    ];
+    let mut truncated = header(1, 0, 0, 0);
+    truncated.extend_from_slice(b"\x07example\x04te");
+    cases.push(("truncated question", truncated));
+    let mut pointer = header(1, 0, 0, 0);
+    pointer.extend_from_slice(&[0xc0, 0x0c, 0x00, 0x10, 0x00, 0x01]); // points at itself
+    cases.push(("label pointer loop", pointer));
+    let mut forward = header(1, 0, 0, 0);
+    forward.extend_from_slice(&[0xc0, 0xff, 0x00, 0x10, 0x00, 0x01]); // points past the end
+    cases.push(("label pointer past the end", forward));
+    let mut huge = header(0xffff, 0xffff, 0xffff, 0xffff);
+    huge.extend_from_slice(b"\x07example\x04test\x00\x00\x10\x00\x01");
+    cases.push(("huge counts", huge));
+    let mut long = header(1, 0, 0, 0);
+    long.extend(std::iter::repeat_n(0x3f, 300));
+    cases.push(("label run past 255 octets", long));
+    for (what, packet) in cases {
+        socket.send(&packet).unwrap();
+        let mut buf = [0u8; 4096];
+        match socket.recv(&mut buf) {
+            Ok(n) => {
+                assert!(n >= 12, "{what}: short answer");
+                assert_eq!(buf[0..2], [0x12, 0x34], "{what}: wrong ID");
+                assert_eq!(
+                    buf[3] & 0x0f,
+                    1,
+                    "{what}: not FORMERR: rcode {}",
+                    buf[3] & 0x0f
+                );
+            }
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "{what}: {e}"
+            ),
+        }
+    }
+    let out = dig(
+        site.port,
+        &["_acme-challenge.example.test", "TXT", "+short"],
+    );
+    assert_eq!(
+        out,
+        format!("\"{VALUE1}\"\n"),
+        "the server stopped answering"
+    );
+}
+
+#[test]
+fn wait_succeeds_when_served_and_names_the_server_at_timeout() {
+    let site = Site::new("");
+    let _serve = site.serve();
+    let server = site.addr().to_string();
+    let args = ["--server", &server, "--interval", "100ms"];
+
+    let out = run(site
+        .zonedrop()
+        .args([
+            "wait",
+            "_acme-challenge.example.test",
+            VALUE1,
+            "--timeout",
+            "3s",
+        ])
+        .args(args));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+
+    // Through a CNAME at the challenge name.
+    site.publish(&zone_text(
+        2,
+        VALUE1,
+        "_acme-challenge.www IN CNAME _acme-challenge\n",
+    ));
+    let out = run(site
+        .zonedrop()
+        .args([
+            "wait",
+            "_acme-challenge.www.example.test",
+            VALUE1,
+            "--timeout",
+            "3s",
+        ])
+        .args(args));
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let started = Instant::now();
+    let out = run(site
+        .zonedrop()
+        .args([
+            "wait",
+            "_acme-challenge.example.test",
+            VALUE2,
+            "--timeout",
+            "1s",
+        ])
+        .args(args));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "zonedrop: _acme-challenge.example.test. TXT \"{VALUE2}\" is not visible after 1s on \
+             {server} (1 other TXT at _acme-challenge.example.test.)\n"
+        )
+    );
+
+    // Without --server: the zone's NS, from the published file (port 53 is
+    // not ours, so only check that the right server is named).
+    let out = run(site.zonedrop().args([
+        "wait",
+        "_acme-challenge.example.test",
+        VALUE2,
+        "--timeout",
+        "1s",
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(" on 127.0.0.1:53 ("),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A secondary name server of `zonedrop serve`, started by `start(dir,
+/// port, primary port)`, transfers the zone, is NOTIFYed of serial 2 by
+/// `zonedrop notify`, and then answers the new challenge.
+fn secondary_follows_notify(name: &'static str, start: impl Fn(&Path, u16, u16) -> Command) {
+    let site = Site::new("\"127.0.0.1\"");
+    let serve = site.serve();
+    let dir = site.dir.path().join(name);
+    std::fs::create_dir(&dir).unwrap();
+    let port = free_port();
+    let secondary = spawn(name, &mut start(&dir, port, site.port), dir.join("log"));
+    let args = ["_acme-challenge.example.test", "TXT", "+short"];
+    let first = format!("\"{VALUE1}\"\n");
+    let out = dig_until(port, &args, Duration::from_secs(10), |o| o == first);
+    assert_eq!(
+        out,
+        first,
+        "{name} did not transfer the zone; its log:\n{}",
+        secondary.log()
+    );
+
+    // Publish serial 2; once zonedrop serves it, NOTIFY makes it fetch it.
+    site.publish(&zone_text(2, VALUE2, ""));
+    let soa = dig_until(
+        site.port,
+        &["example.test", "SOA", "+short"],
+        Duration::from_secs(2),
+        |o| o.contains(" 2 3600 "),
+    );
+    assert!(soa.contains(" 2 3600 "), "{}", serve.log());
+    let out = run(site
+        .zonedrop()
+        .args(["notify", "example.test", "--to"])
+        .arg(format!("127.0.0.1:{port}")));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = format!("\"{VALUE2}\"\n");
+    let out = dig_until(port, &args, Duration::from_secs(5), |o| o == second);
+    assert_eq!(
+        out,
+        second,
+        "{name} did not follow the NOTIFY; its log:\n{}",
+        secondary.log()
+    );
+
+    // A target that does not answer is one line naming it.
+    let silent = free_port();
+    let out = run(site
+        .zonedrop()
+        .args(["notify", "example.test", "--to"])
+        .arg(format!("127.0.0.1:{silent}")));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "zonedrop: NOTIFY example.test. to 127.0.0.1:{silent}: "
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn nsd_transfers_from_serve_after_notify() {
+    need("nsd", "nsd");
+    secondary_follows_notify("nsd", |dir, port, primary| {
+        let d = dir.display();
+        let conf = dir.join("nsd.conf");
+        // request-xfr AXFR: no IXFR attempt first, the transfer is an AXFR.
+        std::fs::write(
+            &conf,
+            format!(
+                "server:\n  ip-address: 127.0.0.1\n  port: {port}\n  do-ip6: no\n  \
+                 username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n  \
+                 pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  \
+                 zonelistfile: \"{d}/zone.list\"\n  xfrdir: \"{d}\"\n  server-count: 1\n  \
+                 verbosity: 2\n\
+                 remote-control:\n  control-enable: no\n\
+                 zone:\n  name: example.test\n  zonefile: example.test.zone\n  \
+                 allow-notify: 127.0.0.1 NOKEY\n  request-xfr: AXFR 127.0.0.1@{primary} NOKEY\n"
+            ),
+        )
+        .unwrap();
+        let mut c = Command::new("nsd");
+        c.arg("-d").arg("-c").arg(conf);
+        c
+    });
+}
+
+#[test]
+fn knot_transfers_from_serve_after_notify() {
+    need("knotd", "knot");
+    secondary_follows_notify("knotd", |dir, port, primary| {
+        let d = dir.display();
+        let conf = dir.join("knot.conf");
+        // Knot asks for IXFR first; zonedrop serve has none, so it falls
+        // back to AXFR.
+        std::fs::write(
+            &conf,
+            format!(
+                "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n  \
+                 pidfile: \"{d}/knot.pid\"\n\
+                 database:\n  storage: \"{d}/db\"\n\
+                 log:\n  - target: stderr\n    any: info\n\
+                 remote:\n  - id: primary\n    address: 127.0.0.1@{primary}\n\
+                 acl:\n  - id: notify\n    address: 127.0.0.1\n    action: notify\n\
+                 template:\n  - id: default\n    storage: \"{d}\"\n    file: \"%s.zone\"\n\
+                 zone:\n  - domain: example.test\n    master: primary\n    acl: notify\n"
+            ),
+        )
+        .unwrap();
+        let mut c = Command::new("knotd");
+        c.arg("-c").arg(conf);
+        c
+    });
+}
+
+#[test]
+fn a_busy_port_is_reported_with_a_way_out() {
+    let site = Site::new("");
+    let _busy = UdpSocket::bind(site.addr()).unwrap();
+    let out = run(site.zonedrop().arg("serve"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("zonedrop: cannot listen on UDP {}: ", site.addr()))
+            && err.contains("another program already answers there"),
+        "{err}"
+    );
+}
