@@ -21,6 +21,10 @@ pub enum Error {
     Hook(#[from] crate::hook::HookError),
     #[error(transparent)]
     Drop(#[from] crate::drop::DropError),
+    #[error(transparent)]
+    Dane(#[from] crate::dane::DaneError),
+    #[error(transparent)]
+    Sshfp(#[from] crate::sshfp::SshfpError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]

@@ -7,12 +7,15 @@
 
 pub mod commands;
 pub mod config;
+pub mod dane;
 pub mod drop;
 pub mod error;
 pub mod fragment;
 pub mod hook;
+pub mod keys;
 pub mod list;
 pub mod name;
+pub mod sshfp;
 pub mod whitelist;
 
 pub use error::Error;
