@@ -73,13 +73,12 @@ pub fn load(path: &Path) -> Result<Vec<HostKey>, SshfpError> {
         path: path.to_path_buf(),
         source,
     };
-    let bytes = if path == Path::new("-") {
+    if path == Path::new("-") {
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(read_err)?;
-        buf
-    } else {
-        std::fs::read(path).map_err(read_err)?
-    };
+        return parse(&String::from_utf8_lossy(&buf), Path::new("(stdin)"));
+    }
+    let bytes = std::fs::read(path).map_err(read_err)?;
     parse(&String::from_utf8_lossy(&bytes), path)
 }
 
