@@ -152,7 +152,8 @@ pub fn tlsa(args: &TlsaArgs) -> Result<u8, Error> {
 }
 
 /// `zonedrop sshfp --name HOST [--hash H] [--ttl N] FILE...|-`: one line per
-/// key and fingerprint type, `HOST. [TTL] IN SSHFP ALG TYPE HEX`; as with
+/// key and fingerprint type, `HOST. [TTL] IN SSHFP ALG TYPE HEX`, each
+/// record once however often its key is listed; as with
 /// [`tlsa`], a bad file fails the command before anything is printed.
 pub fn sshfp(
     name: &str,
@@ -162,14 +163,23 @@ pub fn sshfp(
 ) -> Result<u8, Error> {
     let name = name::parse_fqdn(name).map_err(|e| Error::Usage(e.to_string()))?;
     let ttl = ttl.map(|t| format!(" {t}")).unwrap_or_default();
-    let mut out = String::new();
+    let mut rdatas: Vec<String> = Vec::new();
     for file in files {
         for key in sshfp::load(file)? {
             for rdata in sshfp::rdata(&key, hash) {
-                out.push_str(&format!("{name}{ttl} IN SSHFP {rdata}\n"));
+                // A hashed known_hosts file repeats a key once per host
+                // name; a zone wants it once (RFC 2181 §5: an RRset has no
+                // duplicates).
+                if !rdatas.contains(&rdata) {
+                    rdatas.push(rdata);
+                }
             }
         }
     }
+    let out: String = rdatas
+        .iter()
+        .map(|rdata| format!("{name}{ttl} IN SSHFP {rdata}\n"))
+        .collect();
     print!("{out}");
     Ok(exit::OK)
 }
