@@ -109,12 +109,11 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Material, DaneError> {
     let mut certs = Vec::new();
     let mut csrs = Vec::new();
     let mut keys = Vec::new();
-    let mut last_label = String::new();
     for block in Pem::iter_from_buffer(bytes) {
         let block = block.map_err(|e| match e {
             x509_parser::error::PEMError::IncompletePEM => DaneError::HalfWritten {
                 path: path_buf(),
-                label: next_label(bytes, &last_label),
+                label: truncated_label(bytes),
             },
             other => DaneError::BadPem {
                 path: path_buf(),
@@ -137,7 +136,6 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Material, DaneError> {
             "RSA PUBLIC KEY" => return Err(DaneError::Pkcs1 { path: path_buf() }),
             _ => {}
         }
-        last_label = block.label;
     }
     if !certs.is_empty() {
         Ok(Material::Certs(certs))
@@ -150,20 +148,17 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Material, DaneError> {
     }
 }
 
-/// The label of the block after the one named `after` (for messages only).
-fn next_label(bytes: &[u8], after: &str) -> String {
+/// The label of the first block that has no END line (for messages only):
+/// the BEGIN line after as many BEGINs as there are ENDs.
+fn truncated_label(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
-    let labels: Vec<&str> = text
-        .lines()
+    let ends = text.lines().filter(|l| l.starts_with("-----END ")).count();
+    text.lines()
         .filter_map(|l| l.strip_prefix("-----BEGIN "))
-        .map(|l| l.trim_end().trim_end_matches('-'))
-        .collect();
-    let done = if after.is_empty() {
-        0
-    } else {
-        text.lines().filter(|l| l.starts_with("-----END ")).count()
-    };
-    labels.get(done).unwrap_or(&"?").to_string()
+        .nth(ends)
+        .map_or("?".to_string(), |l| {
+            l.trim_end().trim_end_matches('-').to_string()
+        })
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -221,13 +216,15 @@ fn parse_spki(der: &[u8]) -> Result<Vec<u8>, String> {
 
 /// The certificates a record is made of, for `usage`.
 ///
-/// RFC 7671 §5.1/§5.2: DANE-EE(3) and PKIX-EE(1) match the server's own
-/// (end-entity) certificate, the first of the chain. RFC 7671 §5.2/§5.3 and
-/// RFC 6698 §2.1.1: DANE-TA(2) and PKIX-TA(0) match "a certificate [...]
-/// that MUST be found in any of the PKIX certification paths": one record
-/// per issuer certificate of the bundle, which is `ldns-dane -s -o N` for
-/// every N that selects an issuer. A file holding a single CA certificate
-/// stands for itself.
+/// RFC 6698 §2.1.1: usages 1 (PKIX-EE) and 3 (DANE-EE) match "the end
+/// entity certificate given by the server in TLS", the first of the chain.
+/// Usage 0 (PKIX-TA) specifies "a CA certificate, or the public key of such
+/// a certificate, that MUST be found in any of the PKIX certification
+/// paths", usage 2 (DANE-TA) one "that MUST be used as the trust anchor":
+/// zonedrop cannot tell which issuer the operator means, so it gives one
+/// record per issuer certificate of the bundle, in chain order; each is what
+/// `ldns-dane -s -o N` prints for the N that selects it. A file holding a
+/// single CA certificate stands for itself.
 pub fn select(material: &Material, usage: u8, path: &Path) -> Result<Vec<Cert>, DaneError> {
     let Material::Certs(certs) = material else {
         return Ok(Vec::new());
@@ -388,6 +385,15 @@ hGr3uXvBjDwbZ2EmbqojiOkE
     fn a_half_written_bundle_is_an_error_not_a_shorter_chain() {
         let half = &CERT[..CERT.len() / 2];
         let e = parse(half.as_bytes(), Path::new("c.pem"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "c.pem: truncated PEM block `CERTIFICATE` (half-written file?)"
+        );
+        // The leaf is whole, the chain after it is not: still an error.
+        let bundle = format!("{CERT}{half}");
+        let e = parse(bundle.as_bytes(), Path::new("c.pem"))
             .unwrap_err()
             .to_string();
         assert_eq!(

@@ -6,9 +6,9 @@
 //! record data. The zone builder calls [`zone_key_records`] once per build
 //! and [`key_inputs`] for its no-change manifest and the watcher.
 //!
-//! Rollover, as RFC 7671 §8.1 and §8.4 ask ("publish the new TLSA record
-//! [...] wait [...] at least the TTL of the TLSA records [...] then remove
-//! the old"):
+//! Rollover, in the spirit of RFC 7671 §8 (TLSA publisher requirements):
+//! a new key's record is in the DNS before the server uses the key, and an
+//! old one leaves only after every cached copy of the old RRset expired.
 //! - a fingerprint that stops being current stays published for the entry's
 //!   `hold` (default 2 × ttl + 1 h), counted from the build that first saw it
 //!   gone; one that comes back is current again;
@@ -509,7 +509,8 @@ fn plan(config: &Config, now: SystemTime, old: &State) -> Plan {
         }
     }
 
-    // RFC 7671 §8.1: the old record goes only once caches cannot hold it.
+    // An old record goes only once no cache can still hold it (see the
+    // module doc).
     let mut retiring: BTreeMap<RecordKey, Retiring> = BTreeMap::new();
     for r in &old.retiring {
         let k = key_of(&r.owner, &r.rtype, &r.rdata);

@@ -51,8 +51,8 @@ pub struct HostKey {
 
 /// Key types: (plain name, SSHFP algorithm, fields after the name).
 ///
-/// RFC 4255 §3.1.1 (RSA 1, DSA 2), RFC 6594 §5.1 (ECDSA 3), RFC 7479 §5
-/// (Ed25519 4), RFC 8709 §6 (Ed448 6). Fields are the length-prefixed
+/// SSHFP algorithm numbers: RFC 4255 §3.1.1 (RSA 1, DSA 2), RFC 6594
+/// (ECDSA 3), RFC 7479 (Ed25519 4), RFC 8709 (Ed448 6). Fields are the length-prefixed
 /// strings/mpints after the type name: RFC 4253 §6.6 `e, n` and
 /// `p, q, g, y`; RFC 5656 §3.1 curve identifier and Q; RFC 8709 §4 the key.
 const TYPES: [(&str, u8, usize); 7] = [
@@ -152,8 +152,8 @@ fn looks_like_type(word: &str) -> bool {
 /// Check `blob` against the type `name` written before it, and return the
 /// SSHFP algorithm and the plain key blob to fingerprint.
 ///
-/// RFC 4255 §3.1.2: "The fingerprint is calculated over the public key blob
-/// as described in [RFC4253]". For an OpenSSH certificate (PROTOCOL.certkeys:
+/// RFC 4255 §3.1.3: "The fingerprint is calculated over the public key
+/// blob" of RFC 4253. For an OpenSSH certificate (PROTOCOL.certkeys:
 /// type name, nonce, the key's own fields, then serial, principals, …) that
 /// is the certified key: its fields re-encoded under the plain type name,
 /// which is what `ssh-keygen -r` prints for the key the certificate holds.
@@ -231,8 +231,9 @@ fn put_string(out: &mut Vec<u8>, s: &[u8]) {
 
 /// The RDATA texts (`alg type hex`) for `key`: type 1 first, as `ssh-keygen -r`.
 ///
-/// RFC 4255 §3.1.2 and RFC 6594 §5.2: fingerprint type 1 is SHA-1, type 2
-/// SHA-256, of the key blob; §3.2: "the message digest is presented in hex".
+/// RFC 4255 §3.1.2: fingerprint type 1 is SHA-1; RFC 6594 adds type 2,
+/// SHA-256; RFC 4255 §3.2: the presentation form of the digest is
+/// hexadecimal (lowercase here, as `ssh-keygen -r` prints it).
 pub fn rdata(key: &HostKey, hash: SshfpHash) -> Vec<String> {
     let mut out = Vec::new();
     if matches!(hash, SshfpHash::Sha1 | SshfpHash::All) {
