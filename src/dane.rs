@@ -314,13 +314,13 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     // A self-signed Ed25519 certificate, made with `openssl req -x509
     // -newkey ed25519 -subj /CN=t -days 36500 -nodes`; the fingerprints
     // below are what `ldns-dane -n -c` prints for it.
-    const CERT: &str = "-----BEGIN CERTIFICATE-----
+    pub(crate) const CERT: &str = "-----BEGIN CERTIFICATE-----
 MIIBLjCB4aADAgECAhRiUfSVtKg81gOfTeJZDSGp1gtMnjAFBgMrZXAwDDEKMAgG
 A1UEAwwBdDAgFw0yNjExMjQwODEzNTNaGA8yMTI2MTAzMTA4MTM1M1owDDEKMAgG
 A1UEAwwBdDAqMAUGAytlcAMhAMjZk3aeVIZsQi2WxFTpRfMyyWgFWb64EtzqrWEa

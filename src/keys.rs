@@ -782,6 +782,26 @@ mod tests {
     }
 
     #[test]
+    fn an_expired_certificate_is_published_with_a_warning() {
+        let s = setup("");
+        s.write("www.pem", dane::tests::CERT);
+        // The certificate is valid until 2126-10-31T08:13:53Z.
+        let r = s.run(t0());
+        assert_eq!((r.records.len(), r.warnings.len()), (2, 0));
+        let later = UNIX_EPOCH + Duration::from_secs(5_000_000_000);
+        let r = s.run(later);
+        assert_eq!(r.records.len(), 2);
+        assert_eq!(r.errors, Vec::<String>::new());
+        assert_eq!(
+            r.warnings,
+            [format!(
+                "{}: certificate expired 2126-10-31T08:13:53Z; its TLSA record is published anyway: renew it",
+                s.dir.path().join("www.pem").display()
+            )]
+        );
+    }
+
+    #[test]
     fn a_corrupt_memory_is_reported_and_left_alone() {
         let s = setup("");
         s.write("www.pem", KEY_A);

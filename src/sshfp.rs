@@ -113,15 +113,28 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<HostKey>, SshfpError> {
             }
         }
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let (name, b64) = match fields.as_slice() {
-            [t, b, ..] if looks_like_type(t) => (*t, *b),
-            [_, t, b, ..] if looks_like_type(t) => (*t, *b),
-            _ => {
-                return Err(err(
-                    "not an OpenSSH public key, host certificate or known_hosts line".into(),
-                ))
-            }
+        // `TYPE BASE64` (a .pub line) or `HOSTS TYPE BASE64` (known_hosts).
+        // A host may itself be called `ssh-…`: the pair whose key data
+        // carries the type name written before it wins.
+        let candidates: Vec<(&str, &str)> = [(0, 1), (1, 2)]
+            .iter()
+            .filter_map(|&(t, b)| Some((*fields.get(t)?, *fields.get(b)?)))
+            .filter(|(t, _)| looks_like_type(t))
+            .collect();
+        let Some(&first) = candidates.first() else {
+            return Err(err(
+                "not an OpenSSH public key, host certificate or known_hosts line".into(),
+            ));
         };
+        let (name, b64) = candidates
+            .iter()
+            .copied()
+            .find(|(t, b)| {
+                STANDARD
+                    .decode(b)
+                    .is_ok_and(|blob| Reader(&blob).string() == Some(t.as_bytes()))
+            })
+            .unwrap_or(first);
         let blob = STANDARD
             .decode(b64)
             .map_err(|e| err(format!("the `{name}` key is not valid base64 ({e})")))?;
@@ -321,6 +334,38 @@ mod tests {
         // Half a key.
         let e = one(&format!("ssh-ed25519 {}", &body[..40])).unwrap_err();
         assert!(e.contains("truncated") || e.contains("base64"), "{e}");
+    }
+
+    #[test]
+    fn a_host_called_ssh_something_is_not_a_key_type() {
+        let body = ED.split_once(' ').unwrap().1;
+        let keys = one(&format!("ssh-gw.example ssh-ed25519 {body}")).unwrap();
+        assert_eq!(rdata(&keys[0], SshfpHash::Sha1), vec![ED_SHA1]);
+    }
+
+    #[test]
+    fn dsa_and_ed448_have_their_numbers() {
+        // `ssh-keygen -t dsa`, and what `ssh-keygen -r` prints for it.
+        let dsa = one("ssh-dss AAAAB3NzaC1kc3MAAACBANOcMuw8i1lRbYRdACa0wPXMf1atIw58HPyzLGM5/QiJXjPvcToPpNMrScD2cKYWeqLjkaAqZgLy02870aR1KtLE5fuxUCspyKJ0JZq5cAB2a/PwnnCqWPWaBhHVmGrm1qggDRwVRE3kEGdp+zixEhKtLqAPgSfi8XTECaXLYktZAAAAFQCEWG8Iv7HF4sPTKQCJu3oUoQSvPQAAAIAg24Wv0YX3rS9BJxJ/Z6jQB3+Bhz11MuPLONAe9/jCJylud6jjsjclgCuACxNRLhdtY5mE5U7/C3W/ocYHU6eTlxo8HQCxdk1CNwe2cgBX6BQrXgfFsoVhf0plL6iEIzv58Rd/FzbcoodGKgmauMPzuoKOo7nkZxIjg+I2a/H3yQAAAIAagjxf8h8dCP6+4NI6vIdbJoyma7/Lr4q+Hl26ytQgd9N7AoC7COD+owfUwhy0hSb6cxCt25Na4WAszeaFQketsp+i8TUDU4RnOEj5ktxtu8L9313m67V9ru1BLfC2xT1E/bbjeMuOAf2Rs+DJ/IahkDXIIcYkljIWoaseyWhBzg==").unwrap();
+        assert_eq!(
+            rdata(&dsa[0], SshfpHash::All),
+            vec![
+                "2 1 ab0960ee97638ff5bd2e1f055e1c2b74f60aa33e",
+                "2 2 223fc71f95b86c63ee8e9b0caba9c446b77fcc7d53d213475d6ead12fce232a6"
+            ]
+        );
+        // RFC 8709 §4: an Ed448 key is 57 bytes (no OpenSSH tool makes one).
+        let mut blob = Vec::new();
+        put_string(&mut blob, b"ssh-ed448");
+        put_string(&mut blob, &[5; 57]);
+        let key = &one(&format!("ssh-ed448 {}", STANDARD.encode(&blob))).unwrap()[0];
+        assert_eq!(key.algorithm, 6);
+        assert_eq!(key.blob, blob);
+        let mut short = Vec::new();
+        put_string(&mut short, b"ssh-ed448");
+        put_string(&mut short, &[5; 32]);
+        let e = one(&format!("ssh-ed448 {}", STANDARD.encode(&short))).unwrap_err();
+        assert_eq!(e, "k.pub: line 1: the `ssh-ed448` key is 32 bytes, not 57");
     }
 
     #[test]
