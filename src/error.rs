@@ -7,7 +7,8 @@ use thiserror::Error;
 pub mod exit {
     /// All good.
     pub const OK: u8 = 0;
-    /// A zone failed, a hook was refused, or an on_change command failed.
+    /// A zone failed, a hook was refused, an on_change command failed, or a
+    /// certificate or key file (tlsa, sshfp, list --dane) could not be used.
     pub const FAILED: u8 = 1;
     /// Bad usage or bad config.
     pub const USAGE: u8 = 2;

@@ -133,6 +133,21 @@ pub fn key_status(config: &Config, now: SystemTime) -> (Vec<KeyStatus>, KeyRecor
     (plan.statuses, plan.records)
 }
 
+/// When the published key records next change with no file changing: the
+/// end of the earliest hold in the rollover memory (None: nothing held, or
+/// no readable memory). [`key_inputs`] covers changes that come from files;
+/// this covers the ones that come from the clock, so a builder that skips
+/// unchanged inputs, or a watcher, knows when to build anyway.
+pub fn next_key_change(config: &Config) -> Option<SystemTime> {
+    let state = load_state(&state_path(config)).ok()?;
+    state
+        .retiring
+        .iter()
+        .map(|r| r.until)
+        .min()
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+}
+
 /// Every file and folder the key records depend on: each `[[tlsa]]` cert and
 /// next, each `[[sshfp]]` key file, and for a key folder the folder itself
 /// (its mtime moves when a file comes or goes) followed by the files in it
@@ -701,17 +716,15 @@ mod tests {
         let (st, _) = key_status(&s.config, t0() + HOUR);
         let old = st.iter().find(|k| k.rdata == fingerprint(KEY_A)).unwrap();
         // Default hold: 2 × 600 s + 1 h from the build that saw it go.
-        assert_eq!(
-            old.state,
-            KeyState::Retiring {
-                until: t0() + HOUR + Duration::from_secs(1200) + HOUR
-            }
-        );
+        let until = t0() + 2 * HOUR + Duration::from_secs(1200);
+        assert_eq!(old.state, KeyState::Retiring { until });
+        assert_eq!(next_key_change(&s.config), Some(until));
         // Still there just before the hold ends, gone at its end.
         let r = s.run(t0() + 2 * HOUR + Duration::from_secs(1199));
         assert_eq!(rdatas(&r, owner).len(), 2);
         let r = s.run(t0() + 2 * HOUR + Duration::from_secs(1200));
         assert_eq!(rdatas(&r, owner), [fingerprint(KEY_B)]);
+        assert_eq!(next_key_change(&s.config), None);
     }
 
     #[test]

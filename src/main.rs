@@ -8,7 +8,7 @@ use zonedrop::commands::{self, Context};
 use zonedrop::config::{SshfpHash, TlsaParams};
 use zonedrop::hook::Op;
 
-const EXIT_CODES: &str = "Exit status: 0 all good; 1 a zone failed, a challenge was refused, or an on_change command failed; 2 bad usage or config.
+const EXIT_CODES: &str = "Exit status: 0 all good; 1 a zone failed, a challenge was refused, an on_change command failed, or a certificate or key file could not be used; 2 bad usage or config.
 Invoked as zonedrop-certbot, zonedrop-lego, zonedrop-dehydrated, zonedrop-uacme or zonedrop-acmetool (a symlink), it runs `zonedrop hook <client>` with its arguments.";
 
 #[derive(Parser)]
