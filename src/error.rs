@@ -7,7 +7,8 @@ use thiserror::Error;
 pub mod exit {
     /// All good.
     pub const OK: u8 = 0;
-    /// A zone failed, a hook was refused, or an on_change command failed.
+    /// A zone failed, a hook was refused, an on_change command failed, or a
+    /// certificate or key file (tlsa, sshfp, list --dane) could not be used.
     pub const FAILED: u8 = 1;
     /// Bad usage or bad config.
     pub const USAGE: u8 = 2;
@@ -29,6 +30,10 @@ pub enum Error {
     Wait(#[from] crate::wait::WaitError),
     #[error(transparent)]
     Notify(#[from] crate::notify::NotifyError),
+    #[error(transparent)]
+    Dane(#[from] crate::dane::DaneError),
+    #[error(transparent)]
+    Sshfp(#[from] crate::sshfp::SshfpError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use zonedrop::commands::{self, Context};
+use zonedrop::config::{SshfpHash, TlsaParams};
 use zonedrop::hook::Op;
 
-const EXIT_CODES: &str = "Exit status: 0 all good; 1 a zone failed, a challenge was refused, an on_change command failed, `wait` timed out, `notify` was not acknowledged, or `serve` could not listen; 2 bad usage or config.
+const EXIT_CODES: &str = "Exit status: 0 all good; 1 a zone failed, a challenge was refused, an on_change command failed, a certificate or key file could not be used, `wait` timed out, `notify` was not acknowledged, or `serve` could not listen; 2 bad usage or config.
 Invoked as zonedrop-certbot, zonedrop-lego, zonedrop-dehydrated, zonedrop-uacme or zonedrop-acmetool (a symlink), it runs `zonedrop hook <client>` with its arguments.";
 
 #[derive(Parser)]
@@ -72,6 +73,50 @@ enum Command {
     List {
         #[arg(long)]
         json: bool,
+        /// List the TLSA and SSHFP fingerprints instead: current, next, or retiring until when.
+        #[arg(long)]
+        dane: bool,
+    },
+    /// Print TLSA records (RFC 6698) for certificates, CSRs or public keys (PEM or DER).
+    ///
+    /// Usage 1 and 3 use the first certificate of a bundle (the server's);
+    /// 0 and 2 give one record per issuer certificate in it.
+    Tlsa {
+        /// The host name (repeatable).
+        #[arg(long = "name", value_name = "HOST", required = true)]
+        names: Vec<String>,
+        /// The port (repeatable).
+        #[arg(long = "port", value_name = "N", required = true)]
+        ports: Vec<u16>,
+        #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp", "sctp"])]
+        proto: String,
+        /// 0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=3))]
+        usage: u8,
+        /// 0 whole certificate, 1 SubjectPublicKeyInfo.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+        selector: u8,
+        /// 0 full data, 1 SHA-256, 2 SHA-512.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
+        matching: u8,
+        #[arg(long, default_value_t = 3600)]
+        ttl: u32,
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Print SSHFP records (RFC 4255) for OpenSSH public keys, host certificates or known_hosts lines.
+    Sshfp {
+        /// The host name.
+        #[arg(long, value_name = "HOST")]
+        name: String,
+        /// Fingerprint types: sha1 (1), sha256 (2) or all.
+        #[arg(long, default_value = "sha256", value_parser = ["sha1", "sha256", "all"])]
+        hash: String,
+        #[arg(long)]
+        ttl: Option<u32>,
+        /// Key files; `-` reads standard input (e.g. from ssh-keyscan).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
     },
     /// Answer DNS queries (UDP and TCP) authoritatively from the published zones, reloading them as they change.
     Serve {
@@ -147,7 +192,6 @@ fn main() -> ExitCode {
         Command::Add { fqdn, value, ttl } => commands::add_del(&ctx, Op::Add, fqdn, value, *ttl),
         Command::Del { fqdn, value } => commands::add_del(&ctx, Op::Del, fqdn, value, None),
         Command::Hook { client, args } => commands::hook(&ctx, client, args),
-        Command::List { json } => commands::list(&ctx, *json),
         Command::Build {
             zones,
             force,
@@ -164,6 +208,44 @@ fn main() -> ExitCode {
             interval,
         } => commands::wait(&ctx, fqdn, value, server, *timeout, *interval),
         Command::Notify { zone, to } => commands::notify(&ctx, zone, to),
+        Command::List { json, dane: false } => commands::list(&ctx, *json),
+        Command::List { json, dane: true } => commands::list_dane(&ctx, *json),
+        Command::Tlsa {
+            names,
+            ports,
+            proto,
+            usage,
+            selector,
+            matching,
+            ttl,
+            files,
+        } => commands::tlsa(&commands::TlsaArgs {
+            names: names.clone(),
+            ports: ports.clone(),
+            proto: proto.clone(),
+            params: TlsaParams {
+                usage: *usage,
+                selector: *selector,
+                matching: *matching,
+            },
+            ttl: *ttl,
+            files: files.clone(),
+        }),
+        Command::Sshfp {
+            name,
+            hash,
+            ttl,
+            files,
+        } => commands::sshfp(
+            name,
+            match hash.as_str() {
+                "sha1" => SshfpHash::Sha1,
+                "all" => SshfpHash::All,
+                _ => SshfpHash::Sha256,
+            },
+            *ttl,
+            files,
+        ),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,868 @@
+//! The TLSA and SSHFP records a build publishes, computed from the
+//! `[[tlsa]]` and `[[sshfp]]` config entries, with key rollover.
+//!
+//! This module owns owner names, TTLs, and the rollover memory in
+//! `<paths.state>/keys.json`; [`crate::dane`] and [`crate::sshfp`] own the
+//! record data. The zone builder calls [`zone_key_records`] once per build
+//! and [`key_inputs`] for its no-change manifest and the watcher.
+//!
+//! Rollover, in the spirit of RFC 7671 §8 (TLSA publisher requirements):
+//! a new key's record is in the DNS before the server uses the key, and an
+//! old one leaves only after every cached copy of the old RRset expired.
+//! - a fingerprint that stops being current stays published for the entry's
+//!   `hold` (default 2 × ttl + 1 h), counted from the build that first saw it
+//!   gone; one that comes back is current again;
+//! - `next` (a CSR or public key) is published beside the current key, so
+//!   the switch to it breaks no cached TLSA RRset;
+//! - a source that cannot be read or parsed (missing, half-written, not key
+//!   material) is an error line naming the file, and its last good records
+//!   stay published: a fingerprint never vanishes because a certificate was
+//!   briefly half-written.
+//!
+//! The clock is an argument, so tests drive time without sleeping.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+use crate::config::{Config, SshfpHash, TlsaParams};
+use crate::{dane, sshfp};
+use serde::{Deserialize, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The rollover memory's file name, inside `paths.state`.
+pub const STATE_FILE: &str = "keys.json";
+
+/// One record for the zone builder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// Absolute, lowercase, with the trailing dot.
+    pub owner: String,
+    pub ttl: u32,
+    /// `"TLSA"` or `"SSHFP"`.
+    pub rtype: &'static str,
+    /// Presentation RDATA, e.g. `3 1 1 abcd…` or `4 2 abcd…`.
+    pub rdata: String,
+}
+
+/// Everything a build gets from the key entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyRecords {
+    /// Sorted by owner, type and data; no duplicates.
+    pub records: Vec<KeyRecord>,
+    /// One line each, naming the file.
+    pub errors: Vec<String>,
+    /// One line each, naming the file (expired certificates).
+    pub warnings: Vec<String>,
+}
+
+/// Why a fingerprint is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Computed from the current certificate or key.
+    Current,
+    /// Pre-published from a `next` CSR or public key.
+    Next,
+    /// No longer current; published until then.
+    Retiring { until: SystemTime },
+}
+
+impl std::fmt::Display for KeyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyState::Current => f.write_str("current"),
+            KeyState::Next => f.write_str("next"),
+            KeyState::Retiring { until } => {
+                write!(
+                    f,
+                    "retiring until {}",
+                    humantime::format_rfc3339_seconds(*until)
+                )
+            }
+        }
+    }
+}
+
+/// One published fingerprint and its state, for `zonedrop list --dane`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyStatus {
+    pub owner: String,
+    pub ttl: u32,
+    pub rtype: &'static str,
+    pub rdata: String,
+    #[serde(serialize_with = "display")]
+    pub state: KeyState,
+    /// The file it was computed from.
+    pub source: PathBuf,
+}
+
+fn display<S: Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// The records to publish at `now`, with rollover; updates the rollover
+/// memory in `<paths.state>/keys.json` (written atomically, and only when it
+/// changed, so a build that changes nothing writes nothing).
+pub fn zone_key_records(config: &Config, now: SystemTime) -> KeyRecords {
+    let path = state_path(config);
+    let (old, mut errors, writable) = match load_state(&path) {
+        Ok(s) => (s, Vec::new(), true),
+        Err(e) => (State::default(), vec![e], false),
+    };
+    let plan = plan(config, now, &old);
+    let mut out = plan.records;
+    errors.append(&mut out.errors);
+    out.errors = errors;
+    if writable && plan.state != old {
+        if let Err(e) = save_state(&path, &plan.state) {
+            out.errors.push(e);
+        }
+    }
+    out
+}
+
+/// Every fingerprint that would be published at `now` and why, without
+/// touching the rollover memory; plus the error and warning lines.
+pub fn key_status(config: &Config, now: SystemTime) -> (Vec<KeyStatus>, KeyRecords) {
+    let (old, errors) = match load_state(&state_path(config)) {
+        Ok(s) => (s, Vec::new()),
+        Err(e) => (State::default(), vec![e]),
+    };
+    let mut plan = plan(config, now, &old);
+    plan.records.errors.splice(0..0, errors);
+    (plan.statuses, plan.records)
+}
+
+/// When the published key records next change with no file changing: the
+/// end of the earliest hold in the rollover memory (None: nothing held, or
+/// no readable memory). [`key_inputs`] covers changes that come from files;
+/// this covers the ones that come from the clock, so a builder that skips
+/// unchanged inputs, or a watcher, knows when to build anyway.
+pub fn next_key_change(config: &Config) -> Option<SystemTime> {
+    let state = load_state(&state_path(config)).ok()?;
+    state
+        .retiring
+        .iter()
+        .map(|r| r.until)
+        .min()
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+}
+
+/// Every file and folder the key records depend on: each `[[tlsa]]` cert and
+/// next, each `[[sshfp]]` key file, and for a key folder the folder itself
+/// (its mtime moves when a file comes or goes) followed by the files in it
+/// that count (see [`folder_files`]). Missing paths are listed too.
+pub fn key_inputs(config: &Config) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    let mut push = |p: PathBuf| {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    };
+    for t in &config.tlsa {
+        push(t.cert.clone());
+        if let Some(n) = &t.next {
+            push(n.clone());
+        }
+    }
+    for s in &config.sshfp {
+        for path in &s.keys {
+            push(path.clone());
+            if path.is_dir() {
+                folder_files(path)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .for_each(&mut push);
+            }
+        }
+    }
+    out
+}
+
+/// The files of a key folder that are read: `*.pub` (keys and host
+/// certificates) and `known_hosts*`, skipping hidden and temporary names;
+/// sorted. Private keys, `sshd_config` and the like next to them are ignored.
+pub fn folder_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let wanted = name.ends_with(".pub") || name.starts_with("known_hosts");
+        if name.starts_with('.') || !wanted {
+            continue;
+        }
+        if entry.path().is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The default hold: 2 × ttl + 1 hour (a resolver may have cached the old
+/// RRset for one TTL, and a validator its signatures for another).
+pub fn default_hold(ttl: u32) -> Duration {
+    Duration::from_secs(2 * u64::from(ttl) + 3600)
+}
+
+fn state_path(config: &Config) -> PathBuf {
+    config.paths.state.join(STATE_FILE)
+}
+
+/// What `keys.json` remembers between builds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct State {
+    /// The last good records of each source, by source key.
+    sources: BTreeMap<String, Source>,
+    /// What was current or next at the last build.
+    active: Vec<Stored>,
+    /// What is held after it stopped being current.
+    retiring: Vec<Retiring>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Source {
+    /// The config entry (one `keys` path, or a tlsa cert/next) it came from.
+    entry: String,
+    records: Vec<Stored>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stored {
+    owner: String,
+    rtype: String,
+    rdata: String,
+    ttl: u32,
+    /// Seconds to hold it once it retires.
+    hold: u64,
+    next: bool,
+    source: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Retiring {
+    owner: String,
+    rtype: String,
+    rdata: String,
+    ttl: u32,
+    /// Unix seconds: when it was first seen gone, and when it goes.
+    retired: u64,
+    until: u64,
+    source: PathBuf,
+}
+
+type RecordKey = (String, String, String);
+
+fn key_of(owner: &str, rtype: &str, rdata: &str) -> RecordKey {
+    (owner.to_string(), rtype.to_string(), rdata.to_string())
+}
+
+fn rtype_static(rtype: &str) -> &'static str {
+    if rtype == "SSHFP" {
+        "SSHFP"
+    } else {
+        "TLSA"
+    }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
+fn load_state(path: &Path) -> Result<State, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            format!(
+                "{}: cannot parse the key rollover memory ({e}); it is left as it is: delete it to start afresh (fingerprints it holds for rollover are then dropped)",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+        Err(e) => Err(format!(
+            "{}: cannot read the key rollover memory: {e}",
+            path.display()
+        )),
+    }
+}
+
+fn save_state(path: &Path, state: &State) -> Result<(), String> {
+    let fail = |e: &dyn std::fmt::Display| {
+        format!(
+            "{}: cannot write the key rollover memory: {e}",
+            path.display()
+        )
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+    let text = serde_json::to_string_pretty(state).map_err(|e| fail(&e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".keys.json.")
+        .tempfile_in(dir)
+        .map_err(|e| fail(&e))?;
+    tmp.write_all(text.as_bytes()).map_err(|e| fail(&e))?;
+    tmp.write_all(b"\n").map_err(|e| fail(&e))?;
+    tmp.as_file().sync_all().map_err(|e| fail(&e))?;
+    tmp.persist(path).map_err(|e| fail(&e.error))?;
+    Ok(())
+}
+
+/// One file to compute records from.
+struct Input {
+    /// Identifies the source across builds (config entry + file).
+    key: String,
+    entry: String,
+    path: PathBuf,
+    kind: Kind,
+    owners: Vec<String>,
+    ttl: u32,
+    hold: Duration,
+    next: bool,
+}
+
+enum Kind {
+    Tlsa(TlsaParams),
+    Sshfp(SshfpHash),
+}
+
+/// A config entry path that could not even be listed: every source
+/// remembered under it keeps its records.
+struct Unlisted {
+    entry: String,
+    error: String,
+}
+
+fn inputs(config: &Config) -> (Vec<Input>, Vec<Unlisted>) {
+    let mut out = Vec::new();
+    let mut unlisted = Vec::new();
+    for t in &config.tlsa {
+        let p = t.params;
+        // RFC 6698 §3: the owner is `_<port>._<protocol>.<base domain name>`.
+        let owners: Vec<String> = t
+            .names
+            .iter()
+            .flat_map(|n| {
+                t.ports
+                    .iter()
+                    .map(move |port| format!("_{port}._{}.{n}", t.proto))
+            })
+            .collect();
+        let describe = |path: &Path, role: &str| {
+            format!(
+                "tlsa {role} {} {} {} {} {}",
+                path.display(),
+                t.names.join(","),
+                t.ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                t.proto,
+                format_args!("{} {} {}", p.usage, p.selector, p.matching)
+            )
+        };
+        let hold = t.hold.unwrap_or_else(|| default_hold(t.ttl));
+        let mut add = |path: &Path, next: bool| {
+            let key = describe(path, if next { "next" } else { "cert" });
+            out.push(Input {
+                entry: key.clone(),
+                key,
+                path: path.to_path_buf(),
+                kind: Kind::Tlsa(p),
+                owners: owners.clone(),
+                ttl: t.ttl,
+                hold,
+                next,
+            })
+        };
+        add(&t.cert, false);
+        if let Some(n) = &t.next {
+            add(n, true);
+        }
+    }
+    for s in &config.sshfp {
+        let hold = s.hold.unwrap_or_else(|| default_hold(s.ttl));
+        let hash = format!("{:?}", s.hash).to_lowercase();
+        for path in &s.keys {
+            let entry = format!("sshfp {} {hash} {}", s.name, path.display());
+            let files = match std::fs::metadata(path) {
+                Ok(m) if m.is_dir() => match folder_files(path) {
+                    Ok(files) => files,
+                    Err(e) => {
+                        unlisted.push(Unlisted {
+                            entry,
+                            error: format!("{}: cannot list the key folder: {e}", path.display()),
+                        });
+                        continue;
+                    }
+                },
+                Ok(_) => vec![path.clone()],
+                Err(e) => {
+                    unlisted.push(Unlisted {
+                        entry,
+                        error: format!("{}: cannot read: {e}", path.display()),
+                    });
+                    continue;
+                }
+            };
+            for file in files {
+                out.push(Input {
+                    key: format!("sshfp {} {hash} {}", s.name, file.display()),
+                    entry: entry.clone(),
+                    path: file,
+                    kind: Kind::Sshfp(s.hash),
+                    owners: vec![s.name.clone()],
+                    ttl: s.ttl,
+                    hold,
+                    next: false,
+                });
+            }
+        }
+    }
+    (out, unlisted)
+}
+
+/// The records of one input, or the error line.
+fn compute(
+    input: &Input,
+    now: SystemTime,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Stored>, String> {
+    let (rtype, datas) = match input.kind {
+        Kind::Tlsa(params) => {
+            let material = dane::load(&input.path).map_err(|e| e.to_string())?;
+            let datas = dane::rdata(&material, params, &input.path).map_err(|e| e.to_string())?;
+            warnings.extend(dane::expired(&material, params.usage, &input.path, now));
+            ("TLSA", datas)
+        }
+        Kind::Sshfp(hash) => {
+            let keys = sshfp::load(&input.path).map_err(|e| e.to_string())?;
+            let datas = keys.iter().flat_map(|k| sshfp::rdata(k, hash)).collect();
+            ("SSHFP", datas)
+        }
+    };
+    Ok(input
+        .owners
+        .iter()
+        .flat_map(|owner| {
+            datas.iter().map(move |rdata| Stored {
+                owner: owner.clone(),
+                rtype: rtype.to_string(),
+                rdata: rdata.clone(),
+                ttl: input.ttl,
+                hold: input.hold.as_secs(),
+                next: input.next,
+                source: input.path.clone(),
+            })
+        })
+        .collect())
+}
+
+struct Plan {
+    records: KeyRecords,
+    statuses: Vec<KeyStatus>,
+    state: State,
+}
+
+/// The pure heart: from the config, the clock and the old memory, the
+/// records to publish and the new memory.
+fn plan(config: &Config, now: SystemTime, old: &State) -> Plan {
+    let now_s = unix(now);
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut sources = BTreeMap::new();
+    let (inputs, unlisted) = inputs(config);
+    for input in &inputs {
+        match compute(input, now, &mut warnings) {
+            Ok(records) => {
+                sources.insert(
+                    input.key.clone(),
+                    Source {
+                        entry: input.entry.clone(),
+                        records,
+                    },
+                );
+            }
+            Err(e) => match old.sources.get(&input.key) {
+                Some(last) if !last.records.is_empty() => {
+                    errors.push(format!("{e}; its last good records stay published"));
+                    sources.insert(input.key.clone(), last.clone());
+                }
+                _ => errors.push(e),
+            },
+        }
+    }
+    for u in unlisted {
+        let kept: Vec<_> = old
+            .sources
+            .iter()
+            .filter(|(_, s)| s.entry == u.entry)
+            .collect();
+        if kept.is_empty() {
+            errors.push(u.error);
+        } else {
+            errors.push(format!("{}; its last good records stay published", u.error));
+            for (k, s) in kept {
+                sources.insert(k.clone(), s.clone());
+            }
+        }
+    }
+
+    // Current beats next when a fingerprint is both (the switch happened).
+    let mut active: BTreeMap<RecordKey, Stored> = BTreeMap::new();
+    for r in sources.values().flat_map(|s| s.records.iter()) {
+        let k = key_of(&r.owner, &r.rtype, &r.rdata);
+        match active.get(&k) {
+            Some(have) if !have.next || r.next => {}
+            _ => {
+                active.insert(k, r.clone());
+            }
+        }
+    }
+
+    // An old record goes only once no cache can still hold it (see the
+    // module doc).
+    let mut retiring: BTreeMap<RecordKey, Retiring> = BTreeMap::new();
+    for r in &old.retiring {
+        let k = key_of(&r.owner, &r.rtype, &r.rdata);
+        if r.until > now_s && !active.contains_key(&k) {
+            match retiring.get(&k) {
+                Some(have) if have.until >= r.until => {}
+                _ => {
+                    retiring.insert(k, r.clone());
+                }
+            }
+        }
+    }
+    for r in &old.active {
+        let k = key_of(&r.owner, &r.rtype, &r.rdata);
+        if active.contains_key(&k) || retiring.contains_key(&k) {
+            continue;
+        }
+        let until = now_s.saturating_add(r.hold);
+        if until > now_s {
+            retiring.insert(
+                k,
+                Retiring {
+                    owner: r.owner.clone(),
+                    rtype: r.rtype.clone(),
+                    rdata: r.rdata.clone(),
+                    ttl: r.ttl,
+                    retired: now_s,
+                    until,
+                    source: r.source.clone(),
+                },
+            );
+        }
+    }
+
+    let mut statuses: Vec<KeyStatus> = active
+        .values()
+        .map(|r| KeyStatus {
+            owner: r.owner.clone(),
+            ttl: r.ttl,
+            rtype: rtype_static(&r.rtype),
+            rdata: r.rdata.clone(),
+            state: if r.next {
+                KeyState::Next
+            } else {
+                KeyState::Current
+            },
+            source: r.source.clone(),
+        })
+        .chain(retiring.values().map(|r| KeyStatus {
+            owner: r.owner.clone(),
+            ttl: r.ttl,
+            rtype: rtype_static(&r.rtype),
+            rdata: r.rdata.clone(),
+            state: KeyState::Retiring {
+                until: UNIX_EPOCH + Duration::from_secs(r.until),
+            },
+            source: r.source.clone(),
+        }))
+        .collect();
+    statuses.sort_by(|a, b| (&a.owner, a.rtype, &a.rdata).cmp(&(&b.owner, b.rtype, &b.rdata)));
+
+    // RFC 2181 §5.2: "the TTLs of all RRs in an RRSet must be the same";
+    // after a TTL change the lowest one wins, which only shortens caching.
+    let mut rrset_ttl: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+    for s in &statuses {
+        let t = rrset_ttl.entry((&s.owner, s.rtype)).or_insert(s.ttl);
+        *t = (*t).min(s.ttl);
+    }
+    let records = statuses
+        .iter()
+        .map(|s| KeyRecord {
+            owner: s.owner.clone(),
+            ttl: rrset_ttl
+                .get(&(s.owner.as_str(), s.rtype))
+                .copied()
+                .unwrap_or(s.ttl),
+            rtype: s.rtype,
+            rdata: s.rdata.clone(),
+        })
+        .collect();
+
+    warnings.sort();
+    warnings.dedup();
+    Plan {
+        records: KeyRecords {
+            records,
+            errors,
+            warnings,
+        },
+        statuses,
+        state: State {
+            sources,
+            active: active.into_values().collect(),
+            retiring: retiring.into_values().collect(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    // Two Ed25519 SubjectPublicKeyInfos (`openssl genpkey -algorithm
+    // ed25519 | openssl pkey -pubout`) standing for the current and the
+    // next key.
+    const KEY_A: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAyNmTdp5UhmxCLZbEVOlF8zLJaAVZvrgS3OqtYRpsAPw=\n-----END PUBLIC KEY-----\n";
+    const KEY_B: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAaioSt0V3duKwZreVFVLIC2TCWYIFqFNUw02jST6W3zI=\n-----END PUBLIC KEY-----\n";
+    const SSH_A: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIP/+VMZXanuZdNOgY0Dqh1BZuz0I18gg9UCUDqGIElv a";
+    const SSH_B: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFwS8QqsZVMxAyt+Z+6HIdvWzN6+id0M46qa+EGVtje4 b";
+
+    struct Setup {
+        dir: tempfile::TempDir,
+        config: Config,
+    }
+
+    fn setup(extra: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zonedrop.toml");
+        let text = format!(
+            "[[tlsa]]\ncert = \"www.pem\"\nnames = [\"www.example.test\"]\nports = [443, 25]\nttl = 600\n{extra}"
+        );
+        fs::write(&path, text).unwrap();
+        let config = Config::load(&path).unwrap();
+        Setup { dir, config }
+    }
+
+    impl Setup {
+        fn write(&self, name: &str, text: &str) {
+            fs::write(self.dir.path().join(name), text).unwrap();
+        }
+        fn run(&self, at: SystemTime) -> KeyRecords {
+            zone_key_records(&self.config, at)
+        }
+    }
+
+    fn fingerprint(pem: &str) -> String {
+        let m = dane::parse(pem.as_bytes(), Path::new("k")).unwrap();
+        dane::rdata(&m, TlsaParams::default(), Path::new("k")).unwrap()[0].clone()
+    }
+
+    fn rdatas(r: &KeyRecords, owner: &str) -> Vec<String> {
+        r.records
+            .iter()
+            .filter(|k| k.owner == owner)
+            .map(|k| k.rdata.clone())
+            .collect()
+    }
+
+    fn t0() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    #[test]
+    fn records_for_each_name_and_port() {
+        let s = setup("");
+        s.write("www.pem", KEY_A);
+        let r = s.run(t0());
+        assert_eq!(r.errors, Vec::<String>::new());
+        let owners: Vec<&str> = r.records.iter().map(|k| k.owner.as_str()).collect();
+        assert_eq!(
+            owners,
+            ["_25._tcp.www.example.test.", "_443._tcp.www.example.test."]
+        );
+        assert!(r.records.iter().all(|k| k.ttl == 600 && k.rtype == "TLSA"));
+        assert_eq!(
+            rdatas(&r, "_443._tcp.www.example.test."),
+            [fingerprint(KEY_A)]
+        );
+        assert!(s.dir.path().join("state/keys.json").is_file());
+    }
+
+    #[test]
+    fn a_new_key_holds_the_old_fingerprint_then_drops_it() {
+        let s = setup("");
+        let owner = "_443._tcp.www.example.test.";
+        s.write("www.pem", KEY_A);
+        s.run(t0());
+        s.write("www.pem", KEY_B);
+        let r = s.run(t0() + HOUR);
+        let mut both = vec![fingerprint(KEY_A), fingerprint(KEY_B)];
+        both.sort();
+        assert_eq!(rdatas(&r, owner), both);
+        let (st, _) = key_status(&s.config, t0() + HOUR);
+        let old = st.iter().find(|k| k.rdata == fingerprint(KEY_A)).unwrap();
+        // Default hold: 2 × 600 s + 1 h from the build that saw it go.
+        let until = t0() + 2 * HOUR + Duration::from_secs(1200);
+        assert_eq!(old.state, KeyState::Retiring { until });
+        assert_eq!(next_key_change(&s.config), Some(until));
+        // Still there just before the hold ends, gone at its end.
+        let r = s.run(t0() + 2 * HOUR + Duration::from_secs(1199));
+        assert_eq!(rdatas(&r, owner).len(), 2);
+        let r = s.run(t0() + 2 * HOUR + Duration::from_secs(1200));
+        assert_eq!(rdatas(&r, owner), [fingerprint(KEY_B)]);
+        assert_eq!(next_key_change(&s.config), None);
+    }
+
+    #[test]
+    fn key_reuse_changes_nothing() {
+        let s = setup("");
+        s.write("www.pem", KEY_A);
+        let first = s.run(t0());
+        let state = s.dir.path().join("state/keys.json");
+        let before = fs::read(&state).unwrap();
+        // A renewal that keeps the key: same SPKI, same `3 1 1` record.
+        s.write("www.pem", &format!("# renewed\n{KEY_A}"));
+        let again = s.run(t0() + 100 * HOUR);
+        assert_eq!(first, again);
+        assert_eq!(fs::read(&state).unwrap(), before);
+    }
+
+    #[test]
+    fn next_is_published_before_the_switch() {
+        let s = setup("next = \"next.pem\"\n");
+        let owner = "_443._tcp.www.example.test.";
+        s.write("www.pem", KEY_A);
+        s.write("next.pem", KEY_B);
+        let r = s.run(t0());
+        assert_eq!(rdatas(&r, owner).len(), 2);
+        let (st, _) = key_status(&s.config, t0());
+        let b = st.iter().find(|k| k.rdata == fingerprint(KEY_B)).unwrap();
+        assert_eq!(b.state, KeyState::Next);
+        // The switch: B becomes current, A retires and is held.
+        s.write("www.pem", KEY_B);
+        let r = s.run(t0() + HOUR);
+        assert_eq!(rdatas(&r, owner).len(), 2);
+        let (st, _) = key_status(&s.config, t0() + HOUR);
+        let b = st.iter().find(|k| k.rdata == fingerprint(KEY_B)).unwrap();
+        assert_eq!(b.state, KeyState::Current);
+        let a = st.iter().find(|k| k.rdata == fingerprint(KEY_A)).unwrap();
+        assert!(matches!(a.state, KeyState::Retiring { .. }));
+        let r = s.run(t0() + 10 * HOUR);
+        assert_eq!(rdatas(&r, owner), [fingerprint(KEY_B)]);
+    }
+
+    #[test]
+    fn a_bad_source_keeps_its_last_good_records() {
+        let s = setup("");
+        let owner = "_443._tcp.www.example.test.";
+        s.write("www.pem", KEY_A);
+        let good = s.run(t0());
+        // Half-written, then garbage, then gone: the record stays, each
+        // build says why, and no hold clock starts.
+        for (i, text) in [&KEY_A[..40], "junk", ""].iter().enumerate() {
+            s.write("www.pem", text);
+            let r = s.run(t0() + (i as u32 + 1) * 100 * HOUR);
+            assert_eq!(r.records, good.records, "{text}");
+            assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+            assert!(r.errors[0].contains("www.pem: "), "{:?}", r.errors);
+            assert!(r.errors[0].ends_with("its last good records stay published"));
+        }
+        fs::remove_file(s.dir.path().join("www.pem")).unwrap();
+        let r = s.run(t0() + 1000 * HOUR);
+        assert_eq!(rdatas(&r, owner), [fingerprint(KEY_A)]);
+        assert!(r.errors[0].contains("cannot read"), "{:?}", r.errors);
+        // Without a last good state there is nothing to keep.
+        let fresh = setup("");
+        fresh.write("www.pem", "junk");
+        let r = fresh.run(t0());
+        assert!(r.records.is_empty());
+        assert_eq!(r.errors.len(), 1);
+        assert!(!r.errors[0].contains("last good"), "{:?}", r.errors);
+    }
+
+    #[test]
+    fn an_expired_certificate_is_published_with_a_warning() {
+        let s = setup("");
+        s.write("www.pem", dane::tests::CERT);
+        // The certificate is valid until 2126-10-31T08:13:53Z.
+        let r = s.run(t0());
+        assert_eq!((r.records.len(), r.warnings.len()), (2, 0));
+        let later = UNIX_EPOCH + Duration::from_secs(5_000_000_000);
+        let r = s.run(later);
+        assert_eq!(r.records.len(), 2);
+        assert_eq!(r.errors, Vec::<String>::new());
+        assert_eq!(
+            r.warnings,
+            [format!(
+                "{}: certificate expired 2126-10-31T08:13:53Z; its TLSA record is published anyway: renew it",
+                s.dir.path().join("www.pem").display()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_corrupt_memory_is_reported_and_left_alone() {
+        let s = setup("");
+        s.write("www.pem", KEY_A);
+        fs::create_dir_all(s.dir.path().join("state")).unwrap();
+        s.write("state/keys.json", "{");
+        let r = s.run(t0());
+        assert_eq!(r.records.len(), 2);
+        assert!(
+            r.errors[0].contains("keys.json: cannot parse"),
+            "{:?}",
+            r.errors
+        );
+        assert_eq!(
+            fs::read_to_string(s.dir.path().join("state/keys.json")).unwrap(),
+            "{"
+        );
+    }
+
+    #[test]
+    fn sshfp_folders_roll_over_per_file() {
+        let s = setup(
+            "[[sshfp]]\nname = \"host.example.test\"\nkeys = [\"keys\"]\nhash = \"all\"\nhold = \"2h\"\n",
+        );
+        s.write("www.pem", KEY_A);
+        fs::create_dir(s.dir.path().join("keys")).unwrap();
+        s.write("keys/a.pub", SSH_A);
+        s.write("keys/b.pub", SSH_B);
+        s.write("keys/ssh_host_ed25519_key", "private: not read");
+        let host = "host.example.test.";
+        let r = s.run(t0());
+        assert_eq!(r.errors, Vec::<String>::new());
+        assert_eq!(rdatas(&r, host).len(), 4);
+        assert!(r
+            .records
+            .iter()
+            .any(|k| k.rtype == "SSHFP" && k.rdata.starts_with("4 1 ")));
+        let inputs = key_inputs(&s.config);
+        assert!(inputs.contains(&s.dir.path().join("keys")));
+        assert!(inputs.contains(&s.dir.path().join("keys/b.pub")));
+        assert!(!inputs.contains(&s.dir.path().join("keys/ssh_host_ed25519_key")));
+        // Removing a key retires its fingerprints for the 2 h hold.
+        fs::remove_file(s.dir.path().join("keys/b.pub")).unwrap();
+        assert_eq!(rdatas(&s.run(t0() + HOUR), host).len(), 4);
+        assert_eq!(rdatas(&s.run(t0() + 3 * HOUR), host).len(), 2);
+        // A broken key keeps its last good records.
+        s.write("keys/a.pub", "ssh-ed25519 AAAA");
+        let r = s.run(t0() + 4 * HOUR);
+        assert_eq!(rdatas(&r, host).len(), 2);
+        assert!(r.errors[0].contains("a.pub: line 1:"), "{:?}", r.errors);
+    }
+}
