@@ -163,6 +163,7 @@ fn cores() -> usize {
 }
 
 /// Median wall time and the largest peak RSS (KiB) over `runs` runs.
+#[allow(clippy::zombie_processes)] // reaped by wait4 in wait_rusage
 fn measure(runs: usize, make: impl Fn() -> Command) -> (Duration, i64) {
     let mut times = Vec::new();
     let mut peak = 0;

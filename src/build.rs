@@ -8,6 +8,7 @@
 
 use crate::config::{Config, SerialPolicy};
 use crate::name;
+use crate::keys;
 use crate::publish::{self, Lock, Manifest, PublishError, Stamp, ZoneState};
 use crate::serial;
 use crate::whitelist::{self, Challenge, Refusal};
@@ -169,27 +170,53 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
         };
     }
 
+    // TLSA and SSHFP records; a bad source keeps its last good records and
+    // is reported. A check only reads the rollover memory.
+    let keys = if opts.dry_run {
+        keys::key_status(config, now).1
+    } else {
+        keys::zone_key_records(config, now)
+    };
+    report.errors.extend(keys.errors.iter().cloned());
+    report.warnings.extend(keys.warnings.iter().cloned());
+    let key_source = config.file.clone().unwrap_or_default();
+    let mut key_records: HashMap<&str, Vec<Rendered>> = HashMap::new();
+    for k in &keys.records {
+        match config.zone_of(&k.owner) {
+            Some(z) => key_records.entry(z.name.as_str()).or_default().push(Rendered {
+                owner: k.owner.clone(),
+                ttl: k.ttl,
+                rtype: k.rtype,
+                rdata: k.rdata.clone(),
+                source: key_source.clone(),
+            }),
+            None => report
+                .errors
+                .push(format!("{} record for `{}`: the name lies in no configured zone", k.rtype, k.owner)),
+        }
+    }
+    if let Some(t) = keys::next_key_change(config) {
+        let t = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        until = Some(until.map_or(t, |u| u.min(t)));
+    }
+
     let mut inputs: Vec<PathBuf> = sources.extra_files.clone();
+    inputs.extend(keys::key_inputs(config));
     for zone_conf in &config.zones {
         let zone = &zone_conf.name;
         if !whole && !opts.zones.contains(zone) {
             continue;
         }
-        let records: Vec<Rendered> = challenges
-            .get(zone.as_str())
-            .map(|list| {
-                list.iter()
-                    .map(|c| Rendered {
-                        owner: c.owner.clone(),
-                        ttl: c.ttl,
-                        rtype: "TXT",
-                        rdata: zone::quote_txt(&c.value),
-                        source: c.file.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let n_challenges = records.len();
+        let zone_challenges = challenges.get(zone.as_str()).map_or(&[][..], |v| v.as_slice());
+        let n_challenges = zone_challenges.len();
+        let mut records: Vec<Rendered> = key_records.remove(zone.as_str()).unwrap_or_default();
+        records.extend(zone_challenges.iter().map(|c| Rendered {
+            owner: c.owner.clone(),
+            ttl: c.ttl,
+            rtype: "TXT",
+            rdata: zone::quote_txt(&c.value),
+            source: c.file.clone(),
+        }));
         let assembled = match sources.assemble(zone, &records) {
             Ok(a) => a,
             Err(e) => {

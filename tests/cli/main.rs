@@ -2,5 +2,7 @@
 //! a temporary tree, one module per feature.
 
 mod build;
+mod dane;
 mod hook;
+mod live;
 mod support;
