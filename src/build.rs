@@ -7,8 +7,9 @@
 //! manifest in state/ records every input's (size, mtime, inode).
 
 use crate::config::{Config, SerialPolicy};
-use crate::name;
 use crate::keys;
+use crate::name;
+use crate::notify;
 use crate::publish::{self, Lock, Manifest, PublishError, Stamp, ZoneState};
 use crate::serial;
 use crate::whitelist::{self, Challenge, Refusal};
@@ -183,16 +184,20 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
     let mut key_records: HashMap<&str, Vec<Rendered>> = HashMap::new();
     for k in &keys.records {
         match config.zone_of(&k.owner) {
-            Some(z) => key_records.entry(z.name.as_str()).or_default().push(Rendered {
-                owner: k.owner.clone(),
-                ttl: k.ttl,
-                rtype: k.rtype,
-                rdata: k.rdata.clone(),
-                source: key_source.clone(),
-            }),
-            None => report
-                .errors
-                .push(format!("{} record for `{}`: the name lies in no configured zone", k.rtype, k.owner)),
+            Some(z) => key_records
+                .entry(z.name.as_str())
+                .or_default()
+                .push(Rendered {
+                    owner: k.owner.clone(),
+                    ttl: k.ttl,
+                    rtype: k.rtype,
+                    rdata: k.rdata.clone(),
+                    source: key_source.clone(),
+                }),
+            None => report.errors.push(format!(
+                "{} record for `{}`: the name lies in no configured zone",
+                k.rtype, k.owner
+            )),
         }
     }
     if let Some(t) = keys::next_key_change(config) {
@@ -207,7 +212,9 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
         if !whole && !opts.zones.contains(zone) {
             continue;
         }
-        let zone_challenges = challenges.get(zone.as_str()).map_or(&[][..], |v| v.as_slice());
+        let zone_challenges = challenges
+            .get(zone.as_str())
+            .map_or(&[][..], |v| v.as_slice());
         let n_challenges = zone_challenges.len();
         let mut records: Vec<Rendered> = key_records.remove(zone.as_str()).unwrap_or_default();
         records.extend(zone_challenges.iter().map(|c| Rendered {
@@ -233,7 +240,16 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
             continue;
         }
         match publish_zone(config, zone_conf.serial, &assembled, n_challenges, now_unix) {
-            Ok(Some(p)) => report.published.push(p),
+            Ok(Some(p)) => {
+                // RFC 1996: tell the secondaries the zone changed.
+                if !config.build.notify.is_empty() {
+                    match notify::notify_zone(config, zone, &[]) {
+                        Ok(errors) => report.errors.extend(errors.iter().map(|e| e.to_string())),
+                        Err(e) => report.errors.push(e.to_string()),
+                    }
+                }
+                report.published.push(p)
+            }
             Ok(None) => {}
             Err(e) => report.errors.push(e.to_string()),
         }

@@ -18,6 +18,8 @@ use std::time::{Duration, SystemTime};
 pub struct Context {
     pub config: Option<PathBuf>,
     pub drop: Option<PathBuf>,
+    /// `--wait` (or `$ZONEDROP_WAIT`): hooks return once the record is visible.
+    pub wait: Option<Duration>,
 }
 
 impl Context {
@@ -62,7 +64,67 @@ pub fn hook(ctx: &Context, client: &str, args: &[String]) -> Result<u8, Error> {
 fn apply(ctx: &Context, changes: &[Change]) -> Result<u8, Error> {
     let config = ctx.optional_config()?;
     let dir = ctx.drop_dir(&config)?;
-    hook::apply(&dir, changes, &config.policy)?;
+    let applied = hook::apply(&dir, changes, &config.policy)?;
+    // certbot, dehydrated, uacme, acmetool and getssl check nothing before
+    // telling the CA to look: this replaces the blind sleeps of hook scripts.
+    let wait = ctx.wait.unwrap_or(config.hook.wait);
+    if !wait.is_zero() {
+        for c in applied.iter().filter(|c| c.op == Op::Add) {
+            wait::wait_visible(
+                &config,
+                &c.fragment.owner,
+                &c.fragment.value,
+                &config.hook.servers,
+                wait,
+            )?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `zonedrop watch [--poll DURATION]`.
+pub fn watch(ctx: &Context, poll: Option<Duration>) -> Result<u8, Error> {
+    let config = Config::load_required(ctx.config.as_deref())?;
+    crate::watch::run(&config, &crate::watch::Options { poll }, |_| {})?;
+    Ok(exit::OK)
+}
+
+/// `zonedrop run`: watch and serve in one process; a rebuilt zone is
+/// swapped into the responder right after it is published.
+pub fn run(ctx: &Context, poll: Option<Duration>, listen: &[SocketAddr]) -> Result<u8, Error> {
+    let config = Config::load_required(ctx.config.as_deref())?;
+    let listen = if listen.is_empty() {
+        config.serve.listen.clone()
+    } else {
+        listen.to_vec()
+    };
+    let responder = Responder::load(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
+    let (cfg, swap) = (config.clone(), responder.clone());
+    let watcher = std::thread::spawn(move || {
+        crate::watch::run(&cfg, &crate::watch::Options { poll }, |report| {
+            for p in &report.published {
+                if let Err(e) = swap.reload(&p.zone) {
+                    log::error!("{e}");
+                }
+            }
+        })
+    });
+    let served = runtime.block_on(async {
+        tokio::select! {
+            r = responder.serve(&listen, shutdown_signal()) => r.map_err(Error::from),
+            // The watcher only returns on error: stop serving stale zones.
+            r = tokio::task::spawn_blocking(move || watcher.join()) => match r {
+                Ok(Ok(Err(e))) => Err(Error::from(e)),
+                _ => Err(Error::Failed("the watcher stopped".into())),
+            },
+        }
+    });
+    served?;
     Ok(exit::OK)
 }
 

@@ -31,6 +31,8 @@ pub enum Error {
     #[error(transparent)]
     Notify(#[from] crate::notify::NotifyError),
     #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
+    #[error(transparent)]
     Dane(#[from] crate::dane::DaneError),
     #[error(transparent)]
     Sshfp(#[from] crate::sshfp::SshfpError),

@@ -26,6 +26,7 @@ pub mod serve;
 pub mod source;
 pub mod sshfp;
 pub mod wait;
+pub mod watch;
 pub mod whitelist;
 pub mod zone;
 

@@ -22,8 +22,15 @@ struct Cli {
     /// The drop directory hooks write into (default: [hook] drop, else the first [[drop]]).
     #[arg(long, global = true, env = "ZONEDROP_DROP", value_name = "DIR")]
     drop: Option<PathBuf>,
+    /// Hooks: return only once the record is visible on every server, waiting up to this long (default: [hook] wait).
+    #[arg(long, global = true, env = "ZONEDROP_WAIT", value_name = "DURATION", value_parser = parse_duration)]
+    wait: Option<Duration>,
     #[command(subcommand)]
     command: Command,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    zonedrop::config::parse_duration(s)
 }
 
 #[derive(Subcommand)]
@@ -119,6 +126,20 @@ enum Command {
         files: Vec<PathBuf>,
     },
     /// Answer DNS queries (UDP and TCP) authoritatively from the published zones, reloading them as they change.
+    /// Rebuild whenever a drop directory, soa/, primary/, extra/ or a certificate or key file changes.
+    Watch {
+        /// Poll every DURATION instead of using change events (nullfs, NFS).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        poll: Option<Duration>,
+    },
+    /// Watch and serve in one process: the main job on one host.
+    Run {
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        poll: Option<Duration>,
+        /// Where to listen (default: [serve] listen); repeat for more addresses.
+        #[arg(long, value_name = "ADDR")]
+        listen: Vec<SocketAddr>,
+    },
     Serve {
         /// Where to listen (default: [serve] listen); repeat for more addresses.
         #[arg(long, value_name = "ADDR")]
@@ -180,13 +201,14 @@ fn main() -> ExitCode {
     };
     // `serve` logs one line per reload and per failure; the rest only warns.
     let level = match cli.command {
-        Command::Serve { .. } => "warn,zonedrop=info",
+        Command::Serve { .. } | Command::Watch { .. } | Command::Run { .. } => "warn,zonedrop=info",
         _ => "warn",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     let ctx = Context {
         config: cli.config,
         drop: cli.drop,
+        wait: cli.wait,
     };
     let result = match &cli.command {
         Command::Add { fqdn, value, ttl } => commands::add_del(&ctx, Op::Add, fqdn, value, *ttl),
@@ -200,6 +222,8 @@ fn main() -> ExitCode {
         Command::Check { zones } => commands::build(&ctx, zones, false, false, true),
         Command::Init { dir, zone } => commands::init(dir, zone),
         Command::Serve { listen } => commands::serve(&ctx, listen),
+        Command::Watch { poll } => commands::watch(&ctx, *poll),
+        Command::Run { poll, listen } => commands::run(&ctx, *poll, listen),
         Command::Wait {
             fqdn,
             value,

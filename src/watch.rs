@@ -1,0 +1,168 @@
+//! Live rebuilding: watch the drop directories, the zone sources and the
+//! certificate/key files, and run a build whenever something moved.
+//!
+//! notify's native watcher by default (inotify on Linux); its poll watcher
+//! for nullfs/NFS mounts where change events never arrive. A burst of hook
+//! writes becomes one build (a short quiet period is awaited). Directories
+//! that disappear are re-watched when they come back (their parents are
+//! watched too), and a build also runs every few seconds regardless: the
+//! build's manifest makes that a handful of `stat` calls when nothing moved,
+//! and it lets fragments expire and rollover deadlines pass on time.
+
+use crate::build::{self, Report};
+use crate::config::Config;
+use crate::keys;
+use notify::{Event, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime};
+use thiserror::Error;
+
+/// How long the files must be quiet before a build starts.
+pub const QUIET: Duration = Duration::from_millis(15);
+/// A burst never delays a build longer than this.
+pub const MAX_DELAY: Duration = Duration::from_millis(200);
+/// A build runs at least this often, events or not.
+pub const TICK: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Error)]
+pub enum WatchError {
+    #[error("cannot start the file watcher: {0}")]
+    Start(notify::Error),
+}
+
+/// What to watch, and how.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Poll every this long instead of using change events.
+    pub poll: Option<Duration>,
+}
+
+/// Every path whose change can change a zone, with how deep to watch it.
+pub fn watched_paths(config: &Config) -> BTreeMap<PathBuf, RecursiveMode> {
+    let mut out = BTreeMap::new();
+    let mut add = |p: &Path, mode| {
+        out.insert(p.to_path_buf(), mode);
+        // The parent sees the folder itself vanish and come back.
+        if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
+            out.entry(parent.to_path_buf())
+                .or_insert(RecursiveMode::NonRecursive);
+        }
+    };
+    for d in &config.drops {
+        add(&d.path, RecursiveMode::NonRecursive);
+    }
+    for d in [
+        &config.paths.soa,
+        &config.paths.primary,
+        &config.paths.extra,
+    ] {
+        add(d, RecursiveMode::Recursive);
+    }
+    for f in keys::key_inputs(config) {
+        // Renewals replace files by rename: watch the folder.
+        let dir = if f.is_dir() {
+            f
+        } else {
+            f.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        if !dir.as_os_str().is_empty() {
+            out.entry(dir).or_insert(RecursiveMode::NonRecursive);
+        }
+    }
+    out
+}
+
+/// Watch and build until the event channel closes (never, in practice).
+/// `on_build` sees every build's report; it logs and swaps in zones.
+pub fn run(
+    config: &Config,
+    opts: &Options,
+    mut on_build: impl FnMut(&Report),
+) -> Result<(), WatchError> {
+    let (tx, rx) = mpsc::channel::<notify::Result<Event>>();
+    let handler = move |ev: notify::Result<Event>| {
+        let _ = tx.send(ev);
+    };
+    let mut watcher: Box<dyn Watcher> = match opts.poll {
+        Some(interval) => Box::new(
+            PollWatcher::new(
+                handler,
+                notify::Config::default().with_poll_interval(interval),
+            )
+            .map_err(WatchError::Start)?,
+        ),
+        None => Box::new(
+            RecommendedWatcher::new(handler, notify::Config::default())
+                .map_err(WatchError::Start)?,
+        ),
+    };
+    let wanted = watched_paths(config);
+    let mut armed: BTreeMap<PathBuf, bool> = BTreeMap::new();
+    let mut arm = |watcher: &mut Box<dyn Watcher>| {
+        for (path, mode) in &wanted {
+            let exists = path.is_dir();
+            let was = armed.get(path).copied().unwrap_or(false);
+            if exists && !was {
+                let ok = watcher.watch(path, *mode).is_ok();
+                armed.insert(path.clone(), ok);
+            } else if !exists && was {
+                let _ = watcher.unwatch(path);
+                armed.insert(path.clone(), false);
+            }
+        }
+    };
+    arm(&mut watcher);
+    log::info!(
+        "watching {} folders{}",
+        wanted.len(),
+        opts.poll.map_or(String::new(), |p| format!(
+            " (polling every {})",
+            humantime::format_duration(p)
+        ))
+    );
+    build_once(config, &mut on_build);
+    loop {
+        match rx.recv_timeout(TICK) {
+            Ok(_) => {
+                // Let the burst finish: quiet for QUIET, or MAX_DELAY at most.
+                let start = Instant::now();
+                while start.elapsed() < MAX_DELAY {
+                    match rx.recv_timeout(QUIET) {
+                        Ok(_) => continue,
+                        Err(RecvTimeoutError::Timeout) => break,
+                        Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+        arm(&mut watcher);
+        build_once(config, &mut on_build);
+    }
+}
+
+fn build_once(config: &Config, on_build: &mut impl FnMut(&Report)) {
+    match build::run(config, &build::Options::default(), SystemTime::now()) {
+        Ok(report) => {
+            if !report.skipped {
+                for r in &report.refusals {
+                    log::warn!("{r}");
+                }
+                for w in &report.warnings {
+                    log::warn!("{w}");
+                }
+                for e in &report.errors {
+                    log::error!("{e}");
+                }
+                for p in &report.published {
+                    log::info!("{p}");
+                }
+            }
+            on_build(&report);
+        }
+        Err(e) => log::error!("{e}"),
+    }
+}
