@@ -125,7 +125,6 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Answer DNS queries (UDP and TCP) authoritatively from the published zones, reloading them as they change.
     /// Rebuild whenever a drop directory, soa/, primary/, extra/ or a certificate or key file changes.
     Watch {
         /// Poll every DURATION instead of using change events (nullfs, NFS).
@@ -140,6 +139,7 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Vec<SocketAddr>,
     },
+    /// Answer DNS queries (UDP and TCP) authoritatively from the published zones, reloading them as they change.
     Serve {
         /// Where to listen (default: [serve] listen); repeat for more addresses.
         #[arg(long, value_name = "ADDR")]
