@@ -524,3 +524,93 @@ fn init_makes_a_working_tree() {
         r.stderr
     );
 }
+
+/// A self-signed certificate for `name` with the key in `key` (made if absent).
+fn openssl_cert(t: &Tree, key: &str, cert: &str, name: &str) {
+    need("openssl", "openssl");
+    if !t.path(key).exists() {
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(t.path(key))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-new",
+            "-days",
+            "30",
+            "-subj",
+            &format!("/CN={name}"),
+            "-key",
+        ])
+        .arg(t.path(key))
+        .arg("-out")
+        .arg(t.path(cert))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn tlsa_records_follow_the_certificate_and_survive_a_bad_file() {
+    let t = example_tree(
+        "[[tlsa]]\ncert = \"certs/www.pem\"\nnames = [\"www.example.test\"]\nports = [443, 8443]\nttl = 300\n",
+    );
+    t.mkdir("certs");
+    openssl_cert(&t, "certs/www.key", "certs/www.pem", "www.example.test");
+    let r = t.run(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let expected = t.run(&[
+        "tlsa",
+        "--name",
+        "www.example.test",
+        "--port",
+        "443",
+        "certs/www.pem",
+    ]);
+    let rdata = expected
+        .stdout
+        .split(" IN TLSA ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_string();
+    let zone = records(&t.path("unsigned/example.test"), "example.test.");
+    for port in [443, 8443] {
+        assert!(
+            zone.contains(&format!("_{port}._tcp.www.example.test. TLSA {rdata}")),
+            "{zone:?}"
+        );
+    }
+    check_with_all_checkers(&t, "example.test");
+    let serial = serial_of(&t.path("unsigned/example.test"));
+
+    // A renewal that keeps the key changes nothing.
+    std::thread::sleep(Duration::from_millis(20));
+    openssl_cert(&t, "certs/www.key", "certs/www.pem", "www.example.test");
+    let r = t.run(&["build"]);
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{}", r.stderr);
+    assert_eq!(serial_of(&t.path("unsigned/example.test")), serial);
+
+    // A half-written certificate: one line naming it, exit 1, records kept.
+    let pem = std::fs::read_to_string(t.path("certs/www.pem")).unwrap();
+    std::fs::write(t.path("certs/www.pem"), &pem[..pem.len() / 2]).unwrap();
+    let r = t.run(&["build"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("certs/www.pem"), "{}", r.stderr);
+    let zone = records(&t.path("unsigned/example.test"), "example.test.");
+    assert!(zone.contains(&format!("_443._tcp.www.example.test. TLSA {rdata}")));
+    assert_eq!(serial_of(&t.path("unsigned/example.test")), serial);
+}

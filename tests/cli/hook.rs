@@ -576,3 +576,48 @@ fn list_shows_fragments_and_verdicts() {
         .stdout
         .contains(&format!("_acme-challenge.example.test.\t{V1}\t60\t")));
 }
+
+#[test]
+fn acme_sh_plugin_adds_and_removes_in_separate_shells() {
+    let t = tree();
+    let plugin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/dns_zonedrop.sh");
+    // acme.sh sources the plugin in a fresh subshell for each call.
+    let call = |func: &str, value: &str| -> Run {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                ". '{}' && {func} _acme-challenge.example.test {value}",
+                plugin.display()
+            ))
+            .current_dir(t.path(""))
+            .env("ZONEDROP_BIN", bin())
+            .env("ZONEDROP_DROP", "drop")
+            .env_remove("ZONEDROP_CONFIG")
+            .output()
+            .unwrap()
+            .into()
+    };
+    let r = call("dns_zonedrop_add", V1);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(call("dns_zonedrop_add", V2).code, 0);
+    assert_eq!(
+        contents(&t.drop_files("drop")),
+        vec![
+            line("_acme-challenge.example.test.", 60, V1),
+            line("_acme-challenge.example.test.", 60, V2)
+        ]
+    );
+    assert_eq!(call("dns_zonedrop_rm", V1).code, 0);
+    assert_eq!(
+        contents(&t.drop_files("drop")),
+        vec![line("_acme-challenge.example.test.", 60, V2)]
+    );
+    // A refused value makes the plugin fail, as acme.sh expects.
+    let r = call("dns_zonedrop_add", "not-a-digest");
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("is not an ACME DNS-01 digest"),
+        "{}",
+        r.stderr
+    );
+}
