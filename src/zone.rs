@@ -14,8 +14,10 @@ use crate::name;
 use crate::source::{self, Entry, Expander, Scope, Sink};
 use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 use hickory_proto::serialize::txt::{parse_ttl, Parser};
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hash};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -92,6 +94,7 @@ pub struct Assembled {
     pub inputs: Vec<PathBuf>,
     /// How many records the text holds (to catch duplicates hickory merges).
     entries: usize,
+    chunks: Vec<Chunk>,
 }
 
 impl Assembled {
@@ -302,6 +305,7 @@ impl<'c> Sources<'c> {
         let serial_at;
         {
             let t = &soa_entry;
+            em.begin_entry();
             let _ = write!(
                 em.out,
                 "{} {} IN SOA {} {} ",
@@ -313,7 +317,6 @@ impl<'c> Sources<'c> {
                 "{SERIAL_MARK} {} {} {} {}",
                 t.rdata[3], t.rdata[4], t.rdata[5], t.rdata[6]
             );
-            em.entries += 1;
         }
         for other in &soa_sink.others {
             em.directives(&other.scope.origin, other.scope.ttl.as_deref());
@@ -349,13 +352,14 @@ impl<'c> Sources<'c> {
         if !records.is_empty() {
             em.reset_scope();
             for r in records {
+                em.begin_entry();
                 let _ = writeln!(em.out, "{} {} IN {} {}", r.owner, r.ttl, r.rtype, r.rdata);
-                em.entries += 1;
             }
         }
         Ok(Assembled {
             zone: zone.to_string(),
             entries: em.entries,
+            chunks: em.chunks,
             text: em.out,
             serial_at,
             soa: Soa {
@@ -372,73 +376,64 @@ impl<'c> Sources<'c> {
     pub fn check(&self, a: &Assembled, records: &[Rendered]) -> Result<(), ZoneError> {
         let zone = &a.zone;
         let origin = Name::from_str(zone).map_err(|e| zone_err(zone, e.to_string()))?;
-        // The serial mark is itself a valid serial: parse the text as it is.
-        let map = match Parser::new(a.text.as_str(), None, Some(origin.clone())).parse() {
-            Ok((_, map)) => map,
-            Err(e) => return Err(self.locate_parse_error(a, records, e.to_string())),
-        };
-        // The map is ordered by (name, type): the rrsets of one name are
-        // neighbours, so each name's types are gathered without another map.
         let apex = LowerName::new(&origin);
-        let mut count = 0usize;
+        // Parse the slices on every core; each reports what the whole-zone
+        // checks need, and the first problem it sees.
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(a.chunks.len())
+            .max(1);
+        let state = (RandomState::new(), RandomState::new());
+        let summaries: Vec<Result<Summary, Problem>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let (a, apex, origin, state) = (&a, &apex, &origin, &state);
+                    scope.spawn(move || {
+                        (w..a.chunks.len())
+                            .step_by(workers)
+                            .map(|i| (i, summarise(a, i, apex, origin, state)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut all: Vec<(usize, Result<Summary, Problem>)> = handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect();
+            all.sort_by_key(|(i, _)| *i);
+            all.into_iter().map(|(_, r)| r).collect()
+        });
+        if summaries.len() != a.chunks.len() {
+            return Err(zone_err(zone, "a parsing thread failed".into()));
+        }
         let mut soas = 0;
         let mut apex_ns = false;
-        let mut group: Vec<RecordType> = Vec::new();
-        let mut keys = map.iter().peekable();
-        while let Some((key, set)) = keys.next() {
-            count += set.records_without_rrsigs().count();
-            if !apex.zone_of(&key.name) {
-                let name = Name::from(&key.name);
-                return Err(self.locate(
-                    a,
-                    records,
-                    &name,
-                    None,
-                    format!("the owner `{name}` lies outside the zone {zone}"),
-                ));
+        let mut duplicate = false;
+        let mut seen: HashSet<u128> = HashSet::new();
+        let mut names: HashMap<u128, (u8, u8)> = HashMap::new();
+        for summary in summaries {
+            let summary = match summary {
+                Ok(s) => s,
+                Err(Problem::Parse(e)) => return Err(self.locate_parse_error(a, records, e)),
+                Err(Problem::At {
+                    name,
+                    rtype,
+                    message,
+                }) => return Err(self.locate(a, records, &name, rtype.as_deref(), message)),
+            };
+            soas += summary.soas;
+            apex_ns |= summary.apex_ns;
+            duplicate |= summary.merged;
+            for h in summary.records {
+                duplicate |= !seen.insert(h);
             }
-            match key.record_type {
-                RecordType::SOA if key.name != apex => {
-                    let name = Name::from(&key.name);
-                    return Err(self.locate(
-                        a,
-                        records,
-                        &name,
-                        Some("SOA"),
-                        format!("an SOA record belongs only at the apex {zone}, not at `{name}`"),
-                    ));
-                }
-                RecordType::SOA => soas += 1,
-                RecordType::NS if key.name == apex => apex_ns = true,
-                _ => {}
+            for (h, flags, cnames) in summary.names {
+                let e = names.entry(h).or_insert((0, 0));
+                e.0 |= flags;
+                e.1 = e.1.saturating_add(cnames);
+                // Across slices: data beside a CNAME, or a second CNAME.
+                duplicate |= e.0 & (HAS_CNAME | HAS_OTHER) == HAS_CNAME | HAS_OTHER || e.1 > 1;
             }
-            group.push(key.record_type);
-            if keys.peek().is_some_and(|(next, _)| next.name == key.name) {
-                continue;
-            }
-            // RFC 1034 §3.6.2: a CNAME stands alone (DNSSEC types aside).
-            if group.contains(&RecordType::CNAME)
-                && group
-                    .iter()
-                    .any(|t| !matches!(t, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC))
-            {
-                let name = Name::from(&key.name);
-                let other = group
-                    .iter()
-                    .find(|t| **t != RecordType::CNAME)
-                    .map(|t| t.to_string())
-                    .unwrap_or_default();
-                return Err(self.locate(
-                    a,
-                    records,
-                    &name,
-                    Some(&other),
-                    format!(
-                        "`{name}` has a CNAME and other data ({other}) beside it (RFC 1034 §3.6.2)"
-                    ),
-                ));
-            }
-            group.clear();
         }
         if soas == 0 {
             return Err(zone_err(zone, "no SOA record at the apex".into()));
@@ -450,8 +445,8 @@ impl<'c> Sources<'c> {
                 message: format!("no NS record at the apex {zone}"),
             });
         }
-        if count != a.entries {
-            // hickory merged something: a duplicate record or a second CNAME.
+        if duplicate {
+            // A duplicate record or a second CNAME (hickory merges both).
             return Err(self.locate_parse_error(a, records, "duplicate records".into()));
         }
         Ok(())
@@ -522,6 +517,7 @@ impl<'c> Sources<'c> {
         let mut found: Option<ZoneError> = None;
         let mut seen: HashMap<(Name, RecordType), Vec<RData>> = HashMap::new();
         let mut cnames: HashSet<Name> = HashSet::new();
+        let mut others: HashSet<Name> = HashSet::new();
         let origin = Name::from_str(&a.zone).ok();
         let walk = self.each_entry(a, records, &mut |file, line, _owner, text| {
             let at = |message: String| ZoneError::At {
@@ -542,6 +538,18 @@ impl<'c> Sources<'c> {
                             if key.record_type == RecordType::CNAME && !cnames.insert(name.clone())
                             {
                                 found = Some(at(format!("`{name}` has more than one CNAME")));
+                                return false;
+                            }
+                            if !matches!(
+                                key.record_type,
+                                RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC
+                            ) {
+                                others.insert(name.clone());
+                            }
+                            if cnames.contains(&name) && others.contains(&name) {
+                                found = Some(at(format!(
+                                    "`{name}` has a CNAME and other data beside it (RFC 1034 §3.6.2)"
+                                )));
                                 return false;
                             }
                             if key.record_type == RecordType::SOA && !list.is_empty() {
@@ -604,6 +612,137 @@ impl<'c> Sources<'c> {
     }
 }
 
+const HAS_CNAME: u8 = 1;
+const HAS_OTHER: u8 = 2;
+
+/// What the whole-zone checks need from one parsed slice.
+#[derive(Default)]
+struct Summary {
+    soas: usize,
+    apex_ns: bool,
+    /// hickory merged records inside the slice (duplicates).
+    merged: bool,
+    /// A 128-bit hash of each (name, type, data), for duplicates across slices.
+    records: Vec<u128>,
+    /// Per owner name: hash, HAS_CNAME/HAS_OTHER, number of CNAMEs.
+    names: Vec<(u128, u8, u8)>,
+}
+
+/// The first thing wrong in a slice.
+enum Problem {
+    Parse(String),
+    At {
+        name: Name,
+        rtype: Option<String>,
+        message: String,
+    },
+}
+
+fn hash128<T: Hash>(state: &(RandomState, RandomState), value: &T) -> u128 {
+    ((state.0.hash_one(value) as u128) << 64) | state.1.hash_one(value) as u128
+}
+
+/// Parse slice `i` of an assembled zone and summarise it.
+fn summarise(
+    a: &Assembled,
+    i: usize,
+    apex: &LowerName,
+    origin: &Name,
+    state: &(RandomState, RandomState),
+) -> Result<Summary, Problem> {
+    let chunk = &a.chunks[i];
+    let (end, end_entries) = match a.chunks.get(i + 1) {
+        Some(next) => (next.start, next.entries_before),
+        None => (a.text.len(), a.entries),
+    };
+    // The serial mark is itself a valid serial: the text parses as it is.
+    let mut text = String::with_capacity(end - chunk.start + 64);
+    if !chunk.origin.is_empty() {
+        let _ = writeln!(text, "$ORIGIN {}", chunk.origin);
+    }
+    if !chunk.ttl.is_empty() {
+        let _ = writeln!(text, "$TTL {}", chunk.ttl);
+    }
+    text.push_str(&a.text[chunk.start..end]);
+    let map = match Parser::new(text, None, Some(origin.clone())).parse() {
+        Ok((_, map)) => map,
+        Err(e) => return Err(Problem::Parse(e.to_string())),
+    };
+    let zone = origin.to_string();
+    let mut s = Summary::default();
+    let mut count = 0usize;
+    let mut flags = 0u8;
+    let mut cnames = 0u8;
+    let mut group: Vec<RecordType> = Vec::new();
+    let mut keys = map.iter().peekable();
+    while let Some((key, set)) = keys.next() {
+        if !apex.zone_of(&key.name) {
+            let name = Name::from(&key.name);
+            let message = format!("the owner `{name}` lies outside the zone {zone}");
+            return Err(Problem::At {
+                name,
+                rtype: None,
+                message,
+            });
+        }
+        match key.record_type {
+            RecordType::SOA if key.name != *apex => {
+                let name = Name::from(&key.name);
+                let message =
+                    format!("an SOA record belongs only at the apex {zone}, not at `{name}`");
+                return Err(Problem::At {
+                    name,
+                    rtype: Some("SOA".into()),
+                    message,
+                });
+            }
+            RecordType::SOA => s.soas += 1,
+            RecordType::NS if key.name == *apex => s.apex_ns = true,
+            _ => {}
+        }
+        for r in set.records_without_rrsigs() {
+            count += 1;
+            s.records
+                .push(hash128(state, &(&key.name, key.record_type, &r.data)));
+        }
+        match key.record_type {
+            RecordType::CNAME => {
+                flags |= HAS_CNAME;
+                cnames = cnames.saturating_add(set.records_without_rrsigs().count() as u8);
+            }
+            // DNSSEC types may stand beside a CNAME.
+            RecordType::RRSIG | RecordType::NSEC => {}
+            _ => flags |= HAS_OTHER,
+        }
+        group.push(key.record_type);
+        if keys.peek().is_some_and(|(next, _)| next.name == key.name) {
+            continue;
+        }
+        // RFC 1034 §3.6.2: a CNAME stands alone.
+        if flags & (HAS_CNAME | HAS_OTHER) == HAS_CNAME | HAS_OTHER {
+            let name = Name::from(&key.name);
+            let other = group
+                .iter()
+                .find(|t| !matches!(t, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC))
+                .map_or(String::new(), |t| t.to_string());
+            let message = format!(
+                "`{name}` has a CNAME and other data ({other}) beside it (RFC 1034 §3.6.2)"
+            );
+            return Err(Problem::At {
+                name,
+                rtype: Some(other),
+                message,
+            });
+        }
+        s.names.push((hash128(state, &key.name), flags, cnames));
+        flags = 0;
+        cnames = 0;
+        group.clear();
+    }
+    s.merged = count != end_entries - chunk.entries_before;
+    Ok(s)
+}
+
 fn zone_err(zone: &str, message: String) -> ZoneError {
     ZoneError::Zone {
         zone: zone.to_string(),
@@ -619,7 +758,21 @@ struct Emitter {
     origin: String,
     ttl: String,
     entries: usize,
+    chunks: Vec<Chunk>,
 }
+
+/// Where a slice of the assembled text starts, and the context it needs:
+/// the check parses slices of [`CHUNK`] entries in parallel.
+#[derive(Debug, Clone)]
+struct Chunk {
+    start: usize,
+    entries_before: usize,
+    origin: String,
+    ttl: String,
+}
+
+/// Entries per parallel parsing slice.
+const CHUNK: usize = 1 << 16;
 
 impl Emitter {
     fn new(zone: &str, default_ttl: &str) -> Self {
@@ -630,7 +783,21 @@ impl Emitter {
             origin: String::new(),
             ttl: String::new(),
             entries: 0,
+            chunks: Vec::new(),
         }
+    }
+
+    /// Call before writing an entry: opens a new slice every CHUNK entries.
+    fn begin_entry(&mut self) {
+        if self.entries % CHUNK == 0 {
+            self.chunks.push(Chunk {
+                start: self.out.len(),
+                entries_before: self.entries,
+                origin: self.origin.clone(),
+                ttl: self.ttl.clone(),
+            });
+        }
+        self.entries += 1;
     }
 
     /// Back to the zone's origin and default TTL at the start of a part.
@@ -652,13 +819,13 @@ impl Emitter {
     }
 
     fn entry(&mut self, owner: &str, rest: &str) {
+        self.begin_entry();
         self.out.push_str(owner);
         if !rest.starts_with([' ', '\t']) {
             self.out.push(' ');
         }
         self.out.push_str(rest);
         self.out.push('\n');
-        self.entries += 1;
     }
 }
 

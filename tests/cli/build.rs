@@ -614,3 +614,42 @@ fn tlsa_records_follow_the_certificate_and_survive_a_bad_file() {
     assert!(zone.contains(&format!("_443._tcp.www.example.test. TLSA {rdata}")));
     assert_eq!(serial_of(&t.path("unsigned/example.test")), serial);
 }
+
+#[test]
+fn checks_hold_across_parallel_slices() {
+    // Big zones are parsed in slices of 65,536 entries on every core; a
+    // duplicate or a CNAME conflict split across two slices is still found.
+    let mut filler = String::new();
+    for i in 0..70_000 {
+        filler.push_str(&format!("h{i} IN A 10.0.{}.{}\n", (i >> 8) & 255, i & 255));
+    }
+    let cases = [
+        (
+            "alias IN CNAME example.net.\n",
+            "alias IN A 192.0.2.1\n",
+            "`alias.example.net.` has a CNAME and other data",
+        ),
+        (
+            "dup IN A 192.0.2.7\n",
+            "dup IN A 192.0.2.7\n",
+            "duplicate record: `dup.example.net.`",
+        ),
+    ];
+    for (first, last, expected) in cases {
+        let t = example_tree("");
+        let path = t.path("zones/primary/example.net");
+        let mut primary = std::fs::read_to_string(&path).unwrap();
+        primary.push_str(first);
+        primary.push_str(&filler);
+        primary.push_str(last);
+        std::fs::write(&path, primary).unwrap();
+        let r = t.run(&["check", "--zone", "example.net"]);
+        assert_eq!(r.code, 1, "{expected}");
+        assert!(
+            r.stderr
+                .contains(&format!("zones/primary/example.net:70006: {expected}")),
+            "{expected}: {}",
+            r.stderr
+        );
+    }
+}
