@@ -632,7 +632,7 @@ struct Summary {
 enum Problem {
     Parse(String),
     At {
-        name: Name,
+        name: Box<Name>,
         rtype: Option<String>,
         message: String,
     },
@@ -680,7 +680,7 @@ fn summarise(
             let name = Name::from(&key.name);
             let message = format!("the owner `{name}` lies outside the zone {zone}");
             return Err(Problem::At {
-                name,
+                name: Box::new(name),
                 rtype: None,
                 message,
             });
@@ -691,7 +691,7 @@ fn summarise(
                 let message =
                     format!("an SOA record belongs only at the apex {zone}, not at `{name}`");
                 return Err(Problem::At {
-                    name,
+                    name: Box::new(name),
                     rtype: Some("SOA".into()),
                     message,
                 });
@@ -729,7 +729,7 @@ fn summarise(
                 "`{name}` has a CNAME and other data ({other}) beside it (RFC 1034 §3.6.2)"
             );
             return Err(Problem::At {
-                name,
+                name: Box::new(name),
                 rtype: Some(other),
                 message,
             });
@@ -789,7 +789,7 @@ impl Emitter {
 
     /// Call before writing an entry: opens a new slice every CHUNK entries.
     fn begin_entry(&mut self) {
-        if self.entries % CHUNK == 0 {
+        if self.entries.is_multiple_of(CHUNK) {
             self.chunks.push(Chunk {
                 start: self.out.len(),
                 entries_before: self.entries,
