@@ -149,10 +149,8 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
         }
     };
     for z in &config.zones {
-        if let Err(e) = sources.scan_aliases(&z.name) {
-            // Reported again, with the zone, when the zone is assembled.
-            let _ = e;
-        }
+        // An error here is reported with its zone when the zone is assembled.
+        let _ = sources.scan_aliases(&z.name);
     }
     let sorted = whitelist::sort_drops_with(config, &sources.aliases, now, !opts.dry_run);
     report.refusals = sorted.refusals;

@@ -89,21 +89,46 @@ pub fn watch(ctx: &Context, poll: Option<Duration>) -> Result<u8, Error> {
     Ok(exit::OK)
 }
 
+/// What `serve` and `run` start from.
+struct Responding {
+    config: Config,
+    listen: Vec<SocketAddr>,
+    responder: Responder,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Responding {
+    fn new(ctx: &Context, listen: &[SocketAddr]) -> Result<Responding, Error> {
+        let config = Config::load_required(ctx.config.as_deref())?;
+        let listen = if listen.is_empty() {
+            config.serve.listen.clone()
+        } else {
+            listen.to_vec()
+        };
+        let responder = Responder::load(&config)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
+        Ok(Responding {
+            config,
+            listen,
+            responder,
+            runtime,
+        })
+    }
+}
+
 /// `zonedrop run`: watch and serve in one process; a rebuilt zone is
 /// swapped into the responder right after it is published.
 pub fn run(ctx: &Context, poll: Option<Duration>, listen: &[SocketAddr]) -> Result<u8, Error> {
-    let config = Config::load_required(ctx.config.as_deref())?;
-    let listen = if listen.is_empty() {
-        config.serve.listen.clone()
-    } else {
-        listen.to_vec()
-    };
-    let responder = Responder::load(&config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
+    let Responding {
+        config,
+        listen,
+        responder,
+        runtime,
+    } = Responding::new(ctx, listen)?;
     let (cfg, swap) = (config.clone(), responder.clone());
     let watcher = std::thread::spawn(move || {
         crate::watch::run(&cfg, &crate::watch::Options { poll }, |report| {
@@ -399,18 +424,12 @@ pub fn init(dir: &Path, zone: &str) -> Result<u8, Error> {
 /// `zonedrop serve [--listen ADDR]...`: answer from the published zones
 /// until SIGINT or SIGTERM.
 pub fn serve(ctx: &Context, listen: &[SocketAddr]) -> Result<u8, Error> {
-    let config = Config::load_required(ctx.config.as_deref())?;
-    let listen = if listen.is_empty() {
-        config.serve.listen.clone()
-    } else {
-        listen.to_vec()
-    };
-    let responder = Responder::load(&config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
+    let Responding {
+        config: _,
+        listen,
+        responder,
+        runtime,
+    } = Responding::new(ctx, listen)?;
     runtime.block_on(responder.serve(&listen, shutdown_signal()))?;
     Ok(exit::OK)
 }
