@@ -213,8 +213,9 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
         let zone_challenges = challenges
             .get(zone.as_str())
             .map_or(&[][..], |v| v.as_slice());
-        let n_challenges = zone_challenges.len();
+        let mut n_challenges = zone_challenges.len();
         let mut records: Vec<Rendered> = key_records.remove(zone.as_str()).unwrap_or_default();
+        let first_challenge = records.len();
         records.extend(zone_challenges.iter().map(|c| Rendered {
             owner: c.owner.clone(),
             ttl: c.ttl,
@@ -222,7 +223,33 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
             rdata: zone::quote_txt(&c.value),
             source: c.file.clone(),
         }));
-        let assembled = match sources.assemble(zone, &records) {
+        // A challenge must never break a zone (a TXT beside a CNAME chain,
+        // a copy of a record the zone already has): when the check blames
+        // one, it is refused and the zone is checked again without it.
+        let assembled = loop {
+            let assembled = match sources.assemble(zone, &records) {
+                Ok(a) => a,
+                Err(e) => break Err(e),
+            };
+            match sources.check(&assembled, &records) {
+                Ok(()) => break Ok(assembled),
+                Err(ZoneError::At { file, message, .. })
+                    if records[first_challenge..].iter().any(|r| r.source == file) =>
+                {
+                    records.retain(|r| r.source != file);
+                    n_challenges -= 1;
+                    report.refusals.push(Refusal {
+                        file,
+                        reason: format!(
+                            "it would break zone {}: {message}",
+                            zone.trim_end_matches('.')
+                        ),
+                    });
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        let assembled = match assembled {
             Ok(a) => a,
             Err(e) => {
                 report.errors.push(e.to_string());
@@ -230,10 +257,6 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
             }
         };
         inputs.extend(assembled.inputs.iter().cloned());
-        if let Err(e) = sources.check(&assembled, &records) {
-            report.errors.push(e.to_string());
-            continue;
-        }
         if opts.dry_run {
             continue;
         }

@@ -254,10 +254,20 @@ fn accept(
             f.owner
         ));
     }
-    let owner = match aliases.get(&f.owner) {
-        Some(target) => target.clone(),
-        None => f.owner.clone(),
-    };
+    // Follow the challenge alias, and a chain of them (a few hops at most).
+    let mut owner = f.owner.clone();
+    for hop in 0.. {
+        match aliases.get(&owner) {
+            Some(_) if hop == 8 => {
+                return Err(format!(
+                    "the CNAME chain from `{}` is longer than 8 or loops",
+                    f.owner
+                ))
+            }
+            Some(target) => owner = target.clone(),
+            None => break,
+        }
+    }
     match config.zone_of(&owner) {
         Some(zone) => Ok((zone.name.clone(), owner)),
         None => Err(format!(

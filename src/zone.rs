@@ -506,7 +506,10 @@ impl<'c> Sources<'c> {
             if sink.stop {
                 break;
             }
-            let text = format!("{} {} IN {} {}\n", r.owner, r.ttl, r.rtype, r.rdata);
+            let text = format!(
+                "$ORIGIN {}\n$TTL {}\n{} {} IN {} {}\n",
+                a.zone, a.soa.default_ttl, r.owner, r.ttl, r.rtype, r.rdata
+            );
             sink.stop = !(sink.f)(&r.source, 0, &r.owner, &text);
         }
         Ok(())

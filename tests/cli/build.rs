@@ -653,3 +653,55 @@ fn checks_hold_across_parallel_slices() {
         );
     }
 }
+
+#[test]
+fn a_challenge_never_breaks_a_zone() {
+    let t = example_tree("[[drop]]\npath = \"open\"\n");
+    t.mkdir("open");
+    let path = t.path("zones/primary/example.net");
+    let mut primary = std::fs::read_to_string(&path).unwrap();
+    // A static copy of a challenge value, and an alias whose target is
+    // itself a CNAME to a name without the challenge label.
+    primary.push_str(&format!("_acme-challenge IN TXT \"{V1}\"\n"));
+    primary
+        .push_str("_acme-challenge.hop IN CNAME elsewhere\nelsewhere IN CNAME far.example.org.\n");
+    std::fs::write(&path, primary).unwrap();
+    let path = t.path("zones/primary/example.test");
+    let mut primary = std::fs::read_to_string(&path).unwrap();
+    primary.push_str("_acme-challenge.loop IN CNAME _acme-challenge.loop2\n_acme-challenge.loop2 IN CNAME _acme-challenge.loop\n");
+    std::fs::write(&path, primary).unwrap();
+    assert_eq!(
+        t.run(&["--drop", "drop", "add", "_acme-challenge.example.net", V1])
+            .code,
+        0
+    );
+    t.write(
+        "open/hop",
+        &line("_acme-challenge.hop.example.net.", 60, V2),
+    );
+    t.write(
+        "open/loop",
+        &line("_acme-challenge.loop.example.test.", 60, V2),
+    );
+    assert_eq!(t.run(&["add", "_acme-challenge.example.test", V3]).code, 0);
+    let r = t.run(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("/drop/_acme-challenge.example.net."),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("refused: it would break zone example.net: duplicate record"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("/open/hop: refused: it would break zone example.net: `elsewhere.example.net.` has a CNAME and other data (TXT)"), "{}", r.stderr);
+    assert!(r.stderr.contains("/open/loop: refused: the CNAME chain from `_acme-challenge.loop.example.test.` is longer than 8 or loops"), "{}", r.stderr);
+    // Both zones published, with the good challenge.
+    let test = records(&t.path("unsigned/example.test"), "example.test.");
+    assert!(test.contains(&txt("_acme-challenge.example.test.", V3)));
+    check_with_all_checkers(&t, "example.net");
+    check_with_all_checkers(&t, "example.test");
+}
