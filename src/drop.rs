@@ -8,6 +8,12 @@
 //! read more than the size limit. Whether what they read is acceptable is the
 //! whitelist's decision, not this module's.
 
+// Input here comes from drop directories, hooks or zone files: never panic on it.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use crate::fragment::{Fragment, FragmentError};
 use sha2::{Digest, Sha256};
 use std::ffi::OsString;

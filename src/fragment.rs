@@ -9,6 +9,12 @@
 //! `$INCLUDE` of absolute paths). Policy (which labels, zones, value shapes)
 //! is the whitelist's business, not this module's.
 
+// Input here comes from drop directories, hooks or zone files: never panic on it.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use crate::name::{self, NameError};
 use thiserror::Error;
 

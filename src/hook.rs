@@ -7,6 +7,12 @@
 //! disk. [`apply`] validates every change first, so a call with one bad value
 //! writes nothing, then writes or removes the fragments.
 
+// Input here comes from drop directories, hooks or zone files: never panic on it.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use crate::config::Policy;
 use crate::drop::{self, DropError};
 use crate::fragment::Fragment;

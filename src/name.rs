@@ -6,6 +6,12 @@
 //! or quotes has no business being a challenge owner. Zone data written by the
 //! operator is parsed by hickory instead and does not come through here.
 
+// Input here comes from drop directories, hooks or zone files: never panic on it.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use thiserror::Error;
 
 /// Why a string is not a domain name we accept.

@@ -11,6 +11,12 @@
 //! origin ... is restored"). Included files must lie under the source
 //! folders. The record data itself is left to hickory (see `zone`).
 
+// Input here comes from drop directories, hooks or zone files: never panic on it.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;

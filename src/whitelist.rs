@@ -8,6 +8,12 @@
 //! the zone builder with absolute owner, clamped TTL, class IN and a quoted
 //! value; drop text itself never reaches a zone.
 
+// Input here comes from drop directories, hooks or zone files: never panic on it.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use crate::config::{Config, DropDir, Policy, ValueShape};
 use crate::drop::{self, Entry};
 use crate::fragment::{self, Fragment};

@@ -9,6 +9,12 @@
 //! (the fast path); when that or a whole-zone check fails, the entries are
 //! parsed one by one to name the file and line (hickory reports neither).
 
+// Input here comes from drop directories, hooks or zone files: never panic on it.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use crate::config::Config;
 use crate::name;
 use crate::source::{self, Entry, Expander, Scope, Sink};
