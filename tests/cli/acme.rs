@@ -476,8 +476,10 @@ fn lego_raw_mode() {
 fn certbot_manual_hooks() {
     need("certbot", "certbot");
     let acme = Acme::start();
-    // certbot runs hooks through a shell: the command line is a string.
-    let hook = |what: &str| format!("'{}' hook certbot {what}", bin().display());
+    // certbot runs hooks through a shell, but first checks that the first
+    // word (split at whitespace, quotes not understood) is an executable:
+    // the path goes unquoted.
+    let hook = |what: &str| format!("{} hook certbot {what}", bin().display());
     let mut cmd = acme.client("certbot");
     cmd.env("REQUESTS_CA_BUNDLE", acme.ca())
         .args(["certonly", "--non-interactive", "--agree-tos"])
@@ -665,4 +667,52 @@ fn watch_poll_picks_up_fragments() {
         "{}",
         watch.log()
     );
+}
+
+/// `zonedrop run` ends on SIGTERM (systemd's stop, the guards here): the
+/// watcher thread that never returns must not hold the exit.
+#[test]
+fn run_stops_on_sigterm() {
+    let tree = Tree::new();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("zones"),
+        &tree.path("zones"),
+    );
+    let port = free_port();
+    tree.write(
+        "zonedrop.toml",
+        &format!(
+            "[paths]\nsoa = \"zones/soa\"\nprimary = \"zones/primary\"\n\
+             extra = \"zones/extra\"\n\
+             [[zone]]\nname = \"example.test\"\n[[zone]]\nname = \"example.net\"\n\
+             [serve]\nlisten = [\"127.0.0.1:{port}\"]\n"
+        ),
+    );
+    let mut child = Command::new(bin())
+        .args(["--config", "zonedrop.toml", "run"])
+        .current_dir(tree.path(""))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while txt(port, "example.test.").is_none_or(|t| t.is_empty()) {
+        assert!(Instant::now() < until, "zonedrop run does not answer");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "zonedrop run: {status} on SIGTERM");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("zonedrop run still runs 2 s after SIGTERM");
 }
