@@ -125,7 +125,6 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Answer DNS queries (UDP and TCP) authoritatively from the published zones, reloading them as they change.
     /// Rebuild whenever a drop directory, soa/, primary/, extra/ or a certificate or key file changes.
     Watch {
         /// Poll every DURATION instead of using change events (nullfs, NFS).
@@ -134,12 +133,14 @@ enum Command {
     },
     /// Watch and serve in one process: the main job on one host.
     Run {
+        /// Poll every DURATION instead of using change events (nullfs, NFS).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         poll: Option<Duration>,
         /// Where to listen (default: [serve] listen); repeat for more addresses.
         #[arg(long, value_name = "ADDR")]
         listen: Vec<SocketAddr>,
     },
+    /// Answer DNS queries (UDP and TCP) authoritatively from the published zones, reloading them as they change.
     Serve {
         /// Where to listen (default: [serve] listen); repeat for more addresses.
         #[arg(long, value_name = "ADDR")]
