@@ -149,6 +149,10 @@ pub fn run(ctx: &Context, poll: Option<Duration>, listen: &[SocketAddr]) -> Resu
             },
         }
     });
+    // The watcher thread never returns and the task joining it would hold
+    // the runtime's drop (and SIGTERM) forever: leave it behind, the
+    // process ends.
+    runtime.shutdown_background();
     served?;
     Ok(exit::OK)
 }

@@ -133,6 +133,7 @@ enum Command {
     },
     /// Watch and serve in one process: the main job on one host.
     Run {
+        /// Poll every DURATION instead of using change events (nullfs, NFS).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         poll: Option<Duration>,
         /// Where to listen (default: [serve] listen); repeat for more addresses.

@@ -29,6 +29,10 @@ use thiserror::Error;
 /// How often the servers that do not serve the value yet are asked again.
 pub const INTERVAL: Duration = Duration::from_secs(2);
 
+/// The first pause between two rounds of questions; it doubles up to the
+/// interval.
+pub const FIRST_PAUSE: Duration = Duration::from_millis(25);
+
 /// How long `zonedrop wait` waits when neither `--timeout` nor `[hook] wait`
 /// says.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -74,7 +78,7 @@ pub enum Seen {
 }
 
 /// Blocking: wait up to `timeout` until every server serves TXT `value` at
-/// `owner`, asking every [`INTERVAL`]. `servers` empty: the defaults
+/// `owner`, asking soon, then every [`INTERVAL`]. `servers` empty: the defaults
 /// described at the top of this module.
 pub fn wait_visible(
     config: &Config,
@@ -111,7 +115,7 @@ pub fn wait_visible_every(
     runtime.block_on(wait(&owner, value, &servers, timeout, interval))
 }
 
-/// Ask `servers` every `interval` until each serves TXT `value` at `owner`
+/// Ask `servers` (soon, then every `interval`) until each serves TXT `value` at `owner`
 /// (absolute, lowercase), or `timeout` passes.
 pub async fn wait(
     owner: &str,
@@ -127,6 +131,11 @@ pub async fn wait(
         .iter()
         .map(|s| (*s, Seen::Failed("not asked".into())))
         .collect();
+    // A hook asks right after writing, while the builder is still at work
+    // (tens of milliseconds with `zonedrop run`): ask again soon, then
+    // back off to `interval`, so the client is not held for a whole
+    // interval by a record that was out a moment later.
+    let mut pause = FIRST_PAUSE;
     loop {
         // Each query may take at most what is left, and at least a moment.
         let left = deadline.saturating_duration_since(Instant::now());
@@ -152,7 +161,8 @@ pub async fn wait(
         if left.is_zero() {
             break;
         }
-        tokio::time::sleep(interval.min(left)).await;
+        tokio::time::sleep(pause.min(interval).min(left)).await;
+        pause = pause.saturating_mul(2);
     }
     Err(WaitError::NotVisible {
         owner: owner.to_string(),

@@ -1,8 +1,9 @@
 //! Live rebuilding: watch the drop directories, the zone sources and the
 //! certificate/key files, and run a build whenever something moved.
 //!
-//! notify's native watcher by default (inotify on Linux); its poll watcher
-//! for nullfs/NFS mounts where change events never arrive. A burst of hook
+//! notify's native watcher by default (inotify on Linux); with `--poll`, for
+//! nullfs/NFS mounts where change events never arrive, a build every
+//! interval (the manifest check is the poll). A burst of hook
 //! writes becomes one build (a short quiet period is awaited). Directories
 //! that disappear are re-watched when they come back (their parents are
 //! watched too), and a build also runs every few seconds regardless: the
@@ -12,7 +13,7 @@
 use crate::build::{self, Report};
 use crate::config::Config;
 use crate::keys;
-use notify::{Event, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
+use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -85,22 +86,27 @@ pub fn run(
     let handler = move |ev: notify::Result<Event>| {
         let _ = tx.send(ev);
     };
-    let mut watcher: Box<dyn Watcher> = match opts.poll {
-        Some(interval) => Box::new(
-            PollWatcher::new(
-                handler,
-                notify::Config::default().with_poll_interval(interval),
-            )
-            .map_err(WatchError::Start)?,
-        ),
-        None => Box::new(
+    // Polling is not notify's PollWatcher: it compares mtimes in whole
+    // seconds, so a fragment added and removed between two of its scans
+    // within one second makes no event at all, and the removal would wait
+    // for the next TICK. A build checks the manifest (size, inode and
+    // nanosecond mtime of every input): running one every interval is the
+    // poll, and it sees every change.
+    let mut watcher: Option<RecommendedWatcher> = match opts.poll {
+        // `handler` (the sender) lives on unused: the channel stays open.
+        Some(_) => None,
+        None => Some(
             RecommendedWatcher::new(handler, notify::Config::default())
                 .map_err(WatchError::Start)?,
         ),
     };
+    let tick = opts
+        .poll
+        .map_or(TICK, |p| p.clamp(Duration::from_millis(10), TICK));
     let wanted = watched_paths(config);
     let mut armed: BTreeMap<PathBuf, bool> = BTreeMap::new();
-    let mut arm = |watcher: &mut Box<dyn Watcher>| {
+    let mut arm = |watcher: &mut Option<RecommendedWatcher>| {
+        let Some(watcher) = watcher else { return };
         for (path, mode) in &wanted {
             let exists = path.is_dir();
             let was = armed.get(path).copied().unwrap_or(false);
@@ -124,7 +130,7 @@ pub fn run(
     );
     build_once(config, &mut on_build);
     loop {
-        match rx.recv_timeout(TICK) {
+        match rx.recv_timeout(tick) {
             Ok(_) => {
                 // Let the burst finish: quiet for QUIET, or MAX_DELAY at most.
                 let start = Instant::now();
