@@ -2,6 +2,7 @@
 //! a temporary tree, one module per feature.
 
 mod build;
+mod crash;
 mod dane;
 mod hook;
 mod live;
