@@ -131,9 +131,11 @@ fn is_class(t: &str) -> bool {
     ["IN", "CH", "HS", "CS", "NONE", "ANY"]
         .iter()
         .any(|c| t.eq_ignore_ascii_case(c))
+        // Bytes, not `str` slices: a token may hold non-ASCII text, and
+        // byte 5 need not be a character boundary.
         || (t.len() > 5
-            && t[..5].eq_ignore_ascii_case("CLASS")
-            && t[5..].bytes().all(|b| b.is_ascii_digit()))
+            && t.as_bytes()[..5].eq_ignore_ascii_case(b"CLASS")
+            && t.as_bytes()[5..].iter().all(u8::is_ascii_digit))
 }
 
 /// Make `name` absolute against `origin` (`@` is the origin).
@@ -468,6 +470,26 @@ mod tests {
             origin: origin.into(),
             ttl: None,
         }
+    }
+
+    /// Found by the `assemble` fuzz target: a type token such as `TXT೯`
+    /// (non-ASCII across byte 5) panicked the class check with a slice
+    /// inside a character, taking the whole build down.
+    #[test]
+    fn non_ascii_token_is_not_sliced_inside_a_character() {
+        assert!(!is_class("TXT\u{cef}"));
+        assert!(is_class("CLASS1") && !is_class("CLASS\u{e9}"));
+        let mut sink = Collect::default();
+        Expander::new(&[])
+            .expand_text(
+                "www TXT\u{cef} x\n",
+                Arc::new("p".into()),
+                scope("a."),
+                &mut sink,
+                0,
+            )
+            .unwrap();
+        assert_eq!(sink.0.len(), 1);
     }
 
     #[test]
