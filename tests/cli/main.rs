@@ -4,6 +4,7 @@
 mod build;
 mod crash;
 mod dane;
+mod diskfull;
 mod hook;
 mod live;
 mod support;
