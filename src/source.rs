@@ -96,7 +96,10 @@ pub fn at_to_origin<'a>(text: &'a str, origin: &str) -> std::borrow::Cow<'a, str
         let c = b[i];
         match c {
             b'\\' if !comment => {
-                let end = (i + 2).min(b.len());
+                // The backslash and the whole character it escapes, which
+                // may be more than one byte.
+                let next = text[i + 1..].chars().next().map_or(0, char::len_utf8);
+                let end = i + 1 + next;
                 out.push_str(&text[i..end]);
                 i = end;
                 continue;
@@ -475,6 +478,18 @@ mod tests {
     /// Found by the `assemble` fuzz target: a type token such as `TXT೯`
     /// (non-ASCII across byte 5) panicked the class check with a slice
     /// inside a character, taking the whole build down.
+    /// Found by the `assemble` fuzz target: `\Ԝ` (a backslash before a
+    /// two-byte character) in a file that also holds `@` made the `@`
+    /// rewriting slice inside the character and panic the build.
+    #[test]
+    fn escaped_non_ascii_character_is_kept_whole_when_at_is_rewritten() {
+        assert_eq!(
+            at_to_origin("_acm\\\u{51c}x IN CNAME @", "a."),
+            "_acm\\\u{51c}x IN CNAME a."
+        );
+        assert_eq!(at_to_origin("@ x \\", "a."), "a. x \\");
+    }
+
     #[test]
     fn non_ascii_token_is_not_sliced_inside_a_character() {
         assert!(!is_class("TXT\u{cef}"));

@@ -2,6 +2,7 @@
 //! a temporary tree, one module per feature.
 
 mod build;
+mod concurrency;
 mod crash;
 mod dane;
 mod diskfull;
