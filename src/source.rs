@@ -475,9 +475,6 @@ mod tests {
         }
     }
 
-    /// Found by the `assemble` fuzz target: a type token such as `TXT೯`
-    /// (non-ASCII across byte 5) panicked the class check with a slice
-    /// inside a character, taking the whole build down.
     /// Found by the `assemble` fuzz target: `\Ԝ` (a backslash before a
     /// two-byte character) in a file that also holds `@` made the `@`
     /// rewriting slice inside the character and panic the build.
@@ -490,6 +487,9 @@ mod tests {
         assert_eq!(at_to_origin("@ x \\", "a."), "a. x \\");
     }
 
+    /// Found by the `assemble` fuzz target: a type token such as `TXT೯`
+    /// (non-ASCII across byte 5) panicked the class check with a slice
+    /// inside a character, taking the whole build down.
     #[test]
     fn non_ascii_token_is_not_sliced_inside_a_character() {
         assert!(!is_class("TXT\u{cef}"));
