@@ -25,8 +25,10 @@ struct Input {
     fragments: Vec<Vec<u8>>,
 }
 
-const SOA_TEST: &str = "$TTL 3600\n@ IN SOA ns1.example.test. hostmaster.example.test. 1 7200 3600 1209600 300\n";
-const SOA_NET: &str = "@ 3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 3600 1209600 300\n";
+const SOA_TEST: &str =
+    "$TTL 3600\n@ IN SOA ns1.example.test. hostmaster.example.test. 1 7200 3600 1209600 300\n";
+const SOA_NET: &str =
+    "@ 3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 3600 1209600 300\n";
 const PRIMARY_NET: &str = "@ IN NS ns1.example.test.\nmail IN A 192.0.2.25\n";
 const INCLUDED: &str = "inc 300 IN A 192.0.2.99\n";
 
@@ -61,7 +63,13 @@ fn records(text: &str, zone: &Name) -> Result<BTreeSet<(Name, RecordType, String
     Ok(map
         .values()
         .flat_map(|set| set.records_without_rrsigs().cloned().collect::<Vec<_>>())
-        .map(|r| (r.name.clone(), r.record_type(), format!("{} {}", r.ttl, r.data)))
+        .map(|r| {
+            (
+                r.name.clone(),
+                r.record_type(),
+                format!("{} {}", r.ttl, r.data),
+            )
+        })
         .collect())
 }
 
@@ -120,7 +128,11 @@ fuzz_target!(|input: Input| {
             .unwrap_or_else(|e| panic!("the zone without drop records does not parse: {e}"));
         for (name, rtype, data) in all.difference(&base) {
             assert!(zone.zone_of(name), "`{name}` outside {zone}");
-            assert_eq!(*rtype, RecordType::TXT, "{name} {rtype} {data} came from the drop");
+            assert_eq!(
+                *rtype,
+                RecordType::TXT,
+                "{name} {rtype} {data} came from the drop"
+            );
             let owner = name.to_ascii().to_ascii_lowercase();
             let label_ok = |o: &str| {
                 o.split('.')
@@ -144,7 +156,10 @@ fuzz_target!(|input: Input| {
             assert!(whitelist::check_value(&c.value, &config.policy).is_ok());
         }
         for (name, _, _) in &all {
-            assert!(zone.zone_of(name), "`{name}` outside {zone} in a checked zone");
+            assert!(
+                zone.zone_of(name),
+                "`{name}` outside {zone} in a checked zone"
+            );
         }
     }
 });

@@ -120,7 +120,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(r.record_type(), RecordType::TXT);
     assert_eq!(r.name, name(&c.owner));
     assert!(zone.zone_of(&r.name), "`{}` outside {zone}", r.name);
-    assert_eq!(config.zone_of(&c.owner).map(|z| z.name.as_str()), Some(c.zone.as_str()));
+    assert_eq!(
+        config.zone_of(&c.owner).map(|z| z.name.as_str()),
+        Some(c.zone.as_str())
+    );
     assert_eq!(r.ttl, c.ttl);
     let RData::TXT(txt) = &r.data else {
         panic!("not TXT data: {text}")
@@ -133,6 +136,10 @@ fuzz_target!(|data: &[u8]| {
         .iter()
         .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b';')));
     if policy.value == ValueShape::Acme {
-        assert!(v.len() == 43 && v.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_'));
+        assert!(
+            v.len() == 43
+                && v.iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
+        );
     }
 });
