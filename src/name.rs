@@ -29,6 +29,8 @@ pub enum NameError {
         "`{name}` is not a domain name: `{ch}` is not allowed (letters, digits, `-` and `_` only)"
     )]
     BadChar { name: String, ch: char },
+    #[error("`{0}` is not a domain name zone files can hold: a label may not start with `-` or hold `_` after its first character, and an `xn--` label must be valid punycode")]
+    NotZoneText(String),
 }
 
 /// Parse `s` (with or without the trailing dot, any case) into a lowercase
@@ -61,7 +63,15 @@ pub fn parse_fqdn(s: &str) -> Result<String, NameError> {
     }
     let mut out = body.to_ascii_lowercase();
     out.push('.');
-    Ok(out)
+    // The published zone is read back by hickory's zone-file parser (and by
+    // name servers), which applies UTS 46 with STD3 rules to every label not
+    // starting with `_`: `a_b` or a bad `xn--` label fails there. A name that
+    // would not read back must be refused here, or one drop fragment stops
+    // its whole zone from publishing.
+    match hickory_proto::rr::Name::from_utf8(&out) {
+        Ok(n) if n.to_ascii().eq_ignore_ascii_case(&out) => Ok(out),
+        _ => Err(NameError::NotZoneText(shown())),
+    }
 }
 
 /// Like [`parse_fqdn`], but also accepts a leading `*.` wildcard label
@@ -150,6 +160,28 @@ mod tests {
         ));
         let long = vec!["abcdefghi"; 26].join(".");
         assert!(matches!(parse_fqdn(&long), Err(NameError::TooLong(_))));
+    }
+
+    /// Found by the `fragment` fuzz target: `_acme-challenge.x_y.example.test.`
+    /// passed here, was accepted from a drop file, and then the assembled zone
+    /// failed hickory's parser (STD3 forbids `_` inside a label), so one hostile
+    /// fragment kept the whole zone from publishing.
+    #[test]
+    fn underscore_inside_a_label_is_refused_before_it_reaches_a_zone() {
+        assert!(matches!(
+            parse_fqdn("_acme-challenge.wtbo-i_xsub.example.test."),
+            Err(NameError::NotZoneText(_))
+        ));
+        assert!(matches!(
+            parse_fqdn("_acme-challenge.xn--zz.example.test."),
+            Err(NameError::NotZoneText(_))
+        ));
+        assert!(parse_fqdn("_acme-challenge._x.example.test.").is_ok());
+        assert!(matches!(
+            parse_fqdn("_acme-challenge.-a.example.test."),
+            Err(NameError::NotZoneText(_))
+        ));
+        assert!(parse_fqdn("_acme-challenge.xn--bcher-kva.example.test.").is_ok());
     }
 
     #[test]

@@ -102,7 +102,10 @@ pub fn at_to_origin<'a>(text: &'a str, origin: &str) -> std::borrow::Cow<'a, str
         let c = b[i];
         match c {
             b'\\' if !comment => {
-                let end = (i + 2).min(b.len());
+                // The backslash and the whole character it escapes, which
+                // may be more than one byte.
+                let next = text[i + 1..].chars().next().map_or(0, char::len_utf8);
+                let end = i + 1 + next;
                 out.push_str(&text[i..end]);
                 i = end;
                 continue;
@@ -137,9 +140,11 @@ fn is_class(t: &str) -> bool {
     ["IN", "CH", "HS", "CS", "NONE", "ANY"]
         .iter()
         .any(|c| t.eq_ignore_ascii_case(c))
+        // Bytes, not `str` slices: a token may hold non-ASCII text, and
+        // byte 5 need not be a character boundary.
         || (t.len() > 5
-            && t[..5].eq_ignore_ascii_case("CLASS")
-            && t[5..].bytes().all(|b| b.is_ascii_digit()))
+            && t.as_bytes()[..5].eq_ignore_ascii_case(b"CLASS")
+            && t.as_bytes()[5..].iter().all(u8::is_ascii_digit))
 }
 
 /// Make `name` absolute against `origin` (`@` is the origin).
@@ -474,6 +479,38 @@ mod tests {
             origin: origin.into(),
             ttl: None,
         }
+    }
+
+    /// Found by the `assemble` fuzz target: `\Ԝ` (a backslash before a
+    /// two-byte character) in a file that also holds `@` made the `@`
+    /// rewriting slice inside the character and panic the build.
+    #[test]
+    fn escaped_non_ascii_character_is_kept_whole_when_at_is_rewritten() {
+        assert_eq!(
+            at_to_origin("_acm\\\u{51c}x IN CNAME @", "a."),
+            "_acm\\\u{51c}x IN CNAME a."
+        );
+        assert_eq!(at_to_origin("@ x \\", "a."), "a. x \\");
+    }
+
+    /// Found by the `assemble` fuzz target: a type token such as `TXT೯`
+    /// (non-ASCII across byte 5) panicked the class check with a slice
+    /// inside a character, taking the whole build down.
+    #[test]
+    fn non_ascii_token_is_not_sliced_inside_a_character() {
+        assert!(!is_class("TXT\u{cef}"));
+        assert!(is_class("CLASS1") && !is_class("CLASS\u{e9}"));
+        let mut sink = Collect::default();
+        Expander::new(&[])
+            .expand_text(
+                "www TXT\u{cef} x\n",
+                Arc::new("p".into()),
+                scope("a."),
+                &mut sink,
+                0,
+            )
+            .unwrap();
+        assert_eq!(sink.0.len(), 1);
     }
 
     #[test]

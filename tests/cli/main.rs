@@ -3,7 +3,10 @@
 
 mod acme;
 mod build;
+mod concurrency;
+mod crash;
 mod dane;
+mod diskfull;
 mod hook;
 mod live;
 mod support;

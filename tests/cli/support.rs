@@ -133,3 +133,108 @@ pub fn need(program: &str, package: &str) {
         "{program} is not installed: run `bash .ci/install-deps` (Debian package {package})"
     );
 }
+
+/// A port free for both UDP and TCP on 127.0.0.1.
+pub fn free_port() -> u16 {
+    for _ in 0..50 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1");
+}
+
+/// A server process killed by PID when dropped (SIGTERM, then SIGKILL),
+/// its output in a log file.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub name: &'static str,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(name: &'static str, cmd: &mut Command, log: PathBuf) -> Daemon {
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Daemon { child, name, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) on our own child's PID.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while std::time::Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("{} (pid {pid}) needed SIGKILL", self.name);
+    }
+}
+
+/// Ask `server` for the TXT strings at `owner` over UDP (RD clear), by hand:
+/// the rcode and the strings of the answer.
+pub fn query_txt(server: std::net::SocketAddr, owner: &str) -> Option<(u8, Vec<String>)> {
+    use hickory_proto::rr::RData;
+    let id: u16 = rand_id();
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in owner.trim_end_matches('.').split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 16, 0, 1]); // TXT IN
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    socket.send_to(&q, server).ok()?;
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = socket.recv(&mut buf).ok()?;
+        let m = hickory_proto::op::Message::from_vec(&buf[..n]).ok()?;
+        if m.metadata.id != id {
+            continue;
+        }
+        let strings = m
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TXT(t) => Some(
+                    t.txt_data
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s).into_owned())
+                        .collect::<Vec<_>>()
+                        .concat(),
+                ),
+                _ => None,
+            })
+            .collect();
+        return Some((u16::from(m.metadata.response_code) as u8, strings));
+    }
+}
+
+fn rand_id() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0x1234);
+    NEXT.fetch_add(7919, Ordering::Relaxed)
+}

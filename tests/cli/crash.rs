@@ -1,0 +1,218 @@
+//! Crash safety: `zonedrop build --force` killed with SIGKILL at random
+//! moments, hundreds of times, while a reader keeps parsing the published
+//! zone. The zone must always be whole (old or new, never a part), and the
+//! next build must clean the killed build's temporaries, find the lock free
+//! and publish.
+
+use crate::support::*;
+use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::txt::Parser;
+use std::process::Stdio;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Records in primary/: enough that writing the zone takes a while, so
+/// kills land while the temporary is being written.
+const HOSTS: usize = 1_500;
+/// Time for the kill loop (the whole test stays under a minute).
+const BUDGET: Duration = Duration::from_secs(45);
+/// Kills to aim at; the loop stops at this many or at the budget.
+const KILLS: usize = 300;
+
+fn tree() -> Tree {
+    let t = Tree::new();
+    t.write(
+        "zonedrop.toml",
+        // lock_wait 0: a lock left held by a killed build fails at once.
+        "[[drop]]\npath = \"drop\"\n[[zone]]\nname = \"example.test\"\n[build]\nlock_wait = \"0s\"\n",
+    );
+    t.write(
+        "zones/soa/example.test",
+        "$TTL 3600\n@ IN SOA ns1.example.test. hostmaster.example.test. 1 7200 3600 1209600 300\n",
+    );
+    let mut primary = String::from("@ IN NS ns1\nns1 IN A 192.0.2.53\n");
+    for i in 0..HOSTS {
+        primary.push_str(&format!("h{i} IN A 198.51.{}.{}\n", i / 250 % 250, i % 250));
+    }
+    t.write("zones/primary/example.test", &primary);
+    t.mkdir("drop");
+    t
+}
+
+/// A 43-character base64url value for challenge `i`.
+fn value(i: usize) -> String {
+    format!("{i:0>43}")
+}
+
+/// What a reader of the published zone sees: records other than the
+/// challenges (always the same count) and the serial.
+fn read_zone(text: &str) -> Result<(usize, u32), String> {
+    let origin = Name::from_str("example.test.").unwrap();
+    let (_, map) = Parser::new(text, None, Some(origin))
+        .parse()
+        .map_err(|e| e.to_string())?;
+    let mut others = 0;
+    let mut serial = None;
+    for set in map.values() {
+        for r in set.records_without_rrsigs() {
+            match r.record_type() {
+                RecordType::TXT => {}
+                RecordType::SOA => {
+                    if let RData::SOA(soa) = &r.data {
+                        serial = Some(soa.serial);
+                    }
+                    others += 1;
+                }
+                _ => others += 1,
+            }
+        }
+    }
+    Ok((others, serial.ok_or("no SOA")?))
+}
+
+/// A small xorshift: random kill moments without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+fn temporaries(t: &Tree) -> usize {
+    t.all_names("unsigned")
+        .iter()
+        .filter(|n| n.starts_with('.'))
+        .count()
+}
+
+#[test]
+fn sigkilled_builds_never_publish_a_partial_zone() {
+    let t = tree();
+    let whole = HOSTS + 3; // SOA, NS, ns1 A, the hosts
+    let first = t.run(&["build", "--quiet"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let out = t.path("unsigned/example.test");
+
+    // How long one publishing build takes, to spread the kills over it.
+    let started = Instant::now();
+    t.write(
+        "drop/c-calibrate",
+        &line("_acme-challenge.example.test.", 60, &value(0)),
+    );
+    assert_eq!(t.run(&["build", "--force", "--quiet"]).code, 0);
+    let build_time = started.elapsed().as_micros() as u64;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let parses = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let (stop, parses, out) = (stop.clone(), parses.clone(), out.clone());
+        std::thread::spawn(move || -> Result<Vec<u32>, String> {
+            let mut serials = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let text = std::fs::read_to_string(&out).map_err(|e| format!("read: {e}"))?;
+                let (others, serial) =
+                    read_zone(&text).map_err(|e| format!("a partial zone was visible: {e}"))?;
+                if others != whole {
+                    return Err(format!("{others} records visible instead of {whole}"));
+                }
+                if serials.last() != Some(&serial) {
+                    serials.push(serial);
+                }
+                parses.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(serials)
+        })
+    };
+
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id()));
+    let (mut kills, mut exited, mut left_temp, mut cleaned) = (0, 0, 0, 0);
+    let mut present: Vec<usize> = Vec::new();
+    let loop_start = Instant::now();
+    let mut i = 1;
+    while loop_start.elapsed() < BUDGET && kills < KILLS {
+        // Change the input so the build has something to publish.
+        if present.len() < 4 || rng.below(2) == 0 {
+            t.write(
+                &format!("drop/c{i}"),
+                // One owner each: policy.max_values_per_name does not cut in.
+                &line(
+                    &format!("_acme-challenge.h{i}.example.test."),
+                    60,
+                    &value(i),
+                ),
+            );
+            present.push(i);
+        } else {
+            let gone = present.remove(rng.below(present.len() as u64) as usize);
+            std::fs::remove_file(t.path(&format!("drop/c{gone}"))).unwrap();
+        }
+        i += 1;
+        let before = temporaries(&t);
+        if before > 0 {
+            // The build started now must remove them (checked after it ran).
+            cleaned += 1;
+        }
+        let mut child = t
+            .cmd(&["build", "--force", "--quiet"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Half the kills anywhere in the build, half near its end, where
+        // the zone is written and renamed.
+        let at = if rng.below(2) == 0 {
+            rng.below(build_time * 5 / 4)
+        } else {
+            build_time * 6 / 10 + rng.below(build_time * 6 / 10)
+        };
+        std::thread::sleep(Duration::from_micros(at));
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        if status.code().is_some() {
+            exited += 1; // finished before the kill
+            assert_eq!(status.code(), Some(0), "an unkilled build failed");
+        } else {
+            kills += 1;
+        }
+        if temporaries(&t) > 0 {
+            left_temp += 1;
+        }
+        if i % 25 == 0 {
+            // The next build recovers: lock free, temporaries gone, published.
+            let r = t.run(&["build", "--force", "--quiet"]);
+            assert_eq!(r.code, 0, "the build after a kill failed: {}", r.stderr);
+            assert_eq!(temporaries(&t), 0, "{:?}", t.all_names("unsigned"));
+        }
+    }
+    let r = t.run(&["build", "--force", "--quiet"]);
+    assert_eq!(
+        r.code, 0,
+        "the build after the last kill failed: {}",
+        r.stderr
+    );
+    assert_eq!(temporaries(&t), 0, "{:?}", t.all_names("unsigned"));
+    stop.store(true, Ordering::Relaxed);
+    let serials = reader.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+
+    // The last build published exactly the challenges left in drop/.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let txt = text.lines().filter(|l| l.contains(" IN TXT ")).count();
+    assert_eq!(txt, present.len() + 1, "challenges in the final zone");
+    eprintln!(
+        "crash: {} builds: {kills} killed ({left_temp} left a temporary, {cleaned} builds started over one), \
+         {exited} finished first; reader parsed {} times and saw {} serials; one build takes {} ms",
+        kills + exited,
+        parses.load(Ordering::Relaxed),
+        serials.len(),
+        build_time / 1000
+    );
+    assert!(kills >= 200, "only {kills} builds were killed");
+    assert!(left_temp > 0, "no kill landed while a temporary existed");
+    assert!(serials.len() > 1, "the reader never saw a new zone");
+}
