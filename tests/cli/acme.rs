@@ -11,71 +11,19 @@
 //! Every server binds 127.0.0.1 only, on ports picked here, and is killed by
 //! PID when the test ends.
 
-use crate::support::{bin, need, Tree, V1};
+use crate::support::{bin, free_port, need, Daemon, Tree, V1};
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long one client run may take before the test fails.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A port free for both UDP and TCP on 127.0.0.1.
-fn free_port() -> u16 {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port on 127.0.0.1");
-}
-
-/// A server killed by PID when dropped (SIGTERM, then SIGKILL).
-struct Guard {
-    child: Child,
-    name: &'static str,
-    log: PathBuf,
-}
-
-impl Guard {
-    fn spawn(name: &'static str, cmd: &mut Command, log: PathBuf) -> Guard {
-        let file = std::fs::File::create(&log).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Guard { child, name, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let pid = self.child.id() as i32;
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let until = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        eprintln!("{} (pid {pid}) needed SIGKILL", self.name);
-    }
-}
+/// A server started here, killed by PID when dropped.
+type Guard = Daemon;
 
 /// The TXT strings at `name` on 127.0.0.1:`port` (RD clear), or None when
 /// the server did not answer within 200 ms.
@@ -183,7 +131,7 @@ impl Acme {
                  [serve]\nlisten = [\"127.0.0.1:{dns_port}\"]\n"
             ),
         );
-        let zonedrop = Guard::spawn(
+        let zonedrop = Guard::start(
             "zonedrop run",
             Command::new(bin())
                 .arg("--config")
@@ -218,7 +166,7 @@ impl Acme {
                 free_port(),
             ),
         );
-        let pebble = Guard::spawn(
+        let pebble = Guard::start(
             "pebble",
             Command::new("pebble")
                 .arg("-config")
@@ -606,7 +554,7 @@ fn watch_poll_picks_up_fragments() {
          [[drop]]\npath = \"drop\"\n[[zone]]\nname = \"example.test\"\n\
          [[zone]]\nname = \"example.net\"\n",
     );
-    let watch = Guard::spawn(
+    let watch = Guard::start(
         "zonedrop watch",
         Command::new(bin())
             .args(["--config", "zonedrop.toml", "watch", "--poll", "200ms"])

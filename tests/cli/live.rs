@@ -4,10 +4,11 @@
 //! notify` makes transfer the zone. Every server started here listens on 127.0.0.1 only
 //! and is killed by PID when its guard drops.
 
+use crate::support::{free_port, Daemon};
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zonedrop");
@@ -26,60 +27,11 @@ fn need(program: &str, package: &str) {
     );
 }
 
-/// A port free for both UDP and TCP on 127.0.0.1.
-fn free_port() -> u16 {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port on 127.0.0.1");
-}
-
-/// A child process killed by PID when dropped: SIGTERM first, so a server
-/// that forks (NSD) takes its children down, then SIGKILL.
-struct Guard {
-    child: Child,
-    name: &'static str,
-    log: PathBuf,
-}
-
-impl Guard {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let pid = self.child.id() as i32;
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-        let until = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < until {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        eprintln!("{} (pid {pid}) needed SIGKILL", self.name);
-    }
-}
+/// A server started here, killed by PID when dropped.
+type Guard = Daemon;
 
 fn spawn(name: &'static str, cmd: &mut Command, log: PathBuf) -> Guard {
-    let file = std::fs::File::create(&log).unwrap();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-    Guard { child, name, log }
+    Daemon::start(name, cmd, log)
 }
 
 fn zone_text(serial: u32, txt: &str, extra: &str) -> String {
