@@ -329,12 +329,14 @@ impl Responder {
             inner: self.inner.clone(),
         });
         for &addr in listen {
-            let udp = tokio::net::UdpSocket::bind(addr)
-                .await
-                .map_err(|source| bind_error("UDP", addr, source))?;
+            // TCP first and without SO_REUSEPORT: a second responder on the
+            // same address fails here instead of sharing the UDP port.
             let tcp = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| bind_error("TCP", addr, source))?;
+            for udp in udp_sockets(addr).map_err(|source| bind_error("UDP", addr, source))? {
+                server.register_socket(udp);
+            }
             log::info!(
                 "answering on {addr} (UDP and TCP) for {}",
                 match self.served() {
@@ -342,7 +344,6 @@ impl Responder {
                     z => z.join(" "),
                 }
             );
-            server.register_socket(udp);
             server.register_listener(tcp, TCP_IDLE, TCP_BUFFER);
         }
         let poller = {
@@ -397,6 +398,28 @@ impl Inner {
         };
         self.allow_axfr.contains(&ip)
     }
+}
+
+/// One UDP socket per core on `addr`, sharing the port through
+/// SO_REUSEPORT: hickory reads and answers each socket from one task, so a
+/// single socket keeps one core busy and leaves the other idle; the kernel
+/// spreads the queries over the sockets.
+fn udp_sockets(addr: SocketAddr) -> std::io::Result<Vec<tokio::net::UdpSocket>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Port 0 would give each socket a port of its own.
+    let count = if addr.port() == 0 { 1 } else { cores };
+    (0..count)
+        .map(|_| {
+            let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+            if count > 1 {
+                socket.set_reuse_port(true)?;
+            }
+            socket.set_nonblocking(true)?;
+            socket.bind(&addr.into())?;
+            tokio::net::UdpSocket::from_std(socket.into())
+        })
+        .collect()
 }
 
 fn bind_error(proto: &'static str, addr: SocketAddr, source: std::io::Error) -> ServeError {
