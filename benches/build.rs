@@ -1,12 +1,13 @@
 //! Benchmarks of the builder, side by side with the established tools in
 //! one run (`cargo bench --bench build`):
 //!
-//! 1. a 1,000,000-record zone: `zonedrop build --force` (a full build:
-//!    parse, check, publish) against `named-compilezone` and `kzonecheck`
-//!    on the same zone text; median wall time and peak RSS of each;
+//! 1. zones of 1,000, 100,000 and 1,000,000 records: `zonedrop build
+//!    --force` (a full build: parse, check, publish) against
+//!    `named-compilezone` and `kzonecheck` on the same zone text; median
+//!    wall time and peak RSS of each;
 //! 2. a no-change `zonedrop build` over 1,000 zones (median of 21 runs).
 //!
-//! `ZONEDROP_BENCH_RECORDS` and `ZONEDROP_BENCH_RUNS` shrink it for a quick look.
+//! `ZONEDROP_BENCH_SIZES=1000,100000` and `ZONEDROP_BENCH_RUNS` shrink it for a quick look.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -14,15 +15,67 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn main() {
-    let records: usize = env_or("ZONEDROP_BENCH_RECORDS", 1_000_000);
+    let sizes: Vec<usize> = std::env::var("ZONEDROP_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1_000, 100_000, 1_000_000]);
     let runs: usize = env_or("ZONEDROP_BENCH_RUNS", 3);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     println!(
-        "# zonedrop build benchmark: {records} records, {runs} runs each, {} cores",
+        "# zonedrop build benchmark: {runs} runs each, {} cores, medians",
         cores()
     );
+    println!(
+        "{:>9} {:<26} {:>10} {:>12} {:>14}",
+        "records", "tool", "median s", "peak RSS MB", "zonedrop/tool"
+    );
+    for records in sizes {
+        bench_zone(&d.join(format!("z{records}")), records, runs);
+    }
+    let zonedrop = env!("CARGO_BIN_EXE_zonedrop");
 
+    // 1,000 small zones, no change since the last build.
+    let many = d.join("many");
+    let mut config = String::new();
+    for i in 0..1000 {
+        let z = format!("z{i}.test");
+        writeln!(config, "[[zone]]\nname = \"{z}\"").ok();
+        write(
+            &many.join(format!("zones/soa/{z}")),
+            "$TTL 3600\n@ IN SOA ns1 h 1 7200 3600 1209600 300\n",
+        );
+        write(
+            &many.join(format!("zones/primary/{z}")),
+            "@ IN NS ns1\nns1 IN A 192.0.2.1\nwww IN A 192.0.2.2\n",
+        );
+    }
+    config.push_str("[[drop]]\npath = \"drop\"\n");
+    write(&many.join("zonedrop.toml"), &config);
+    std::fs::create_dir_all(many.join("drop")).ok();
+    let first = Command::new(zonedrop)
+        .args(["build", "--quiet"])
+        .current_dir(&many)
+        .status();
+    assert!(
+        first.is_ok_and(|s| s.success()),
+        "first build of 1,000 zones failed"
+    );
+    let (t, rss) = measure(21, || {
+        let mut c = Command::new(zonedrop);
+        c.args(["build"]).current_dir(&many);
+        c
+    });
+    println!(
+        "no-change build, 1,000 zones: median {:.1} ms, peak RSS {:.0} MB",
+        t.as_secs_f64() * 1000.0,
+        rss as f64 / 1024.0
+    );
+}
+
+/// One zone of `records` records: zonedrop's full build against
+/// named-compilezone and kzonecheck on the same text.
+fn bench_zone(d: &Path, records: usize, runs: usize) {
     // One big zone.
     let soa = "$TTL 3600\n@ IN SOA ns1.big.test. hostmaster.big.test. 1 7200 3600 1209600 300\n";
     let mut primary = String::with_capacity(records * 40);
@@ -81,56 +134,16 @@ fn main() {
         });
         results.push(("kzonecheck", r));
     }
-    println!(
-        "{:<26} {:>10} {:>12} {:>14}",
-        "tool", "median s", "peak RSS MB", "zonedrop/tool"
-    );
     for (name, (t, rss)) in &results {
         println!(
-            "{:<26} {:>10.2} {:>12.0} {:>14.2}",
+            "{:>9} {:<26} {:>10.3} {:>12.0} {:>14.2}",
+            records,
             name,
             t.as_secs_f64(),
             *rss as f64 / 1024.0,
             zd.0.as_secs_f64() / t.as_secs_f64()
         );
     }
-
-    // 1,000 small zones, no change since the last build.
-    let many = d.join("many");
-    let mut config = String::new();
-    for i in 0..1000 {
-        let z = format!("z{i}.test");
-        writeln!(config, "[[zone]]\nname = \"{z}\"").ok();
-        write(
-            &many.join(format!("zones/soa/{z}")),
-            "$TTL 3600\n@ IN SOA ns1 h 1 7200 3600 1209600 300\n",
-        );
-        write(
-            &many.join(format!("zones/primary/{z}")),
-            "@ IN NS ns1\nns1 IN A 192.0.2.1\nwww IN A 192.0.2.2\n",
-        );
-    }
-    config.push_str("[[drop]]\npath = \"drop\"\n");
-    write(&many.join("zonedrop.toml"), &config);
-    std::fs::create_dir_all(many.join("drop")).ok();
-    let first = Command::new(zonedrop)
-        .args(["build", "--quiet"])
-        .current_dir(&many)
-        .status();
-    assert!(
-        first.is_ok_and(|s| s.success()),
-        "first build of 1,000 zones failed"
-    );
-    let (t, rss) = measure(21, || {
-        let mut c = Command::new(zonedrop);
-        c.args(["build"]).current_dir(&many);
-        c
-    });
-    println!(
-        "no-change build, 1,000 zones: median {:.1} ms, peak RSS {:.0} MB",
-        t.as_secs_f64() * 1000.0,
-        rss as f64 / 1024.0
-    );
 }
 
 fn env_or(key: &str, default: usize) -> usize {
