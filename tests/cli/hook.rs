@@ -105,13 +105,7 @@ fn wildcard_and_apex_values_coexist() {
 fn lego_default_and_raw_modes() {
     let t = tree();
     let lego = t.symlink_bin("zonedrop-lego");
-    let run = |args: &[&str]| -> Run {
-        t.cmd_at(&lego, args)
-            .env("ZONEDROP_DROP", "drop")
-            .output()
-            .unwrap()
-            .into()
-    };
+    let run = |args: &[&str]| t.run_hook(&lego, args);
     // Default mode, with the extra TTL argument of old lego versions.
     assert_eq!(
         run(&["present", "_acme-challenge.example.test.", V1, "120"]).code,
@@ -174,13 +168,7 @@ fn lego_default_and_raw_modes() {
 fn dehydrated_chain_and_other_events() {
     let t = tree();
     let hook = t.symlink_bin("zonedrop-dehydrated");
-    let run = |args: &[&str]| -> Run {
-        t.cmd_at(&hook, args)
-            .env("ZONEDROP_DROP", "drop")
-            .output()
-            .unwrap()
-            .into()
-    };
+    let run = |args: &[&str]| t.run_hook(&hook, args);
     // The deliberately unknown start-up event, and generate_csr whose stdout
     // dehydrated would read as a CSR: exit 0, print nothing.
     for ev in [
@@ -245,13 +233,7 @@ fn dehydrated_chain_and_other_events() {
 fn uacme_dns01_and_other_types() {
     let t = tree();
     let hook = t.symlink_bin("zonedrop-uacme");
-    let run = |args: &[&str]| -> Run {
-        t.cmd_at(&hook, args)
-            .env("ZONEDROP_DROP", "drop")
-            .output()
-            .unwrap()
-            .into()
-    };
+    let run = |args: &[&str]| t.run_hook(&hook, args);
     assert_eq!(
         run(&["begin", "http-01", "example.test", "tok", "keyauth"]).code,
         1
@@ -280,13 +262,7 @@ fn uacme_dns01_and_other_types() {
 fn acmetool_and_getssl() {
     let t = tree();
     let hook = t.symlink_bin("zonedrop-acmetool");
-    let run = |args: &[&str]| -> Run {
-        t.cmd_at(&hook, args)
-            .env("ZONEDROP_DROP", "drop")
-            .output()
-            .unwrap()
-            .into()
-    };
+    let run = |args: &[&str]| t.run_hook(&hook, args);
     assert_eq!(run(&["live-updated"]).code, 42);
     assert_eq!(
         run(&["challenge-http-start", "example.test", "f", "x"]).code,

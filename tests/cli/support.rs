@@ -72,6 +72,16 @@ impl Tree {
         self.cmd_at(&bin(), args)
     }
 
+    /// Run a multi-call symlink as an ACME client would, with the drop
+    /// directory `drop` given through the environment.
+    pub fn run_hook(&self, link: &Path, args: &[&str]) -> Run {
+        self.cmd_at(link, args)
+            .env("ZONEDROP_DROP", "drop")
+            .output()
+            .unwrap()
+            .into()
+    }
+
     pub fn run(&self, args: &[&str]) -> Run {
         self.cmd(args).output().unwrap().into()
     }
