@@ -3,6 +3,13 @@
 
 use crate::support::*;
 
+/// The drop directory holds exactly these fragment lines (in any order).
+fn drop_holds(t: &Tree, expected: &[String]) {
+    let mut expected = expected.to_vec();
+    expected.sort();
+    assert_eq!(contents(&t.drop_files("drop")), expected);
+}
+
 fn tree() -> Tree {
     let t = Tree::new();
     t.mkdir("drop");
@@ -14,10 +21,7 @@ fn add_and_del_generic() {
     let t = tree();
     let r = t.run(&["--drop", "drop", "add", "_ACME-Challenge.Example.TEST", V1]);
     assert_eq!((r.code, r.stderr.as_str(), r.stdout.as_str()), (0, "", ""));
-    assert_eq!(
-        contents(&t.drop_files("drop")),
-        vec![line("_acme-challenge.example.test.", 60, V1)]
-    );
+    drop_holds(&t, &[line("_acme-challenge.example.test.", 60, V1)]);
     // Same pair again, other spelling: a no-op.
     let r = t.run(&[
         "--drop",
@@ -60,10 +64,7 @@ fn ttl_is_written() {
         .code,
         0
     );
-    assert_eq!(
-        contents(&t.drop_files("drop")),
-        vec![line("_acme-challenge.a.test.", 120, V1)]
-    );
+    drop_holds(&t, &[line("_acme-challenge.a.test.", 120, V1)]);
 }
 
 #[test]
@@ -80,12 +81,12 @@ fn wildcard_and_apex_values_coexist() {
             .into();
         assert_eq!(r.code, 0, "{}", r.stderr);
     }
-    assert_eq!(
-        contents(&t.drop_files("drop")),
-        vec![
+    drop_holds(
+        &t,
+        &[
             line("_acme-challenge.example.test.", 60, V1),
-            line("_acme-challenge.example.test.", 60, V2)
-        ]
+            line("_acme-challenge.example.test.", 60, V2),
+        ],
     );
     let r: Run = t
         .cmd(&["--drop", "drop", "hook", "certbot", "cleanup"])
@@ -95,10 +96,7 @@ fn wildcard_and_apex_values_coexist() {
         .unwrap()
         .into();
     assert_eq!(r.code, 0);
-    assert_eq!(
-        contents(&t.drop_files("drop")),
-        vec![line("_acme-challenge.example.test.", 60, V2)]
-    );
+    drop_holds(&t, &[line("_acme-challenge.example.test.", 60, V2)]);
 }
 
 #[test]
@@ -123,12 +121,12 @@ fn lego_default_and_raw_modes() {
         keyauth,
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(
-        contents(&t.drop_files("drop")),
-        vec![
+    drop_holds(
+        &t,
+        &[
             line("_acme-challenge.example.test.", 60, V1),
-            line("_acme-challenge.example.test.", 60, digest)
-        ]
+            line("_acme-challenge.example.test.", 60, digest),
+        ],
     );
     // `timeout` is answered, cleanup of both, then cleanup again (after a
     // failed present) succeeds quietly.
@@ -158,10 +156,7 @@ fn lego_default_and_raw_modes() {
         .code,
         0
     );
-    assert_eq!(
-        contents(&t.drop_files("drop")),
-        vec![line("_acme-challenge.a.test.", 60, V2)]
-    );
+    drop_holds(&t, &[line("_acme-challenge.a.test.", 60, V2)]);
 }
 
 #[test]
@@ -198,13 +193,13 @@ fn dehydrated_chain_and_other_events() {
         .code,
         0
     );
-    assert_eq!(
-        contents(&t.drop_files("drop")),
-        vec![
+    drop_holds(
+        &t,
+        &[
             line("_acme-challenge.example.test.", 60, V1),
             line("_acme-challenge.example.test.", 60, V2),
             line("_acme-challenge.www.example.test.", 60, V1),
-        ]
+        ],
     );
     assert_eq!(
         run(&[
@@ -244,10 +239,7 @@ fn uacme_dns01_and_other_types() {
     );
     assert!(t.drop_files("drop").is_empty());
     assert_eq!(run(&["begin", "dns-01", "example.test", "tok", V1]).code, 0);
-    assert_eq!(
-        contents(&t.drop_files("drop")),
-        vec![line("_acme-challenge.example.test.", 60, V1)]
-    );
+    drop_holds(&t, &[line("_acme-challenge.example.test.", 60, V1)]);
     assert_eq!(run(&["done", "dns-01", "example.test", "tok", V1]).code, 0);
     assert!(t.drop_files("drop").is_empty());
     assert_eq!(run(&["begin", "dns-01", "example.test", "tok", V1]).code, 0);
@@ -272,10 +264,7 @@ fn acmetool_and_getssl() {
         run(&["challenge-dns-start", "example.test", "/tmp/target", V1]).code,
         0
     );
-    assert_eq!(
-        contents(&t.drop_files("drop")),
-        vec![line("_acme-challenge.example.test.", 60, V1)]
-    );
+    drop_holds(&t, &[line("_acme-challenge.example.test.", 60, V1)]);
     assert_eq!(
         run(&["challenge-dns-stop", "example.test", "/tmp/target", V1]).code,
         0
@@ -295,10 +284,7 @@ fn acmetool_and_getssl() {
         .code,
         0
     );
-    assert_eq!(
-        contents(&t.drop_files("drop")),
-        vec![line("_acme-challenge.www.example.test.", 60, V2)]
-    );
+    drop_holds(&t, &[line("_acme-challenge.www.example.test.", 60, V2)]);
     assert_eq!(
         t.run(&[
             "--drop",
@@ -486,10 +472,7 @@ fn config_drop_and_policy_apply_to_hooks() {
         "etc/zonedrop.toml",
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(
-        contents(&t.drop_files("drop")),
-        vec![line("_validation.example.test.", 90, V1)]
-    );
+    drop_holds(&t, &[line("_validation.example.test.", 90, V1)]);
     // A broken config is an error naming file, line and key.
     t.write("bad.toml", "[policy]\nttl_mni = 3\n");
     let r = t.run(&[
@@ -576,18 +559,15 @@ fn acme_sh_plugin_adds_and_removes_in_separate_shells() {
     let r = call("dns_zonedrop_add", V1);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(call("dns_zonedrop_add", V2).code, 0);
-    assert_eq!(
-        contents(&t.drop_files("drop")),
-        vec![
+    drop_holds(
+        &t,
+        &[
             line("_acme-challenge.example.test.", 60, V1),
-            line("_acme-challenge.example.test.", 60, V2)
-        ]
+            line("_acme-challenge.example.test.", 60, V2),
+        ],
     );
     assert_eq!(call("dns_zonedrop_rm", V1).code, 0);
-    assert_eq!(
-        contents(&t.drop_files("drop")),
-        vec![line("_acme-challenge.example.test.", 60, V2)]
-    );
+    drop_holds(&t, &[line("_acme-challenge.example.test.", 60, V2)]);
     // A refused value makes the plugin fail, as acme.sh expects.
     let r = call("dns_zonedrop_add", "not-a-digest");
     assert_eq!(r.code, 1);
