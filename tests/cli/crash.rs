@@ -190,6 +190,34 @@ fn sigkilled_builds_never_publish_a_partial_zone() {
             assert_eq!(temporaries(&t), 0, "{:?}", t.all_names("unsigned"));
         }
     }
+    // Random timing may miss the short write: then aim. Watch the output
+    // folder and kill the moment a temporary appears, so the "killed while
+    // writing" case is always exercised, whatever the machine's speed.
+    let mut aimed = 0;
+    while left_temp == 0 && aimed < 50 {
+        aimed += 1;
+        let n = present.pop().unwrap_or(i);
+        let _ = std::fs::remove_file(t.path(&format!("drop/c{n}")));
+        let mut child = t
+            .cmd(&["build", "--force", "--quiet"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while temporaries(&t) == 0 && Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        if child.wait().unwrap().code().is_none() {
+            kills += 1;
+        }
+        if temporaries(&t) > 0 {
+            left_temp += 1;
+        }
+    }
     let r = t.run(&["build", "--force", "--quiet"]);
     assert_eq!(
         r.code, 0,
@@ -206,7 +234,7 @@ fn sigkilled_builds_never_publish_a_partial_zone() {
     assert_eq!(txt, present.len() + 1, "challenges in the final zone");
     eprintln!(
         "crash: {} builds: {kills} killed ({left_temp} left a temporary, {cleaned} builds started over one), \
-         {exited} finished first; reader parsed {} times and saw {} serials; one build takes {} ms",
+         {exited} finished first, {aimed} aimed; reader parsed {} times and saw {} serials; one build takes {} ms",
         kills + exited,
         parses.load(Ordering::Relaxed),
         serials.len(),
