@@ -25,6 +25,7 @@ pub mod serial;
 pub mod serve;
 pub mod source;
 pub mod sshfp;
+mod udp;
 pub mod wait;
 pub mod watch;
 pub mod whitelist;

@@ -8,7 +8,10 @@
 //! holds the current catalog behind an [`ArcSwap`]: a reload builds and
 //! validates a whole new catalog aside and swaps it in, so queries in flight
 //! finish on the old one. `Front` also decides what the catalog cannot: who
-//! may transfer a zone, and what a NOTIFY gets. Changed files are noticed by
+//! may transfer a zone, and what a NOTIFY gets. TCP is hickory-server's
+//! `Server`; UDP is read by threads of our own ([`crate::udp`]), which
+//! answer a repeated question from a cache of encoded answers and ask
+//! `Front` for the rest. Changed files are noticed by
 //! polling their inode, size, mtime and ctime every [`POLL`] (cheap: one
 //! `stat` per zone), which works on every file system, including the nullfs
 //! and bind mounts zonedrop is built for; the builder's live mode does not
@@ -43,12 +46,13 @@ use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use thiserror::Error;
 
 use crate::config::Config;
+use crate::udp::UdpPath;
 
 /// How often the published files are looked at.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -174,6 +178,9 @@ struct Inner {
     allow_axfr: Vec<IpAddr>,
     slots: Mutex<HashMap<String, Slot>>,
     catalog: ArcSwap<Catalog>,
+    /// Bumped after every catalog swap: the UDP path's cached answers are
+    /// only good for the generation they were made in.
+    generation: Arc<AtomicU64>,
     /// A NOTIFY-triggered look at the files is under way: a flood of
     /// NOTIFYs costs one at a time, not one blocking task each.
     notified: AtomicBool,
@@ -229,6 +236,7 @@ impl Responder {
                 allow_axfr: config.serve.allow_axfr.clone(),
                 slots: Mutex::new(slots),
                 catalog: ArcSwap::from_pointee(catalog),
+                generation: Arc::new(AtomicU64::new(0)),
                 notified: AtomicBool::new(false),
             }),
         })
@@ -275,6 +283,7 @@ impl Responder {
         slot.served = Some(loaded);
         slot.failed = None;
         self.inner.catalog.store(Arc::new(build_catalog(&slots)));
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
@@ -328,15 +337,14 @@ impl Responder {
         let mut server = Server::new(Front {
             inner: self.inner.clone(),
         });
+        let mut udp = Vec::new();
         for &addr in listen {
             // TCP first and without SO_REUSEPORT: a second responder on the
             // same address fails here instead of sharing the UDP port.
             let tcp = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| bind_error("TCP", addr, source))?;
-            for udp in udp_sockets(addr).map_err(|source| bind_error("UDP", addr, source))? {
-                server.register_socket(udp);
-            }
+            udp.extend(udp_sockets(addr).map_err(|source| bind_error("UDP", addr, source))?);
             log::info!(
                 "answering on {addr} (UDP and TCP) for {}",
                 match self.served() {
@@ -346,6 +354,15 @@ impl Responder {
             );
             server.register_listener(tcp, TCP_IDLE, TCP_BUFFER);
         }
+        let udp = UdpPath::start(
+            udp,
+            Arc::new(Front {
+                inner: self.inner.clone(),
+            }),
+            self.inner.generation.clone(),
+            tokio::runtime::Handle::current(),
+        )
+        .map_err(|e| ServeError::Server(format!("cannot start the UDP threads: {e}")))?;
         let poller = {
             let me = self.clone();
             tokio::spawn(async move {
@@ -367,6 +384,7 @@ impl Responder {
                 .map_err(|e| ServeError::Server(e.to_string())),
         };
         poller.abort();
+        let _ = tokio::task::spawn_blocking(move || udp.stop()).await;
         result
     }
 }
@@ -401,10 +419,9 @@ impl Inner {
 }
 
 /// One UDP socket per core on `addr`, sharing the port through
-/// SO_REUSEPORT: hickory reads and answers each socket from one task, so a
-/// single socket keeps one core busy and leaves the other idle; the kernel
-/// spreads the queries over the sockets.
-fn udp_sockets(addr: SocketAddr) -> std::io::Result<Vec<tokio::net::UdpSocket>> {
+/// SO_REUSEPORT: each is read and answered by a thread of its own
+/// ([`UdpPath`]) and the kernel spreads the queries over them.
+fn udp_sockets(addr: SocketAddr) -> std::io::Result<Vec<std::net::UdpSocket>> {
     use socket2::{Domain, Protocol, Socket, Type};
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Port 0 would give each socket a port of its own.
@@ -415,9 +432,11 @@ fn udp_sockets(addr: SocketAddr) -> std::io::Result<Vec<tokio::net::UdpSocket>> 
             if count > 1 {
                 socket.set_reuse_port(true)?;
             }
-            socket.set_nonblocking(true)?;
+            // Room for bursts while a thread is busy (best effort: the
+            // kernel caps it at net.core.rmem_max).
+            let _ = socket.set_recv_buffer_size(1 << 20);
             socket.bind(&addr.into())?;
-            tokio::net::UdpSocket::from_std(socket.into())
+            Ok(socket.into())
         })
         .collect()
 }

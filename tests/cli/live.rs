@@ -237,9 +237,15 @@ fn axfr_is_refused_outside_allow_axfr() {
 fn a_republished_zone_is_answered_within_a_second() {
     let site = Site::new("");
     let serve = site.serve();
+    // Without dig's random cookie every ask is the same bytes but the ID.
+    let args = ["_acme-challenge.example.test", "TXT", "+short", "+nocookie"];
+    // Asked twice, so the answer sits in the UDP path's cache: the reload
+    // must replace it, not wait for it to age.
+    for _ in 0..2 {
+        assert_eq!(dig(site.port, &args), format!("\"{VALUE1}\"\n"));
+    }
     site.publish(&zone_text(2, VALUE2, ""));
     let want = format!("\"{VALUE2}\"\n");
-    let args = ["_acme-challenge.example.test", "TXT", "+short"];
     let out = dig_until(site.port, &args, Duration::from_secs(1), |o| o == want);
     assert_eq!(out, want, "log:\n{}", serve.log());
     assert!(serve
@@ -264,6 +270,72 @@ fn a_republished_zone_is_answered_within_a_second() {
     site.publish(&zone_text(3, "x", "www IN TXT \"beside the cname\"\n"));
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(dig(site.port, &args), want);
+}
+
+/// The UDP path answers a question it has seen from a cache of encoded
+/// answers: each asker must still get its own ID and its own spelling of
+/// the name back (resolvers that randomise case check it), and an answer
+/// too big for 512 octets stays truncated without EDNS and whole with it.
+#[test]
+fn repeated_questions_keep_their_id_case_and_size() {
+    let big: String = (0..6)
+        .map(|i| format!("big IN TXT \"{}\"\n", format!("{i}").repeat(200)))
+        .collect();
+    let site = Site::new("");
+    site.publish(&zone_text(1, VALUE1, &big));
+    let _serve = site.serve();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(site.addr()).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let ask = |id: u16, name: &[u8]| {
+        let mut q = id.to_be_bytes().to_vec();
+        q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        q.extend_from_slice(name);
+        q.extend_from_slice(&[0, 16, 0, 1]); // TXT IN
+        socket.send(&q).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = socket.recv(&mut buf).unwrap();
+        (q, buf[..n].to_vec())
+    };
+    let lower = b"\x0f_acme-challenge\x07example\x04test\x00";
+    let mixed = b"\x0f_AcMe-ChAlLeNgE\x07eXaMpLe\x04TeSt\x00";
+    let mut answers = Vec::new();
+    for (id, name) in [
+        (0x1111, lower),
+        (0x2222, lower),
+        (0x3333, mixed),
+        (0x4444, mixed),
+    ] {
+        let (q, a) = ask(id, name);
+        assert_eq!(a[..2], q[..2], "ID {id:#x} not echoed");
+        assert_eq!(a[3] & 0x0f, 0, "not NOERROR");
+        assert_eq!(a[12..q.len()], q[12..], "question not echoed as asked");
+        assert!(
+            a.windows(VALUE1.len()).any(|w| w == VALUE1.as_bytes()),
+            "no challenge value in the answer"
+        );
+        answers.push(a);
+    }
+    assert_eq!(
+        answers[0][2..],
+        answers[1][2..],
+        "same question, other answer"
+    );
+
+    for _ in 0..2 {
+        let out = dig(
+            site.port,
+            &["big.example.test", "TXT", "+noedns", "+ignore"],
+        );
+        assert!(out.contains("flags: qr aa tc;"), "not truncated:\n{out}");
+        let out = dig(site.port, &["big.example.test", "TXT", "+bufsize=4096"]);
+        assert!(
+            out.contains("flags: qr aa;") && out.contains("ANSWER: 6"),
+            "not whole with EDNS:\n{out}"
+        );
+    }
 }
 
 #[test]

@@ -1,0 +1,308 @@
+//! The responder's UDP path: one thread per socket (the sockets share the
+//! port through SO_REUSEPORT, one per core), each answering a question it
+//! has answered before from its own cache of encoded answers, and every
+//! other datagram through the same request handler TCP uses.
+//!
+//! Why not hickory-server's UDP loop: it reads each socket from one task,
+//! spawns a task per datagram, parses the whole message and encodes the
+//! answer afresh, which held the responder below half of NSD's rate under
+//! dnsperf. A DNS answer is a function of the question's bytes (RFC 1035
+//! §4.1: the ID is only copied back), so the cache key is the datagram
+//! without its ID, byte for byte: same flags, same case (0x20 clients get
+//! their spelling back), same EDNS options (a client cookie, RFC 7873, is
+//! part of the key: a resolver keeps its cookie per server, so its repeated
+//! questions still hit). The cache is dropped whenever
+//! the responder swaps in a new catalog (the `generation` counter), so a
+//! reload is answered at once. What depends on more than the bytes is never
+//! cached: zone transfers (allowed by source address), NOTIFY (it triggers a
+//! reload), anything but a plain one-question QUERY, and SERVFAIL.
+//!
+//! It owns no DNS logic: the answers are the handler's. Nothing from the
+//! network may panic here.
+
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::net::NetError;
+use hickory_server::proto::op::{Header, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_server::proto::rr::{Record, RecordType};
+use hickory_server::proto::serialize::binary::{
+    BinDecodable, BinDecoder, BinEncodable, BinEncoder,
+};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long a thread waits for a datagram before it looks at the stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(200);
+
+/// Answers one thread keeps; when full it starts over (a flood of distinct
+/// questions costs the cache, never memory).
+const CACHE_ENTRIES: usize = 8192;
+
+/// Questions longer than this are answered but not cached: real queries
+/// are a few dozen bytes, EDNS options included.
+const CACHE_QUERY_BYTES: usize = 512;
+
+/// The largest datagram read (RFC 6891 §6.2.5 allows payloads up to 64 KiB).
+const DATAGRAM: usize = 65_535;
+
+/// The running UDP threads of one responder.
+pub(crate) struct UdpPath {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl UdpPath {
+    /// Answer on every socket, each from a thread of its own, with
+    /// `handler` for what is not cached. `generation` changes whenever the
+    /// handler's answers may have; `runtime` runs the handler.
+    pub(crate) fn start<H: RequestHandler>(
+        sockets: Vec<UdpSocket>,
+        handler: Arc<H>,
+        generation: Arc<AtomicU64>,
+        runtime: tokio::runtime::Handle,
+    ) -> std::io::Result<UdpPath> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::with_capacity(sockets.len());
+        for (n, socket) in sockets.into_iter().enumerate() {
+            socket.set_nonblocking(false)?;
+            socket.set_read_timeout(Some(STOP_CHECK))?;
+            let answerer = Answerer {
+                socket,
+                handler: handler.clone(),
+                generation: generation.clone(),
+                runtime: runtime.clone(),
+                stop: stop.clone(),
+                cache: Cache::default(),
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("udp-{n}"))
+                    .spawn(move || answerer.run())?,
+            );
+        }
+        Ok(UdpPath { stop, threads })
+    }
+
+    /// Stop every thread and wait for them (at most [`STOP_CHECK`]).
+    pub(crate) fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for UdpPath {
+    /// A responder dropped without [`UdpPath::stop`] (its future cancelled)
+    /// still stops answering.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// Encoded answers by question, valid for one generation of the catalog.
+#[derive(Default)]
+struct Cache {
+    generation: u64,
+    /// The query without its two ID bytes → the whole answer.
+    answers: HashMap<Box<[u8]>, Box<[u8]>>,
+}
+
+struct Answerer<H> {
+    socket: UdpSocket,
+    handler: Arc<H>,
+    generation: Arc<AtomicU64>,
+    runtime: tokio::runtime::Handle,
+    stop: Arc<AtomicBool>,
+    cache: Cache,
+}
+
+impl<H: RequestHandler> Answerer<H> {
+    fn run(mut self) {
+        let mut buf = vec![0u8; DATAGRAM];
+        let mut out = Vec::with_capacity(512);
+        while !self.stop.load(Ordering::Acquire) {
+            let (len, src) = match self.socket.recv_from(&mut buf) {
+                Ok(got) => got,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    continue
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // ICMP errors surface here (ECONNREFUSED from an earlier
+                    // send): not the socket's end.
+                    log::debug!("UDP receive: {e}");
+                    continue;
+                }
+            };
+            let Some(query) = buf.get(..len) else {
+                continue;
+            };
+            if self.answer(query, src, &mut out) {
+                if let Err(e) = self.socket.send_to(&out, src) {
+                    log::debug!("cannot answer {src}: {e}");
+                }
+            }
+        }
+    }
+
+    /// Put the answer to `query` from `src` in `out`; false when the
+    /// datagram gets no answer at all.
+    fn answer(&mut self, query: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
+        // Nothing can be sent back to port 0; shorter than a header is not
+        // DNS; a datagram with QR set is a response, and answering it would
+        // let anyone bounce traffic off us (RFC 5452 §9.1 spirit).
+        let (Some(id), Some(key)) = (query.get(..2), query.get(2..)) else {
+            return false;
+        };
+        if src.port() == 0 || query.len() < 12 || query[2] & 0x80 != 0 {
+            return false;
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.cache.generation != generation {
+            self.cache.answers.clear();
+            self.cache.generation = generation;
+        }
+        if let Some(answer) = self.cache.answers.get(key) {
+            out.clear();
+            out.extend_from_slice(answer);
+            out[..2].copy_from_slice(id);
+            return true;
+        }
+        let Some((answer, cacheable)) = self.ask_handler(query, src) else {
+            return false;
+        };
+        out.clear();
+        out.extend_from_slice(&answer);
+        if cacheable && query.len() <= CACHE_QUERY_BYTES {
+            if self.cache.answers.len() >= CACHE_ENTRIES {
+                self.cache.answers.clear();
+            }
+            self.cache.answers.insert(key.into(), answer.into());
+        }
+        true
+    }
+
+    /// The handler's answer, and whether the same bytes would always get it.
+    fn ask_handler(&self, query: &[u8], src: SocketAddr) -> Option<(Vec<u8>, bool)> {
+        let request = match Request::from_bytes(query.to_vec(), src, Protocol::Udp) {
+            Ok(request) => request,
+            Err(_) => return format_error(query).map(|a| (a, false)),
+        };
+        if request.metadata.message_type == MessageType::Response {
+            return None;
+        }
+        let capture = Capture::default();
+        self.runtime.block_on(
+            self.handler
+                .handle_request::<Capture, TokioTime>(&request, capture.clone()),
+        );
+        let (rcode, answer) = capture.take()?;
+        let queries = request.queries.queries();
+        let cacheable = request.metadata.op_code == OpCode::Query
+            && request.signature.is_none()
+            && queries.len() == 1
+            && !queries
+                .iter()
+                .any(|q| matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR))
+            && rcode != ResponseCode::ServFail;
+        Some((answer, cacheable))
+    }
+}
+
+/// FORMERR for a datagram whose header reads but whose body does not
+/// (RFC 1035 §4.1.1: "Format error - The name server was unable to
+/// interpret the query"), the question left out as hickory-server does.
+fn format_error(query: &[u8]) -> Option<Vec<u8>> {
+    let header = Header::read(&mut BinDecoder::new(query)).ok()?;
+    if header.metadata.message_type == MessageType::Response {
+        return None;
+    }
+    let queries = Queries::read(&mut BinDecoder::new(&[]), 0).ok()?;
+    let response = MessageResponseBuilder::new(&queries, None)
+        .error_msg(&header.metadata, ResponseCode::FormErr);
+    encode(response).ok().map(|(_, bytes)| bytes)
+}
+
+/// An encoded answer and its response code.
+type Encoded = (ResponseCode, Vec<u8>);
+
+/// A response handler that keeps the encoded answer instead of sending it.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Option<Encoded>>>);
+
+impl Capture {
+    fn take(&self) -> Option<Encoded> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Capture {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let id = response.metadata().id;
+        let op_code = response.metadata().op_code;
+        let (info, bytes) = match encode(response) {
+            Ok(done) => done,
+            Err(e) => {
+                log::warn!("cannot encode an answer: {e}");
+                let mut metadata = Metadata::new(id, MessageType::Response, op_code);
+                metadata.response_code = ResponseCode::ServFail;
+                let header = Header {
+                    metadata,
+                    counts: Default::default(),
+                };
+                let mut bytes = Vec::with_capacity(12);
+                header.emit(&mut BinEncoder::new(&mut bytes))?;
+                (ResponseInfo::from(header), bytes)
+            }
+        };
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((info.response_code, bytes));
+        Ok(info)
+    }
+}
+
+/// Encode a response for UDP: at most the requester's EDNS payload size,
+/// or 512 octets without EDNS (RFC 1035 §4.2.1, RFC 6891 §6.2.3); what does
+/// not fit is left out and TC set.
+fn encode<'a>(
+    response: MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+) -> Result<(ResponseInfo, Vec<u8>), hickory_server::proto::ProtoError> {
+    let max = response
+        .edns()
+        .map_or(512, |edns| edns.max_payload().max(512));
+    let mut bytes = Vec::with_capacity(512);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_max_size(max);
+    let info = response.destructive_emit(&mut encoder)?;
+    Ok((info, bytes))
+}
