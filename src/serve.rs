@@ -9,7 +9,7 @@
 //! validates a whole new catalog aside and swaps it in, so queries in flight
 //! finish on the old one. `Front` also decides what the catalog cannot: who
 //! may transfer a zone, and what a NOTIFY gets. TCP is hickory-server's
-//! `Server`; UDP is read by threads of our own ([`crate::udp`]), which
+//! `Server`; UDP is read by threads of our own (`udp.rs`), which
 //! answer a repeated question from a cache of encoded answers and ask
 //! `Front` for the rest. Changed files are noticed by
 //! polling their inode, size, mtime and ctime every [`POLL`] (cheap: one
