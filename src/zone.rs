@@ -23,11 +23,12 @@ use hickory_proto::serialize::txt::{parse_ttl, Parser};
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use thiserror::Error;
+use xxhash_rust::xxh3::Xxh3;
 
 /// Stands where the SOA serial goes until the policy has chosen it.
 const SERIAL_MARK: &str = "4294967295";
@@ -383,64 +384,73 @@ impl<'c> Sources<'c> {
         let zone = &a.zone;
         let origin = Name::from_str(zone).map_err(|e| zone_err(zone, e.to_string()))?;
         let apex = LowerName::new(&origin);
-        // Parse the slices on every core; each reports what the whole-zone
-        // checks need, and the first problem it sees.
+        // Parse the slices on every core; each worker reports what the
+        // whole-zone checks need and the first problem it met.
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(a.chunks.len())
             .max(1);
-        let state = (RandomState::new(), RandomState::new());
-        let summaries: Vec<Result<Summary, Problem>> = std::thread::scope(|scope| {
+        let seed = RandomState::new().hash_one(zone);
+        let results: Vec<Result<Summary, (usize, Problem)>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|w| {
-                    let (a, apex, origin, state) = (&a, &apex, &origin, &state);
+                    let (a, apex, origin) = (&a, &apex, &origin);
                     scope.spawn(move || {
-                        (w..a.chunks.len())
-                            .step_by(workers)
-                            .map(|i| (i, summarise(a, i, apex, origin, state)))
-                            .collect::<Vec<_>>()
+                        let mut total = Summary::default();
+                        for i in (w..a.chunks.len()).step_by(workers) {
+                            summarise(a, i, apex, origin, seed, &mut total).map_err(|p| (i, p))?;
+                        }
+                        // Sorted here, in parallel: the merge below then
+                        // only joins sorted runs.
+                        total.keys.sort_unstable();
+                        Ok(total)
                     })
                 })
                 .collect();
-            let mut all: Vec<(usize, Result<Summary, Problem>)> = handles
+            handles
                 .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect();
-            all.sort_by_key(|(i, _)| *i);
-            all.into_iter().map(|(_, r)| r).collect()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err((0, Problem::Parse("a parsing thread failed".into())))
+                    })
+                })
+                .collect()
         });
-        if summaries.len() != a.chunks.len() {
-            return Err(zone_err(zone, "a parsing thread failed".into()));
-        }
         let mut soas = 0;
         let mut apex_ns = false;
         let mut duplicate = false;
-        let mut seen: HashSet<u128> = HashSet::new();
-        let mut names: HashMap<u128, (u8, u8)> = HashMap::new();
-        for summary in summaries {
-            let summary = match summary {
-                Ok(s) => s,
-                Err(Problem::Parse(e)) => return Err(self.locate_parse_error(a, records, e)),
-                Err(Problem::At {
+        let mut keys: Vec<u128> = Vec::new();
+        let mut first_problem: Option<(usize, Problem)> = None;
+        for result in results {
+            match result {
+                Ok(summary) => {
+                    soas += summary.soas;
+                    apex_ns |= summary.apex_ns;
+                    duplicate |= summary.merged;
+                    keys.extend_from_slice(&summary.keys);
+                }
+                Err((i, problem)) => {
+                    if first_problem.as_ref().is_none_or(|(j, _)| i < *j) {
+                        first_problem = Some((i, problem));
+                    }
+                }
+            }
+        }
+        match first_problem {
+            Some((_, Problem::Parse(e))) => return Err(self.locate_parse_error(a, records, e)),
+            Some((
+                _,
+                Problem::At {
                     name,
                     rtype,
                     message,
-                }) => return Err(self.locate(a, records, &name, rtype.as_deref(), message)),
-            };
-            soas += summary.soas;
-            apex_ns |= summary.apex_ns;
-            duplicate |= summary.merged;
-            for h in summary.records {
-                duplicate |= !seen.insert(h);
-            }
-            for (h, flags, cnames) in summary.names {
-                let e = names.entry(h).or_insert((0, 0));
-                e.0 |= flags;
-                e.1 = e.1.saturating_add(cnames);
-                // Across slices: data beside a CNAME, or a second CNAME.
-                duplicate |= e.0 & (HAS_CNAME | HAS_OTHER) == HAS_CNAME | HAS_OTHER || e.1 > 1;
-            }
+                },
+            )) => return Err(self.locate(a, records, &name, rtype.as_deref(), message)),
+            None => {}
         }
+        // A stable sort finds the workers' sorted runs and merges them.
+        keys.sort();
+        duplicate |= conflicts(&keys);
         if soas == 0 {
             return Err(zone_err(zone, "no SOA record at the apex".into()));
         }
@@ -624,17 +634,46 @@ impl<'c> Sources<'c> {
 const HAS_CNAME: u8 = 1;
 const HAS_OTHER: u8 = 2;
 
-/// What the whole-zone checks need from one parsed slice.
+/// What the whole-zone checks need from parsed slices.
 #[derive(Default)]
 struct Summary {
     soas: usize,
     apex_ns: bool,
-    /// hickory merged records inside the slice (duplicates).
+    /// hickory merged records inside a slice (duplicates).
     merged: bool,
-    /// A 128-bit hash of each (name, type, data), for duplicates across slices.
-    records: Vec<u128>,
-    /// Per owner name: hash, HAS_CNAME/HAS_OTHER, number of CNAMEs.
-    names: Vec<(u128, u8, u8)>,
+    /// One [`record_key`] per record, for duplicates and CNAME conflicts
+    /// across slices.
+    keys: Vec<u128>,
+}
+
+/// Where a record sorts among the keys: its owner's position first, then
+/// CNAMEs, DNSSEC types, other data.
+const KIND_CNAME: u128 = 0;
+const KIND_DNSSEC: u128 = 1;
+const KIND_OTHER: u128 = 2;
+
+/// A record as 128 bits: a 64-bit hash of the owner, the record's kind in
+/// the next 2 bits, a 62-bit hash of type and data. Sorted, equal keys are
+/// duplicate records and one owner's keys lie together, CNAMEs first.
+/// The hashes are seeded per build, so drop content cannot aim at a
+/// collision; a collision would only send the zone down the slow path,
+/// which compares the records themselves.
+fn record_key(owner: u64, kind: u128, seed: u64, rtype: RecordType, data: &RData) -> u128 {
+    let mut h = Xxh3::with_seed(seed ^ 0x9e37_79b9_7f4a_7c15);
+    (rtype, data).hash(&mut h);
+    (u128::from(owner) << 64) | (kind << 62) | u128::from(h.finish() >> 2)
+}
+
+/// In sorted keys: a duplicate record, a second CNAME at one owner, or a
+/// CNAME with other data beside it (RFC 1034 §3.6.2).
+fn conflicts(keys: &[u128]) -> bool {
+    let owner = |k: u128| (k >> 64) as u64;
+    let kind = |k: u128| (k >> 62) & 3;
+    keys.windows(2).any(|w| w[0] == w[1])
+        || keys.chunk_by(|x, y| owner(*x) == owner(*y)).any(|group| {
+            let cnames = group.iter().filter(|k| kind(**k) == KIND_CNAME).count();
+            cnames > 1 || (cnames == 1 && group.iter().any(|k| kind(*k) == KIND_OTHER))
+        })
 }
 
 /// The first thing wrong in a slice.
@@ -647,18 +686,21 @@ enum Problem {
     },
 }
 
-fn hash128<T: Hash>(state: &(RandomState, RandomState), value: &T) -> u128 {
-    ((state.0.hash_one(value) as u128) << 64) | state.1.hash_one(value) as u128
+fn owner_hash(seed: u64, name: &LowerName) -> u64 {
+    let mut h = Xxh3::with_seed(seed);
+    name.hash(&mut h);
+    h.finish()
 }
 
-/// Parse slice `i` of an assembled zone and summarise it.
+/// Parse slice `i` of an assembled zone and add it to `s`.
 fn summarise(
     a: &Assembled,
     i: usize,
     apex: &LowerName,
     origin: &Name,
-    state: &(RandomState, RandomState),
-) -> Result<Summary, Problem> {
+    seed: u64,
+    s: &mut Summary,
+) -> Result<(), Problem> {
     let chunk = &a.chunks[i];
     let (end, end_entries) = match a.chunks.get(i + 1) {
         Some(next) => (next.start, next.entries_before),
@@ -678,7 +720,6 @@ fn summarise(
         Err(e) => return Err(Problem::Parse(e.to_string())),
     };
     let zone = origin.to_string();
-    let mut s = Summary::default();
     let mut count = 0usize;
     let mut flags = 0u8;
     let mut cnames = 0u8;
@@ -709,10 +750,16 @@ fn summarise(
             RecordType::NS if key.name == *apex => s.apex_ns = true,
             _ => {}
         }
+        let owner = owner_hash(seed, &key.name);
+        let kind = match key.record_type {
+            RecordType::CNAME => KIND_CNAME,
+            RecordType::RRSIG | RecordType::NSEC => KIND_DNSSEC,
+            _ => KIND_OTHER,
+        };
         for r in set.records_without_rrsigs() {
             count += 1;
-            s.records
-                .push(hash128(state, &(&key.name, key.record_type, &r.data)));
+            s.keys
+                .push(record_key(owner, kind, seed, key.record_type, &r.data));
         }
         match key.record_type {
             RecordType::CNAME => {
@@ -743,13 +790,12 @@ fn summarise(
                 message,
             });
         }
-        s.names.push((hash128(state, &key.name), flags, cnames));
         flags = 0;
         cnames = 0;
         group.clear();
     }
-    s.merged = count != end_entries - chunk.entries_before;
-    Ok(s)
+    s.merged |= count != end_entries - chunk.entries_before;
+    Ok(())
 }
 
 fn zone_err(zone: &str, message: String) -> ZoneError {
@@ -781,7 +827,7 @@ struct Chunk {
 }
 
 /// Entries per parallel parsing slice.
-const CHUNK: usize = 1 << 16;
+const CHUNK: usize = 1 << 12;
 
 impl Emitter {
     fn new(zone: &str, default_ttl: &str) -> Self {

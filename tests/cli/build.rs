@@ -369,6 +369,47 @@ fn errors_name_the_file_and_line() {
     );
 }
 
+/// The check parses a big zone in slices of a few thousand entries on
+/// every core: conflicts between records far apart (in different slices)
+/// must be found and located as well as neighbours are.
+#[test]
+fn conflicts_far_apart_are_found_and_located() {
+    let filler: String = (0..10_000)
+        .map(|i| format!("f{i} IN A 192.0.2.{}\n", i % 250))
+        .collect();
+    let cases = [
+        (
+            "www2 IN A 192.0.2.1\n",
+            "www2 IN A 192.0.2.1\n",
+            "duplicate record: `www2.example.net.` A 192.0.2.1",
+        ),
+        (
+            "alias IN CNAME example.net.\n",
+            "alias IN TXT \"x\"\n",
+            "`alias.example.net.` has a CNAME and other data",
+        ),
+        (
+            "c2 IN CNAME a.\n",
+            "c2 IN CNAME b.\n",
+            "`c2.example.net.` has more than one CNAME",
+        ),
+    ];
+    for (first, last, expected) in cases {
+        let t = example_tree("");
+        let path = t.path("zones/primary/example.net");
+        let mut primary = std::fs::read_to_string(&path).unwrap();
+        let before = primary.lines().count();
+        primary.push_str(first);
+        primary.push_str(&filler);
+        primary.push_str(last);
+        std::fs::write(&path, primary).unwrap();
+        let r = t.run(&["check"]);
+        assert_eq!(r.code, 1, "{first}{last}: {}", r.stderr);
+        let want = format!("zones/primary/example.net:{}: {expected}", before + 10_002);
+        assert!(r.stderr.contains(&want), "{:?} lacks {want:?}", r.stderr);
+    }
+}
+
 #[test]
 fn check_reports_refusals_and_publishes_nothing() {
     let t = example_tree("");
