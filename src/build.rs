@@ -148,9 +148,16 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
             return Ok(report);
         }
     };
+    // The operator's part of each zone to build, read once: the same pass
+    // finds the challenge aliases, which the drops are judged with. An
+    // error is reported with its zone below.
+    let mut assembled_sources: HashMap<&str, Result<zone::Assembled, ZoneError>> = HashMap::new();
     for z in &config.zones {
-        // An error here is reported with its zone when the zone is assembled.
-        let _ = sources.scan_aliases(&z.name);
+        if whole || opts.zones.contains(&z.name) {
+            assembled_sources.insert(z.name.as_str(), sources.assemble_sources(&z.name));
+        } else {
+            let _ = sources.scan_aliases(&z.name);
+        }
     }
     let sorted = whitelist::sort_drops_with(config, &sources.aliases, now, !opts.dry_run);
     report.refusals = sorted.refusals;
@@ -226,11 +233,16 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
         // A challenge must never break a zone (a TXT beside a CNAME chain,
         // a copy of a record the zone already has): when the check blames
         // one, it is refused and the zone is checked again without it.
+        let mut assembled = match assembled_sources.remove(zone.as_str()) {
+            Some(Ok(a)) => a,
+            Some(Err(e)) => {
+                report.errors.push(e.to_string());
+                continue;
+            }
+            None => continue,
+        };
         let assembled = loop {
-            let assembled = match sources.assemble(zone, &records) {
-                Ok(a) => a,
-                Err(e) => break Err(e),
-            };
+            assembled.set_records(&records);
             match sources.check(&assembled, &records) {
                 Ok(()) => break Ok(assembled),
                 Err(ZoneError::At { file, message, .. })

@@ -93,30 +93,60 @@ pub struct Rendered {
 #[derive(Debug, Clone)]
 pub struct Assembled {
     pub zone: String,
-    text: String,
-    /// Byte offset of the serial mark in `text`.
+    /// The text so far, and where its slices start.
+    em: Emitter,
+    /// Byte offset of the serial mark in the text.
     serial_at: usize,
     pub soa: Soa,
     /// Every source file read for it (soa, primary, included files).
     pub inputs: Vec<PathBuf>,
-    /// How many records the text holds (to catch duplicates hickory merges).
+    /// Where the operator's sources end and the rendered records begin.
+    sources_end: Mark,
+}
+
+/// The emitter's state at one point, to go back to.
+#[derive(Debug, Clone)]
+struct Mark {
+    len: usize,
     entries: usize,
-    chunks: Vec<Chunk>,
+    chunks: usize,
+    origin: String,
+    ttl: String,
 }
 
 impl Assembled {
     /// The text with the serial filled in.
     pub fn with_serial(&self, serial: u32) -> String {
-        let mut s = String::with_capacity(self.text.len());
-        s.push_str(&self.text[..self.serial_at]);
+        let text = &self.em.out;
+        let mut s = String::with_capacity(text.len());
+        s.push_str(&text[..self.serial_at]);
         s.push_str(&serial.to_string());
-        s.push_str(&self.text[self.serial_at + SERIAL_MARK.len()..]);
+        s.push_str(&text[self.serial_at + SERIAL_MARK.len()..]);
         s
     }
 
     /// The text with the serial left open: what "content changed" compares.
     pub fn content(&self) -> &str {
-        &self.text
+        &self.em.out
+    }
+
+    /// Put `records` (keys, then challenges) after the operator's sources,
+    /// in place of any records set before.
+    pub fn set_records(&mut self, records: &[Rendered]) {
+        let m = &self.sources_end;
+        let em = &mut self.em;
+        em.out.truncate(m.len);
+        em.entries = m.entries;
+        em.chunks.truncate(m.chunks);
+        em.origin.clone_from(&m.origin);
+        em.ttl.clone_from(&m.ttl);
+        if !records.is_empty() {
+            em.reset_scope();
+            for r in records {
+                em.begin_entry();
+                let _ = writeln!(em.out, "{} {} IN {} {}", r.owner, r.ttl, r.rtype, r.rdata);
+            }
+        }
     }
 }
 
@@ -245,8 +275,9 @@ impl<'c> Sources<'c> {
         self.config.paths.primary.join(zone.trim_end_matches('.'))
     }
 
-    /// Read soa/ and primary/ of `zone` once to learn its challenge aliases
-    /// (needed before the drop directories are judged).
+    /// Read primary/ of `zone` only to learn its challenge aliases (needed
+    /// before the drop directories are judged), for a zone that is not
+    /// being assembled ([`Sources::assemble_sources`] learns them itself).
     pub fn scan_aliases(&mut self, zone: &str) -> Result<(), ZoneError> {
         struct Aliases(Vec<(String, Scope, String)>);
         impl Sink for Aliases {
@@ -283,6 +314,25 @@ impl<'c> Sources<'c> {
 
     /// Assemble `zone`: soa + primary + extra + `records` (keys, then challenges).
     pub fn assemble(&self, zone: &str, records: &[Rendered]) -> Result<Assembled, ZoneError> {
+        let (mut a, _) = self.read_zone(zone)?;
+        a.set_records(records);
+        Ok(a)
+    }
+
+    /// Assemble the operator's part of `zone` (soa + primary + extra; the
+    /// records come with [`Assembled::set_records`]) and, in the same pass,
+    /// learn its challenge aliases: a million-record primary is read once.
+    pub fn assemble_sources(&mut self, zone: &str) -> Result<Assembled, ZoneError> {
+        let (a, aliases) = self.read_zone(zone)?;
+        for (owner, scope, rest) in aliases {
+            self.note_alias(&owner, &scope, &rest);
+        }
+        Ok(a)
+    }
+
+    /// soa + primary + extra of `zone`, and the CNAMEs at challenge labels
+    /// its primary part holds (owner, scope, data).
+    fn read_zone(&self, zone: &str) -> Result<(Assembled, Vec<AliasEntry>), ZoneError> {
         let expander = Expander::new(&self.roots);
         let soa_path = self.soa_path(zone);
         let primary_path = self.primary_path(zone);
@@ -332,13 +382,17 @@ impl<'c> Sources<'c> {
 
         // The primary part, streamed.
         em.reset_scope();
+        let aliases;
         if primary_path.exists() {
             let mut sink = EmitSink {
                 em: &mut em,
                 files: Vec::new(),
+                labels: &self.config.policy.labels,
+                aliases: Vec::new(),
             };
             expander.expand(&primary_path, self.zone_scope(zone, None), &mut sink)?;
             inputs.append(&mut sink.files);
+            aliases = sink.aliases;
         } else {
             return Err(ZoneError::At {
                 file: primary_path,
@@ -355,19 +409,16 @@ impl<'c> Sources<'c> {
             em.entry(&e.owner, &e.rest);
         }
 
-        // Records zonedrop renders itself.
-        if !records.is_empty() {
-            em.reset_scope();
-            for r in records {
-                em.begin_entry();
-                let _ = writeln!(em.out, "{} {} IN {} {}", r.owner, r.ttl, r.rtype, r.rdata);
-            }
-        }
-        Ok(Assembled {
-            zone: zone.to_string(),
+        let sources_end = Mark {
+            len: em.out.len(),
             entries: em.entries,
-            chunks: em.chunks,
-            text: em.out,
+            chunks: em.chunks.len(),
+            origin: em.origin.clone(),
+            ttl: em.ttl.clone(),
+        };
+        let a = Assembled {
+            zone: zone.to_string(),
+            em,
             serial_at,
             soa: Soa {
                 file: soa_path,
@@ -376,7 +427,9 @@ impl<'c> Sources<'c> {
                 default_ttl,
             },
             inputs,
-        })
+            sources_end,
+        };
+        Ok((a, aliases))
     }
 
     /// Parse and check an assembled zone; on failure, find the file and line.
@@ -388,7 +441,7 @@ impl<'c> Sources<'c> {
         // whole-zone checks need and the first problem it met.
         let workers = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
-            .min(a.chunks.len())
+            .min(a.em.chunks.len())
             .max(1);
         let seed = RandomState::new().hash_one(zone);
         let results: Vec<Result<Summary, (usize, Problem)>> = std::thread::scope(|scope| {
@@ -397,7 +450,7 @@ impl<'c> Sources<'c> {
                     let (a, apex, origin) = (&a, &apex, &origin);
                     scope.spawn(move || {
                         let mut total = Summary::default();
-                        for i in (w..a.chunks.len()).step_by(workers) {
+                        for i in (w..a.em.chunks.len()).step_by(workers) {
                             summarise(a, i, apex, origin, seed, &mut total).map_err(|p| (i, p))?;
                         }
                         // Sorted here, in parallel: the merge below then
@@ -701,10 +754,10 @@ fn summarise(
     seed: u64,
     s: &mut Summary,
 ) -> Result<(), Problem> {
-    let chunk = &a.chunks[i];
-    let (end, end_entries) = match a.chunks.get(i + 1) {
+    let chunk = &a.em.chunks[i];
+    let (end, end_entries) = match a.em.chunks.get(i + 1) {
         Some(next) => (next.start, next.entries_before),
-        None => (a.text.len(), a.entries),
+        None => (a.em.out.len(), a.em.entries),
     };
     // The serial mark is itself a valid serial: the text parses as it is.
     let mut text = String::with_capacity(end - chunk.start + 64);
@@ -714,7 +767,7 @@ fn summarise(
     if !chunk.ttl.is_empty() {
         let _ = writeln!(text, "$TTL {}", chunk.ttl);
     }
-    text.push_str(&a.text[chunk.start..end]);
+    text.push_str(&a.em.out[chunk.start..end]);
     let map = match Parser::new(text, None, Some(origin.clone())).parse() {
         Ok((_, map)) => map,
         Err(e) => return Err(Problem::Parse(e.to_string())),
@@ -806,6 +859,7 @@ fn zone_err(zone: &str, message: String) -> ZoneError {
 }
 
 /// Writes entries, emitting `$ORIGIN`/`$TTL` only when they change.
+#[derive(Debug, Clone)]
 struct Emitter {
     out: String,
     zone: String,
@@ -827,7 +881,7 @@ struct Chunk {
 }
 
 /// Entries per parallel parsing slice.
-const CHUNK: usize = 1 << 12;
+const CHUNK: usize = 1 << 8;
 
 impl Emitter {
     fn new(zone: &str, default_ttl: &str) -> Self {
@@ -884,15 +938,29 @@ impl Emitter {
     }
 }
 
+/// A CNAME at a challenge label, as read: owner, scope, data.
+type AliasEntry = (String, Scope, String);
+
 struct EmitSink<'e> {
     em: &'e mut Emitter,
     files: Vec<PathBuf>,
+    /// The challenge labels (`policy.labels`), to spot aliases.
+    labels: &'e [String],
+    aliases: Vec<AliasEntry>,
 }
 
 impl Sink for EmitSink<'_> {
     fn entry(&mut self, e: &Entry<'_>) -> Result<(), String> {
         self.em.directives(&e.scope.origin, e.scope.ttl.as_deref());
-        self.em.entry(e.owner, &e.rest_text());
+        let rest = e.rest_text();
+        self.em.entry(e.owner, &rest);
+        let label = name::first_label(e.owner);
+        if self.labels.iter().any(|l| l.eq_ignore_ascii_case(label))
+            && e.rtype().as_deref() == Some("CNAME")
+        {
+            self.aliases
+                .push((e.owner.to_string(), e.scope.clone(), rest.into_owned()));
+        }
         Ok(())
     }
     fn file(&mut self, path: &Path) {
