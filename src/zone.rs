@@ -382,18 +382,7 @@ impl<'c> Sources<'c> {
 
         // The primary part, streamed.
         em.reset_scope();
-        let aliases;
-        if primary_path.exists() {
-            let mut sink = EmitSink {
-                em: &mut em,
-                files: Vec::new(),
-                labels: &self.config.policy.labels,
-                aliases: Vec::new(),
-            };
-            expander.expand(&primary_path, self.zone_scope(zone, None), &mut sink)?;
-            inputs.append(&mut sink.files);
-            aliases = sink.aliases;
-        } else {
+        if !primary_path.exists() {
             return Err(ZoneError::At {
                 file: primary_path,
                 line: 0,
@@ -401,6 +390,15 @@ impl<'c> Sources<'c> {
                     .into(),
             });
         }
+        let mut sink = EmitSink {
+            em: &mut em,
+            files: Vec::new(),
+            labels: &self.config.policy.labels,
+            aliases: Vec::new(),
+        };
+        expander.expand(&primary_path, self.zone_scope(zone, None), &mut sink)?;
+        inputs.append(&mut sink.files);
+        let aliases = sink.aliases;
 
         // Extra entries of this zone.
         em.reset_scope();
