@@ -356,7 +356,8 @@ fn publish_zone(
         Some(p) => p.serial,
         None => serial::next(policy, old_serial, a.soa.serial, now_unix as i64),
     };
-    publish::write_atomic(&out, a.with_serial(new_serial).as_bytes())?;
+    let serial = new_serial.to_string();
+    publish::write_atomic(&out, &a.parts_with_serial(&serial).map(str::as_bytes))?;
     publish::save_zone_state(
         state_dir,
         &a.zone,

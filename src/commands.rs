@@ -415,7 +415,7 @@ pub fn init(dir: &Path, zone: &str) -> Result<u8, Error> {
             .map_err(|e| Error::Failed(format!("{}: {e}", dir.join(d).display())))?;
     }
     for (path, text) in &files {
-        crate::publish::write_atomic(path, text.as_bytes())
+        crate::publish::write_atomic(path, &[text.as_bytes()])
             .map_err(|e| Error::Failed(e.to_string()))?;
     }
     println!(

@@ -32,16 +32,18 @@ fn write_err(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
     }
 }
 
-/// Write `bytes` to `path` atomically (temporary file in the same folder,
+/// Write `parts`, one after the other, to `path` atomically (temporary file in the same folder,
 /// fsync, rename, fsync the folder). Mode 0644.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
+pub fn write_atomic(path: &Path, parts: &[&[u8]]) -> Result<(), PublishError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(write_err(dir))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(write_err(path))?;
-    tmp.write_all(bytes).map_err(write_err(path))?;
+    for part in parts {
+        tmp.write_all(part).map_err(write_err(path))?;
+    }
     use std::os::unix::fs::PermissionsExt;
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(0o644))
@@ -89,7 +91,7 @@ pub fn load_zone_state(state: &Path, zone: &str) -> Option<ZoneState> {
 pub fn save_zone_state(state: &Path, zone: &str, s: &ZoneState) -> Result<(), PublishError> {
     let path = zone_state_path(state, zone);
     let text = serde_json::to_vec_pretty(s).unwrap_or_default();
-    write_atomic(&path, &text)
+    write_atomic(&path, &[&text])
 }
 
 /// The serial of a published zone file (its first SOA line), for when
@@ -140,7 +142,7 @@ impl Manifest {
 
     pub fn save(&self, state: &Path) -> Result<(), PublishError> {
         let text = serde_json::to_vec(self).unwrap_or_default();
-        write_atomic(&Manifest::path(state), &text)
+        write_atomic(&Manifest::path(state), &[&text])
     }
 
     pub fn remove(state: &Path) {
@@ -198,7 +200,11 @@ mod tests {
         let p = d.path().join("out/example.test");
         write_atomic(
             &p,
-            b"example.test. 3600 IN SOA ns1.example.test. h.example.test. 42 1 2 3 4\n",
+            &[
+                b"example.test. 3600 IN SOA ns1.example.test. h.example.test. ",
+                b"42",
+                b" 1 2 3 4\n",
+            ],
         )
         .unwrap();
         assert_eq!(published_serial(&p), Some(42));

@@ -149,14 +149,25 @@ fn is_class(t: &str) -> bool {
 
 /// Make `name` absolute against `origin` (`@` is the origin).
 pub fn absolute(name: &str, origin: &str) -> String {
+    let mut out = String::new();
+    absolute_into(name, origin, &mut out);
+    out
+}
+
+/// [`absolute`] into `out`, reusing its allocation (once per entry of a
+/// million-record zone).
+fn absolute_into(name: &str, origin: &str, out: &mut String) {
+    out.clear();
     if name == "@" {
-        origin.to_string()
+        out.push_str(origin);
     } else if ends_with_unescaped_dot(name) {
-        name.to_string()
-    } else if origin == "." {
-        format!("{name}.")
+        out.push_str(name);
     } else {
-        format!("{name}.{origin}")
+        out.push_str(name);
+        out.push('.');
+        if origin != "." {
+            out.push_str(origin);
+        }
     }
 }
 
@@ -223,7 +234,9 @@ impl<'r> Expander<'r> {
             line,
             message,
         };
-        let mut last_owner: Option<String> = None;
+        // The owner of the last entry: blank-owner entries reuse it.
+        let mut owner = String::new();
+        let mut have_owner = false;
         let mut tokens: Vec<&str> = Vec::new();
         for raw in Splitter::new(text) {
             let raw = raw.map_err(|(line, m)| err(line, m))?;
@@ -270,21 +283,21 @@ impl<'r> Expander<'r> {
                 }
                 continue;
             }
-            let (owner, rest_tokens, rest) = if raw.blank_owner {
-                let owner = last_owner.clone().ok_or_else(|| {
-                    err(
+            let (rest_tokens, rest) = if raw.blank_owner {
+                if !have_owner {
+                    return Err(err(
                         raw.line,
                         "this entry has no owner and none came before it in this file".into(),
-                    )
-                })?;
-                (owner, &tokens[..], raw.text)
+                    ));
+                }
+                (&tokens[..], raw.text)
             } else {
-                let owner = absolute(first, &scope.origin);
-                let after = raw
-                    .text
-                    .find(first)
-                    .map_or(raw.text.len(), |i| i + first.len());
-                (owner, &tokens[1..], &raw.text[after..])
+                absolute_into(first, &scope.origin, &mut owner);
+                have_owner = true;
+                // `first` is a slice of the entry's text: the rest starts
+                // where it ends.
+                let after = first.as_ptr() as usize - raw.text.as_ptr() as usize + first.len();
+                (&tokens[1..], raw.text.get(after..).unwrap_or(""))
             };
             let entry = Entry {
                 file: &file,
@@ -298,7 +311,6 @@ impl<'r> Expander<'r> {
                 return Err(err(raw.line, "this entry has no record type".into()));
             }
             sink.entry(&entry).map_err(|m| err(raw.line, m))?;
-            last_owner = Some(owner);
         }
         Ok(())
     }

@@ -117,12 +117,19 @@ struct Mark {
 impl Assembled {
     /// The text with the serial filled in.
     pub fn with_serial(&self, serial: u32) -> String {
+        self.parts_with_serial(&serial.to_string()).concat()
+    }
+
+    /// The text with `serial` filled in, as the three pieces to write one
+    /// after the other (a copy of a big zone's text would double its
+    /// memory).
+    pub fn parts_with_serial<'s>(&'s self, serial: &'s str) -> [&'s str; 3] {
         let text = &self.em.out;
-        let mut s = String::with_capacity(text.len());
-        s.push_str(&text[..self.serial_at]);
-        s.push_str(&serial.to_string());
-        s.push_str(&text[self.serial_at + SERIAL_MARK.len()..]);
-        s
+        [
+            &text[..self.serial_at],
+            serial,
+            &text[self.serial_at + SERIAL_MARK.len()..],
+        ]
     }
 
     /// The text with the serial left open: what "content changed" compares.
@@ -879,7 +886,7 @@ struct Chunk {
 }
 
 /// Entries per parallel parsing slice.
-const CHUNK: usize = 1 << 8;
+const CHUNK: usize = 1 << 6;
 
 impl Emitter {
     fn new(zone: &str, default_ttl: &str) -> Self {
