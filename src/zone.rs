@@ -932,9 +932,12 @@ impl Emitter {
         }
     }
 
+    /// One entry; `owner` is absolute and is written relative to the
+    /// `$ORIGIN` in force where it lies under it (the output is smaller and
+    /// the check's parser reads one label instead of every label).
     fn entry(&mut self, owner: &str, rest: &str) {
         self.begin_entry();
-        self.out.push_str(owner);
+        self.out.push_str(relative(owner, &self.origin));
         if !rest.starts_with([' ', '\t']) {
             self.out.push(' ');
         }
@@ -945,6 +948,32 @@ impl Emitter {
 
 /// A CNAME at a challenge label, as read: owner, scope, data.
 type AliasEntry = (String, Scope, String);
+
+/// `owner` (absolute) relative to `origin` when it lies under it: `@` for
+/// the origin itself, `www` for `www.example.test.` under `example.test.`;
+/// otherwise `owner` as it is. A dot that a backslash escapes is part of a
+/// label, not a label boundary, so `a\.example.test.` stays absolute.
+fn relative<'o>(owner: &'o str, origin: &str) -> &'o str {
+    if owner.eq_ignore_ascii_case(origin) {
+        return "@";
+    }
+    if origin == "." || origin.is_empty() {
+        return owner;
+    }
+    let Some(cut) = owner.len().checked_sub(origin.len() + 1) else {
+        return owner;
+    };
+    let (head, tail) = owner.as_bytes().split_at(cut);
+    let escaped = head.iter().rev().take_while(|&&c| c == b'\\').count() % 2 == 1;
+    if head.is_empty()
+        || escaped
+        || tail[0] != b'.'
+        || !tail[1..].eq_ignore_ascii_case(origin.as_bytes())
+    {
+        return owner;
+    }
+    owner.get(..cut).unwrap_or(owner)
+}
 
 struct EmitSink<'e> {
     em: &'e mut Emitter,
@@ -1063,4 +1092,25 @@ pub fn quote_txt(value: &str) -> String {
     }
     s.push('"');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_are_written_relative_to_the_origin_only_where_they_lie_under_it() {
+        let o = "example.test.";
+        assert_eq!(relative("example.test.", o), "@");
+        assert_eq!(relative("Example.TEST.", o), "@");
+        assert_eq!(relative("www.example.test.", o), "www");
+        assert_eq!(relative("*.wild.EXAMPLE.test.", o), "*.wild");
+        assert_eq!(relative("a\\\\.example.test.", o), "a\\\\");
+        // An escaped dot joins `a.example` into one label: not under the origin.
+        assert_eq!(relative("a\\.example.test.", o), "a\\.example.test.");
+        assert_eq!(relative("wwwexample.test.", o), "wwwexample.test.");
+        assert_eq!(relative("example.org.", o), "example.org.");
+        assert_eq!(relative("test.", o), "test.");
+        assert_eq!(relative("www.example.test.", "."), "www.example.test.");
+    }
 }
