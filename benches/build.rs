@@ -111,7 +111,6 @@ fn bench_zone(d: &Path, records: usize, runs: usize) {
         .ok();
         put(&line);
     }
-    drop(put);
     primary.flush().expect("write bench input");
     whole.flush().expect("write bench input");
 
