@@ -5,9 +5,16 @@
 //! whose owners fall in the zone (closest enclosing zone wins), TLSA/SSHFP
 //! records, then the accepted challenges. Every part starts at the zone's
 //! origin and default TTL, so a directive in one part cannot change the
-//! meaning of another. The assembled text is parsed as a whole by hickory
-//! (the fast path); when that or a whole-zone check fails, the entries are
-//! parsed one by one to name the file and line (hickory reports neither).
+//! meaning of another. Owners are written relative to the `$ORIGIN` in
+//! force where they lie under it.
+//!
+//! The check (the fast path) has hickory parse the assembled text in
+//! slices of [`CHUNK`] entries on every core, keeping nothing of a slice
+//! but one 128-bit key per record (owner hash, kind, data hash): sorted,
+//! the keys show duplicates, second CNAMEs and data beside a CNAME across
+//! the whole zone in a few bytes per record. When a slice fails to parse or
+//! a check fails, the entries are parsed one by one to name the file and
+//! line (hickory reports neither).
 
 // Input here comes from drop directories, hooks or zone files: never panic on it.
 #![cfg_attr(
