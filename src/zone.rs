@@ -33,7 +33,8 @@ use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 use thiserror::Error;
 use xxhash_rust::xxh3::Xxh3;
 
@@ -109,6 +110,10 @@ pub struct Assembled {
     pub inputs: Vec<PathBuf>,
     /// Where the operator's sources end and the rendered records begin.
     sources_end: Mark,
+    /// The sources' slices, if they were checked while being read.
+    checked: Checked,
+    /// Seeds the record keys of this zone's check.
+    seed: u64,
 }
 
 /// The emitter's state at one point, to go back to.
@@ -346,7 +351,52 @@ impl<'c> Sources<'c> {
 
     /// soa + primary + extra of `zone`, and the CNAMEs at challenge labels
     /// its primary part holds (owner, scope, data).
+    /// A big primary part is checked while it is read: its finished
+    /// slices go to a worker per core as the reader goes on, so reading
+    /// and parsing overlap.
     fn read_zone(&self, zone: &str) -> Result<(Assembled, Vec<AliasEntry>), ZoneError> {
+        let seed = RandomState::new().hash_one(zone);
+        let primary_path = self.primary_path(zone);
+        let big = std::fs::metadata(&primary_path).is_ok_and(|m| m.len() >= PIPELINE_BYTES);
+        let ctx = match CheckContext::new(zone, seed) {
+            Ok(ctx) if big => ctx,
+            // Checked later, all at once (and a bad name reported there).
+            _ => return self.read_zone_with(zone, seed, None),
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Slice>>(2 * cores());
+        let rx = Mutex::new(rx);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..cores())
+                .map(|_| scope.spawn(|| check_batches(&rx, &ctx)))
+                .collect();
+            let feed = Feed {
+                tx,
+                sent: 0,
+                batch: Vec::new(),
+            };
+            // On an error the feed is dropped here and the workers end.
+            let (mut a, aliases) = self.read_zone_with(zone, seed, Some(feed))?;
+            let mut checked = Checked::default();
+            for w in workers {
+                match w.join() {
+                    Ok(c) => checked.absorb(&c),
+                    // The check parses the sources again itself.
+                    Err(_) => return Ok((a, aliases)),
+                }
+            }
+            checked.keys.sort();
+            checked.upto = a.sources_end.chunks;
+            a.checked = checked;
+            Ok((a, aliases))
+        })
+    }
+
+    fn read_zone_with(
+        &self,
+        zone: &str,
+        seed: u64,
+        mut feed: Option<Feed>,
+    ) -> Result<(Assembled, Vec<AliasEntry>), ZoneError> {
         let expander = Expander::new(&self.roots);
         let soa_path = self.soa_path(zone);
         let primary_path = self.primary_path(zone);
@@ -409,6 +459,7 @@ impl<'c> Sources<'c> {
             files: Vec::new(),
             labels: &self.config.policy.labels,
             aliases: Vec::new(),
+            feed: feed.as_mut(),
         };
         expander.expand(&primary_path, self.zone_scope(zone, None), &mut sink)?;
         inputs.append(&mut sink.files);
@@ -421,6 +472,11 @@ impl<'c> Sources<'c> {
             em.entry(&e.owner, &e.rest);
         }
 
+        em.sealed_at = em.out.len();
+        if let Some(feed) = feed.as_mut() {
+            feed.push(&em, true);
+        }
+        drop(feed);
         let sources_end = Mark {
             len: em.out.len(),
             entries: em.entries,
@@ -440,6 +496,8 @@ impl<'c> Sources<'c> {
             },
             inputs,
             sources_end,
+            checked: Checked::default(),
+            seed,
         };
         Ok((a, aliases))
     }
@@ -447,60 +505,51 @@ impl<'c> Sources<'c> {
     /// Parse and check an assembled zone; on failure, find the file and line.
     pub fn check(&self, a: &Assembled, records: &[Rendered]) -> Result<(), ZoneError> {
         let zone = &a.zone;
-        let origin = Name::from_str(zone).map_err(|e| zone_err(zone, e.to_string()))?;
-        let apex = LowerName::new(&origin);
-        // Parse the slices on every core; each worker reports what the
-        // whole-zone checks need and the first problem it met.
-        let workers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(a.em.chunks.len())
-            .max(1);
-        let seed = RandomState::new().hash_one(zone);
-        let results: Vec<Result<Summary, (usize, Problem)>> = std::thread::scope(|scope| {
+        let ctx = CheckContext::new(zone, a.seed)?;
+        // The slices not checked while the sources were read, on every
+        // core; each worker reports what the whole-zone checks need and
+        // the first problem it met.
+        let pending = a.checked.upto..a.em.chunks.len();
+        let workers = cores().min(pending.len()).max(1);
+        let results: Vec<Checked> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|w| {
-                    let (a, apex, origin) = (&a, &apex, &origin);
+                    let (a, ctx, pending) = (&a, &ctx, pending.clone());
                     scope.spawn(move || {
-                        let mut total = Summary::default();
-                        for i in (w..a.em.chunks.len()).step_by(workers) {
-                            summarise(a, i, apex, origin, seed, &mut total).map_err(|p| (i, p))?;
+                        let mut checked = Checked::default();
+                        for i in pending.skip(w).step_by(workers) {
+                            checked.add(a.em.slice(i), ctx);
                         }
                         // Sorted here, in parallel: the merge below then
                         // only joins sorted runs.
-                        total.keys.sort_unstable();
-                        Ok(total)
+                        checked.keys.sort_unstable();
+                        checked
                     })
                 })
                 .collect();
             handles
                 .into_iter()
                 .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err((0, Problem::Parse("a parsing thread failed".into())))
+                    h.join().unwrap_or_else(|_| Checked {
+                        problem: Some((0, Problem::Parse("a parsing thread failed".into()))),
+                        ..Checked::default()
                     })
                 })
                 .collect()
         });
-        let mut soas = 0;
-        let mut apex_ns = false;
-        let mut duplicate = false;
-        let mut keys: Vec<u128> = Vec::new();
-        let mut first_problem: Option<(usize, Problem)> = None;
-        for result in results {
-            match result {
-                Ok(summary) => {
-                    soas += summary.soas;
-                    apex_ns |= summary.apex_ns;
-                    duplicate |= summary.merged;
-                    keys.extend_from_slice(&summary.keys);
-                }
-                Err((i, problem)) => {
-                    if first_problem.as_ref().is_none_or(|(j, _)| i < *j) {
-                        first_problem = Some((i, problem));
-                    }
-                }
-            }
+        let mut all = a.checked.clone();
+        for r in &results {
+            all.absorb(r);
         }
+        let Checked {
+            soas,
+            apex_ns,
+            merged,
+            mut keys,
+            problem: first_problem,
+            ..
+        } = all;
+        let mut duplicate = merged;
         match first_problem {
             Some((_, Problem::Parse(e))) => return Err(self.locate_parse_error(a, records, e)),
             Some((
@@ -601,7 +650,8 @@ impl<'c> Sources<'c> {
         let mut found: Option<ZoneError> = None;
         let mut seen: HashMap<(Name, RecordType), Vec<RData>> = HashMap::new();
         let mut cnames: HashSet<Name> = HashSet::new();
-        let mut others: HashSet<Name> = HashSet::new();
+        // The first type other than CNAME at each name, for the message.
+        let mut others: HashMap<Name, RecordType> = HashMap::new();
         let origin = Name::from_str(&a.zone).ok();
         let walk = self.each_entry(a, records, &mut |file, line, _owner, text| {
             let at = |message: String| ZoneError::At {
@@ -628,11 +678,11 @@ impl<'c> Sources<'c> {
                                 key.record_type,
                                 RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC
                             ) {
-                                others.insert(name.clone());
+                                others.entry(name.clone()).or_insert(key.record_type);
                             }
-                            if cnames.contains(&name) && others.contains(&name) {
+                            if let (true, Some(other)) = (cnames.contains(&name), others.get(&name)) {
                                 found = Some(at(format!(
-                                    "`{name}` has a CNAME and other data beside it (RFC 1034 §3.6.2)"
+                                    "`{name}` has a CNAME and other data ({other}) beside it (RFC 1034 §3.6.2)"
                                 )));
                                 return false;
                             }
@@ -699,9 +749,13 @@ impl<'c> Sources<'c> {
 const HAS_CNAME: u8 = 1;
 const HAS_OTHER: u8 = 2;
 
-/// What the whole-zone checks need from parsed slices.
-#[derive(Default)]
-struct Summary {
+/// What the whole-zone checks need from the slices parsed so far, and the
+/// first problem met.
+#[derive(Debug, Clone, Default)]
+struct Checked {
+    /// Slices `0..upto` are in here (the ones checked while the sources
+    /// were read); the rest are for [`Sources::check`].
+    upto: usize,
     soas: usize,
     apex_ns: bool,
     /// hickory merged records inside a slice (duplicates).
@@ -709,6 +763,119 @@ struct Summary {
     /// One [`record_key`] per record, for duplicates and CNAME conflicts
     /// across slices.
     keys: Vec<u128>,
+    /// The first slice that failed, and how.
+    problem: Option<(usize, Problem)>,
+}
+
+impl Checked {
+    /// Parse one slice into this summary; after a problem, slices are
+    /// skipped (a worker's slices come in order, so its first is its least).
+    fn add(&mut self, slice: Slice, ctx: &CheckContext) {
+        if self.problem.is_none() {
+            if let Err(p) = summarise(slice.text, slice.entries, ctx, self) {
+                self.problem = Some((slice.index, p));
+            }
+        }
+    }
+
+    /// Take in another worker's summary; the earlier problem wins.
+    fn absorb(&mut self, other: &Checked) {
+        self.soas += other.soas;
+        self.apex_ns |= other.apex_ns;
+        self.merged |= other.merged;
+        self.keys.extend_from_slice(&other.keys);
+        if let Some((i, p)) = &other.problem {
+            if self.problem.as_ref().is_none_or(|(j, _)| i < j) {
+                self.problem = Some((*i, p.clone()));
+            }
+        }
+    }
+}
+
+/// What every slice of one zone is checked against.
+struct CheckContext {
+    origin: Name,
+    apex: LowerName,
+    zone: String,
+    /// Seeds the record keys: random per build.
+    seed: u64,
+}
+
+impl CheckContext {
+    fn new(zone: &str, seed: u64) -> Result<CheckContext, ZoneError> {
+        let origin = Name::from_str(zone).map_err(|e| zone_err(zone, e.to_string()))?;
+        Ok(CheckContext {
+            apex: LowerName::new(&origin),
+            zone: origin.to_string(),
+            origin,
+            seed,
+        })
+    }
+}
+
+/// One slice of the assembled text, as the parser gets it.
+struct Slice {
+    index: usize,
+    /// The `$ORIGIN`/`$TTL` it starts under, then its entries.
+    text: String,
+    entries: usize,
+}
+
+/// Slices handed to the pipeline's workers at a time.
+const BATCH: usize = 16;
+
+/// A primary file at least this big is checked while it is read (below,
+/// starting threads costs more than it saves).
+const PIPELINE_BYTES: u64 = 256 * 1024;
+
+/// The cores to parse on.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// A pipeline worker: parse the batches the reader sends until it is done.
+fn check_batches(batches: &Mutex<Receiver<Vec<Slice>>>, ctx: &CheckContext) -> Checked {
+    let mut checked = Checked::default();
+    loop {
+        let batch = match batches.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+            Ok(batch) => batch,
+            Err(_) => break,
+        };
+        for slice in batch {
+            checked.add(slice, ctx);
+        }
+    }
+    checked.keys.sort_unstable();
+    checked
+}
+
+/// Hands completed slices of the text being emitted to the workers.
+struct Feed {
+    tx: SyncSender<Vec<Slice>>,
+    /// Slices `0..sent` are handed over (or in `batch`).
+    sent: usize,
+    batch: Vec<Slice>,
+}
+
+impl Feed {
+    /// Hand over every slice the emitter has finished; with `all`, the
+    /// last one too (the sources are complete).
+    fn push(&mut self, em: &Emitter, all: bool) {
+        let done = if all {
+            em.chunks.len()
+        } else {
+            em.chunks.len().saturating_sub(1)
+        };
+        while self.sent < done {
+            self.batch.push(em.slice(self.sent));
+            self.sent += 1;
+            if self.batch.len() >= BATCH || (all && self.sent == done) {
+                // A send fails only when every worker is gone: the check
+                // then parses what is missing itself.
+                let _ = self.tx.send(std::mem::take(&mut self.batch));
+            }
+        }
+    }
 }
 
 /// Where a record sorts among the keys: its owner's position first, then
@@ -742,6 +909,7 @@ fn conflicts(keys: &[u128]) -> bool {
 }
 
 /// The first thing wrong in a slice.
+#[derive(Debug, Clone)]
 enum Problem {
     Parse(String),
     At {
@@ -757,34 +925,25 @@ fn owner_hash(seed: u64, name: &LowerName) -> u64 {
     h.finish()
 }
 
-/// Parse slice `i` of an assembled zone and add it to `s`.
+/// Parse one slice's text (`entries` entries) and add it to `s`.
 fn summarise(
-    a: &Assembled,
-    i: usize,
-    apex: &LowerName,
-    origin: &Name,
-    seed: u64,
-    s: &mut Summary,
+    text: String,
+    entries: usize,
+    ctx: &CheckContext,
+    s: &mut Checked,
 ) -> Result<(), Problem> {
-    let chunk = &a.em.chunks[i];
-    let (end, end_entries) = match a.em.chunks.get(i + 1) {
-        Some(next) => (next.start, next.entries_before),
-        None => (a.em.out.len(), a.em.entries),
-    };
+    let CheckContext {
+        origin,
+        apex,
+        zone,
+        seed,
+    } = ctx;
+    let (apex, seed) = (apex, *seed);
     // The serial mark is itself a valid serial: the text parses as it is.
-    let mut text = String::with_capacity(end - chunk.start + 64);
-    if !chunk.origin.is_empty() {
-        let _ = writeln!(text, "$ORIGIN {}", chunk.origin);
-    }
-    if !chunk.ttl.is_empty() {
-        let _ = writeln!(text, "$TTL {}", chunk.ttl);
-    }
-    text.push_str(&a.em.out[chunk.start..end]);
     let map = match Parser::new(text, None, Some(origin.clone())).parse() {
         Ok((_, map)) => map,
         Err(e) => return Err(Problem::Parse(e.to_string())),
     };
-    let zone = origin.to_string();
     let mut count = 0usize;
     let mut flags = 0u8;
     let mut cnames = 0u8;
@@ -859,7 +1018,7 @@ fn summarise(
         cnames = 0;
         group.clear();
     }
-    s.merged |= count != end_entries - chunk.entries_before;
+    s.merged |= count != entries;
     Ok(())
 }
 
@@ -880,6 +1039,8 @@ struct Emitter {
     ttl: String,
     entries: usize,
     chunks: Vec<Chunk>,
+    /// Where the sources end: the next entry opens a slice.
+    sealed_at: usize,
 }
 
 /// Where a slice of the assembled text starts, and the context it needs:
@@ -905,12 +1066,19 @@ impl Emitter {
             ttl: String::new(),
             entries: 0,
             chunks: Vec::new(),
+            sealed_at: usize::MAX,
         }
     }
 
-    /// Call before writing an entry: opens a new slice every CHUNK entries.
+    /// Call before writing an entry: opens a new slice every CHUNK entries,
+    /// and after the sources (the records get slices of their own, so the
+    /// sources' slices, checked once, stay as they are).
     fn begin_entry(&mut self) {
-        if self.entries.is_multiple_of(CHUNK) {
+        let sealed = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.start < self.sealed_at && self.out.len() >= self.sealed_at);
+        if self.entries.is_multiple_of(CHUNK) || sealed {
             self.chunks.push(Chunk {
                 start: self.out.len(),
                 entries_before: self.entries,
@@ -919,6 +1087,29 @@ impl Emitter {
             });
         }
         self.entries += 1;
+    }
+
+    /// Slice `i` of the text, with the `$ORIGIN`/`$TTL` it starts under.
+    /// Complete once slice `i + 1` has begun (or the text is).
+    fn slice(&self, i: usize) -> Slice {
+        let chunk = &self.chunks[i];
+        let (end, end_entries) = match self.chunks.get(i + 1) {
+            Some(next) => (next.start, next.entries_before),
+            None => (self.out.len(), self.entries),
+        };
+        let mut text = String::with_capacity(end - chunk.start + 64);
+        if !chunk.origin.is_empty() {
+            let _ = writeln!(text, "$ORIGIN {}", chunk.origin);
+        }
+        if !chunk.ttl.is_empty() {
+            let _ = writeln!(text, "$TTL {}", chunk.ttl);
+        }
+        text.push_str(&self.out[chunk.start..end]);
+        Slice {
+            index: i,
+            text,
+            entries: end_entries - chunk.entries_before,
+        }
     }
 
     /// Back to the zone's origin and default TTL at the start of a part.
@@ -988,6 +1179,8 @@ struct EmitSink<'e> {
     /// The challenge labels (`policy.labels`), to spot aliases.
     labels: &'e [String],
     aliases: Vec<AliasEntry>,
+    /// Where finished slices go, when the zone is checked as it is read.
+    feed: Option<&'e mut Feed>,
 }
 
 impl Sink for EmitSink<'_> {
@@ -995,6 +1188,9 @@ impl Sink for EmitSink<'_> {
         self.em.directives(&e.scope.origin, e.scope.ttl.as_deref());
         let rest = e.rest_text();
         self.em.entry(e.owner, &rest);
+        if let Some(feed) = self.feed.as_deref_mut() {
+            feed.push(self.em, false);
+        }
         let label = name::first_label(e.owner);
         if self.labels.iter().any(|l| l.eq_ignore_ascii_case(label))
             && e.rtype().as_deref() == Some("CNAME")

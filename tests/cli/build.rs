@@ -369,12 +369,14 @@ fn errors_name_the_file_and_line() {
     );
 }
 
-/// The check parses a big zone in slices of a few thousand entries on
-/// every core: conflicts between records far apart (in different slices)
-/// must be found and located as well as neighbours are.
+/// The check parses a big zone in slices of a few dozen entries on every
+/// core, and a big primary file (this one, 20,000 entries) while it is
+/// still being read: conflicts between records far apart (in different
+/// slices) and a bad record deep in the file must be found and located as
+/// well as neighbours are.
 #[test]
 fn conflicts_far_apart_are_found_and_located() {
-    let filler: String = (0..10_000)
+    let filler: String = (0..20_000)
         .map(|i| format!("f{i} IN A 192.0.2.{}\n", i % 250))
         .collect();
     let cases = [
@@ -393,6 +395,7 @@ fn conflicts_far_apart_are_found_and_located() {
             "c2 IN CNAME b.\n",
             "`c2.example.net.` has more than one CNAME",
         ),
+        ("", "bad IN A 192.0.2.300\n", ""),
     ];
     for (first, last, expected) in cases {
         let t = example_tree("");
@@ -405,7 +408,8 @@ fn conflicts_far_apart_are_found_and_located() {
         std::fs::write(&path, primary).unwrap();
         let r = t.run(&["check"]);
         assert_eq!(r.code, 1, "{first}{last}: {}", r.stderr);
-        let want = format!("zones/primary/example.net:{}: {expected}", before + 10_002);
+        let line = before + 20_001 + usize::from(!first.is_empty());
+        let want = format!("zones/primary/example.net:{line}: {expected}");
         assert!(r.stderr.contains(&want), "{:?} lacks {want:?}", r.stderr);
     }
 }
