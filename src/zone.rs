@@ -351,6 +351,7 @@ impl<'c> Sources<'c> {
 
     /// soa + primary + extra of `zone`, and the CNAMEs at challenge labels
     /// its primary part holds (owner, scope, data).
+    ///
     /// A big primary part is checked while it is read: its finished
     /// slices go to a worker per core as the reader goes on, so reading
     /// and parsing overlap.
