@@ -46,9 +46,10 @@ use std::time::Duration;
 /// How long a thread waits for a datagram before it looks at the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(200);
 
-/// Answers one thread keeps; when full it starts over (a flood of distinct
-/// questions costs the cache, never memory).
-const CACHE_ENTRIES: usize = 8192;
+/// Bytes of questions and answers one thread keeps; when full it starts
+/// over (a flood of distinct questions, or of big answers asked with a big
+/// EDNS buffer, costs the cache, never memory).
+const CACHE_BYTES: usize = 8 << 20;
 
 /// Questions longer than this are answered but not cached: real queries
 /// are a few dozen bytes, EDNS options included.
@@ -118,6 +119,24 @@ struct Cache {
     generation: u64,
     /// The query without its two ID bytes → the whole answer.
     answers: HashMap<Box<[u8]>, Box<[u8]>>,
+    /// Bytes of keys and answers held.
+    bytes: usize,
+}
+
+impl Cache {
+    fn insert(&mut self, key: &[u8], answer: Vec<u8>) {
+        let size = key.len() + answer.len();
+        if self.bytes + size > CACHE_BYTES {
+            self.clear();
+        }
+        self.bytes += size;
+        self.answers.insert(key.into(), answer.into());
+    }
+
+    fn clear(&mut self) {
+        self.answers.clear();
+        self.bytes = 0;
+    }
 }
 
 struct Answerer<H> {
@@ -172,7 +191,7 @@ impl<H: RequestHandler> Answerer<H> {
         }
         let generation = self.generation.load(Ordering::Acquire);
         if self.cache.generation != generation {
-            self.cache.answers.clear();
+            self.cache.clear();
             self.cache.generation = generation;
         }
         if let Some(answer) = self.cache.answers.get(key) {
@@ -187,10 +206,7 @@ impl<H: RequestHandler> Answerer<H> {
         out.clear();
         out.extend_from_slice(&answer);
         if cacheable && query.len() <= CACHE_QUERY_BYTES {
-            if self.cache.answers.len() >= CACHE_ENTRIES {
-                self.cache.answers.clear();
-            }
-            self.cache.answers.insert(key.into(), answer.into());
+            self.cache.insert(key, answer);
         }
         true
     }
@@ -305,4 +321,27 @@ fn encode<'a>(
     encoder.set_max_size(max);
     let info = response.destructive_emit(&mut encoder)?;
     Ok((info, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_holds_at_most_its_byte_budget() {
+        let mut cache = Cache::default();
+        let answer = vec![0u8; 60_000];
+        for i in 0u32..1000 {
+            cache.insert(&i.to_be_bytes(), answer.clone());
+            assert!(cache.bytes <= CACHE_BYTES, "{} bytes held", cache.bytes);
+        }
+        assert!(cache.answers.len() <= CACHE_BYTES / 60_000);
+        assert_eq!(
+            cache
+                .answers
+                .get(&999u32.to_be_bytes()[..])
+                .map(|a| a.len()),
+            Some(60_000)
+        );
+    }
 }
