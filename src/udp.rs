@@ -37,7 +37,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use std::collections::HashMap;
 use std::io::ErrorKind;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -180,13 +180,18 @@ impl<H: RequestHandler> Answerer<H> {
     /// Put the answer to `query` from `src` in `out`; false when the
     /// datagram gets no answer at all.
     fn answer(&mut self, query: &[u8], src: SocketAddr, out: &mut Vec<u8>) -> bool {
-        // Nothing can be sent back to port 0; shorter than a header is not
+        // Nothing can be sent back to port 0 or to an unspecified or
+        // broadcast address (forged sources); shorter than a header is not
         // DNS; a datagram with QR set is a response, and answering it would
-        // let anyone bounce traffic off us (RFC 5452 §9.1 spirit).
+        // let anyone bounce traffic off us.
         let (Some(id), Some(key)) = (query.get(..2), query.get(2..)) else {
             return false;
         };
-        if src.port() == 0 || query.len() < 12 || query[2] & 0x80 != 0 {
+        let unanswerable = match src.ip() {
+            IpAddr::V4(ip) => ip.is_unspecified() || ip.is_broadcast(),
+            IpAddr::V6(ip) => ip.is_unspecified(),
+        };
+        if unanswerable || src.port() == 0 || query.len() < 12 || query[2] & 0x80 != 0 {
             return false;
         }
         let generation = self.generation.load(Ordering::Acquire);
