@@ -169,9 +169,22 @@ impl<H: RequestHandler> Answerer<H> {
             let Some(query) = buf.get(..len) else {
                 continue;
             };
-            if self.answer(query, src, &mut out) {
-                if let Err(e) = self.socket.send_to(&out, src) {
-                    log::debug!("cannot answer {src}: {e}");
+            // A panic in the DNS library on some datagram must not end the
+            // thread: its socket would go on taking a share of the queries
+            // and answer none of them.
+            let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.answer(query, src, &mut out)
+            }));
+            match answered {
+                Ok(true) => {
+                    if let Err(e) = self.socket.send_to(&out, src) {
+                        log::debug!("cannot answer {src}: {e}");
+                    }
+                }
+                Ok(false) => {}
+                Err(_) => {
+                    log::error!("a datagram from {src} made the responder panic; it is dropped");
+                    self.cache.clear();
                 }
             }
         }
