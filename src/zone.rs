@@ -116,10 +116,10 @@ pub struct Assembled {
     seed: u64,
 }
 
-/// The emitter's state at one point, to go back to.
+/// The emitter's state where the sources end (at its `sealed_at`), to go
+/// back to.
 #[derive(Debug, Clone)]
 struct Mark {
-    len: usize,
     entries: usize,
     chunks: usize,
     origin: String,
@@ -154,7 +154,7 @@ impl Assembled {
     pub fn set_records(&mut self, records: &[Rendered]) {
         let m = &self.sources_end;
         let em = &mut self.em;
-        em.out.truncate(m.len);
+        em.out.truncate(em.sealed_at);
         em.entries = m.entries;
         em.chunks.truncate(m.chunks);
         em.origin.clone_from(&m.origin);
@@ -479,7 +479,6 @@ impl<'c> Sources<'c> {
         }
         drop(feed);
         let sources_end = Mark {
-            len: em.out.len(),
             entries: em.entries,
             chunks: em.chunks.len(),
             origin: em.origin.clone(),
