@@ -11,11 +11,12 @@
 //! without its ID, byte for byte: same flags, same case (0x20 clients get
 //! their spelling back), same EDNS options (a client cookie, RFC 7873, is
 //! part of the key: a resolver keeps its cookie per server, so its repeated
-//! questions still hit). The cache is dropped whenever
-//! the responder swaps in a new catalog (the `generation` counter), so a
-//! reload is answered at once. What depends on more than the bytes is never
-//! cached: zone transfers (allowed by source address), NOTIFY (it triggers a
-//! reload), anything but a plain one-question QUERY, and SERVFAIL.
+//! questions still hit; hickory answers no cookie, rotates no RRset). The
+//! cache is dropped whenever the responder swaps in a new catalog (the
+//! `generation` counter), so a reload is answered at once. What depends on
+//! more than the bytes is never cached: zone transfers (allowed by source
+//! address), NOTIFY (it triggers a reload), anything but a plain
+//! one-question QUERY, and SERVFAIL.
 //!
 //! It owns no DNS logic: the answers are the handler's. Nothing from the
 //! network may panic here.
@@ -215,7 +216,9 @@ impl<H: RequestHandler> Answerer<H> {
         if let Some(answer) = self.cache.answers.get(key) {
             out.clear();
             out.extend_from_slice(answer);
-            out[..2].copy_from_slice(id);
+            if let Some(answer_id) = out.get_mut(..2) {
+                answer_id.copy_from_slice(id);
+            }
             return true;
         }
         let Some((answer, cacheable)) = self.ask_handler(query, src) else {
