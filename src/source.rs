@@ -171,7 +171,8 @@ fn absolute_into(name: &str, origin: &str, out: &mut String) {
     }
 }
 
-fn ends_with_unescaped_dot(name: &str) -> bool {
+/// Does `name` end with a dot that no backslash escapes (a label boundary)?
+pub fn ends_with_unescaped_dot(name: &str) -> bool {
     let b = name.as_bytes();
     if b.last() != Some(&b'.') {
         return false;

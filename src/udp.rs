@@ -270,7 +270,11 @@ fn format_error(query: &[u8]) -> Option<Vec<u8>> {
     let queries = Queries::read(&mut BinDecoder::new(&[]), 0).ok()?;
     let response = MessageResponseBuilder::new(&queries, None)
         .error_msg(&header.metadata, ResponseCode::FormErr);
-    encode(response).ok().map(|(_, bytes)| bytes)
+    let mut bytes = Vec::with_capacity(12);
+    response
+        .destructive_emit(&mut BinEncoder::new(&mut bytes))
+        .ok()?;
+    Some(bytes)
 }
 
 /// An encoded answer and its response code.
@@ -301,8 +305,17 @@ impl ResponseHandler for Capture {
     ) -> Result<ResponseInfo, NetError> {
         let id = response.metadata().id;
         let op_code = response.metadata().op_code;
-        let (info, bytes) = match encode(response) {
-            Ok(done) => done,
+        // At most the requester's EDNS payload size, or 512 octets without
+        // EDNS (RFC 1035 §4.2.1, RFC 6891 §6.2.3); what does not fit is left
+        // out and TC set.
+        let max = response
+            .edns()
+            .map_or(512, |edns| edns.max_payload().max(512));
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(max);
+        let (info, bytes) = match response.destructive_emit(&mut encoder) {
+            Ok(info) => (info, bytes),
             Err(e) => {
                 log::warn!("cannot encode an answer: {e}");
                 let mut metadata = Metadata::new(id, MessageType::Response, op_code);
@@ -319,29 +332,6 @@ impl ResponseHandler for Capture {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((info.response_code, bytes));
         Ok(info)
     }
-}
-
-/// Encode a response for UDP: at most the requester's EDNS payload size,
-/// or 512 octets without EDNS (RFC 1035 §4.2.1, RFC 6891 §6.2.3); what does
-/// not fit is left out and TC set.
-fn encode<'a>(
-    response: MessageResponse<
-        '_,
-        'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-        impl Iterator<Item = &'a Record> + Send + 'a,
-    >,
-) -> Result<(ResponseInfo, Vec<u8>), hickory_server::proto::ProtoError> {
-    let max = response
-        .edns()
-        .map_or(512, |edns| edns.max_payload().max(512));
-    let mut bytes = Vec::with_capacity(512);
-    let mut encoder = BinEncoder::new(&mut bytes);
-    encoder.set_max_size(max);
-    let info = response.destructive_emit(&mut encoder)?;
-    Ok((info, bytes))
 }
 
 #[cfg(test)]

@@ -298,11 +298,11 @@ impl<'c> Sources<'c> {
     /// before the drop directories are judged), for a zone that is not
     /// being assembled ([`Sources::assemble_sources`] learns them itself).
     pub fn scan_aliases(&mut self, zone: &str) -> Result<(), ZoneError> {
-        struct Aliases(Vec<(String, Scope, String)>);
-        impl Sink for Aliases {
+        struct Aliases<'l>(&'l [String], Vec<AliasEntry>);
+        impl Sink for Aliases<'_> {
             fn entry(&mut self, e: &Entry<'_>) -> Result<(), String> {
-                if e.rtype().as_deref() == Some("CNAME") {
-                    self.0.push((
+                if is_alias(e, self.0) {
+                    self.1.push((
                         e.owner.to_string(),
                         e.scope.clone(),
                         e.rest_text().into_owned(),
@@ -311,14 +311,14 @@ impl<'c> Sources<'c> {
                 Ok(())
             }
         }
-        let mut sink = Aliases(Vec::new());
+        let mut sink = Aliases(&self.config.policy.labels, Vec::new());
         let scope = self.zone_scope(zone, None);
         let expander = Expander::new(&self.roots);
         let primary = self.primary_path(zone);
         if primary.exists() {
             expander.expand(&primary, scope, &mut sink)?;
         }
-        for (owner, scope, rest) in sink.0 {
+        for (owner, scope, rest) in sink.1 {
             self.note_alias(&owner, &scope, &rest);
         }
         Ok(())
@@ -1147,6 +1147,13 @@ impl Emitter {
 /// A CNAME at a challenge label, as read: owner, scope, data.
 type AliasEntry = (String, Scope, String);
 
+/// Is `e` a CNAME whose owner starts with one of the challenge `labels`
+/// (a candidate for the "challenge alias" pattern)?
+fn is_alias(e: &Entry<'_>, labels: &[String]) -> bool {
+    let label = name::first_label(e.owner);
+    labels.iter().any(|l| l.eq_ignore_ascii_case(label)) && e.rtype().as_deref() == Some("CNAME")
+}
+
 /// `owner` (absolute) relative to `origin` when it lies under it: `@` for
 /// the origin itself, `www` for `www.example.test.` under `example.test.`;
 /// otherwise `owner` as it is. A dot that a backslash escapes is part of a
@@ -1158,19 +1165,20 @@ fn relative<'o>(owner: &'o str, origin: &str) -> &'o str {
     if origin == "." || origin.is_empty() {
         return owner;
     }
+    // `head.` must end with a label boundary, and the rest be the origin.
     let Some(cut) = owner.len().checked_sub(origin.len() + 1) else {
         return owner;
     };
-    let (head, tail) = owner.as_bytes().split_at(cut);
-    let escaped = head.iter().rev().take_while(|&&c| c == b'\\').count() % 2 == 1;
-    if head.is_empty()
-        || escaped
-        || tail[0] != b'.'
-        || !tail[1..].eq_ignore_ascii_case(origin.as_bytes())
-    {
-        return owner;
+    match (owner.get(..=cut), owner.get(cut + 1..)) {
+        (Some(head), Some(tail))
+            if cut > 0
+                && source::ends_with_unescaped_dot(head)
+                && tail.eq_ignore_ascii_case(origin) =>
+        {
+            &head[..cut]
+        }
+        _ => owner,
     }
-    owner.get(..cut).unwrap_or(owner)
 }
 
 struct EmitSink<'e> {
@@ -1191,10 +1199,7 @@ impl Sink for EmitSink<'_> {
         if let Some(feed) = self.feed.as_deref_mut() {
             feed.push(self.em, false);
         }
-        let label = name::first_label(e.owner);
-        if self.labels.iter().any(|l| l.eq_ignore_ascii_case(label))
-            && e.rtype().as_deref() == Some("CNAME")
-        {
+        if is_alias(e, self.labels) {
             self.aliases
                 .push((e.owner.to_string(), e.scope.clone(), rest.into_owned()));
         }

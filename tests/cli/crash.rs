@@ -106,7 +106,7 @@ fn sigkilled_builds_never_publish_a_partial_zone() {
         &line("_acme-challenge.example.test.", 60, &value(0)),
     );
     assert_eq!(t.run(&["build", "--force", "--quiet"]).code, 0);
-    let build_time = started.elapsed().as_micros() as u64;
+    let mut build_time = started.elapsed().as_micros() as u64;
 
     let stop = Arc::new(AtomicBool::new(false));
     let parses = Arc::new(AtomicUsize::new(0));
@@ -177,6 +177,9 @@ fn sigkilled_builds_never_publish_a_partial_zone() {
         if status.code().is_some() {
             exited += 1; // finished before the kill
             assert_eq!(status.code(), Some(0), "an unkilled build failed");
+            // Builds run faster than the calibration said (it ran while
+            // the rest of the suite loaded the machine): aim earlier.
+            build_time = (build_time * 3 / 4).max(1_000);
         } else {
             kills += 1;
         }
@@ -240,7 +243,11 @@ fn sigkilled_builds_never_publish_a_partial_zone() {
         serials.len(),
         build_time / 1000
     );
-    assert!(kills >= 200, "only {kills} builds were killed");
+    assert!(
+        kills >= 200,
+        "only {kills} builds were killed ({exited} finished first) in {:?}",
+        loop_start.elapsed()
+    );
     assert!(left_temp > 0, "no kill landed while a temporary existed");
     assert!(serials.len() > 1, "the reader never saw a new zone");
 }

@@ -79,6 +79,14 @@ impl Site {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// A UDP socket talking to the responder, for packets built by hand.
+    fn udp_client(&self, timeout: Duration) -> UdpSocket {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.connect(self.addr()).unwrap();
+        socket.set_read_timeout(Some(timeout)).unwrap();
+        socket
+    }
+
     /// Write the published zone the way the builder does: temp file, rename.
     fn publish(&self, text: &str) {
         let unsigned = self.dir.path().join("unsigned");
@@ -201,11 +209,8 @@ fn serve_answers_authoritatively() {
     // dig always transfers over TCP: ask over UDP by hand.
     let mut axfr = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
     axfr.extend_from_slice(b"\x07example\x04test\x00\x00\xfc\x00\x01");
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(1)))
-        .unwrap();
-    socket.send_to(&axfr, site.addr()).unwrap();
+    let socket = site.udp_client(Duration::from_secs(1));
+    socket.send(&axfr).unwrap();
     let mut buf = [0u8; 4096];
     let n = socket.recv(&mut buf).unwrap();
     assert!(n >= 12 && buf[3] & 0x0f == 4, "AXFR over UDP is not NOTIMP");
@@ -284,11 +289,7 @@ fn repeated_questions_keep_their_id_case_and_size() {
     let site = Site::new("");
     site.publish(&zone_text(1, VALUE1, &big));
     let _serve = site.serve();
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.connect(site.addr()).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
+    let socket = site.udp_client(Duration::from_secs(2));
     let ask = |id: u16, name: &[u8]| {
         let mut q = id.to_be_bytes().to_vec();
         q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
@@ -342,11 +343,7 @@ fn repeated_questions_keep_their_id_case_and_size() {
 fn malformed_packets_get_formerr_or_silence() {
     let site = Site::new("");
     let _serve = site.serve();
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.connect(site.addr()).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
+    let socket = site.udp_client(Duration::from_millis(500));
     let header = |qd: u16, an: u16, ns: u16, ar: u16| {
         let mut h = vec![0x12, 0x34, 0x00, 0x00];
         for n in [qd, an, ns, ar] {
