@@ -7,6 +7,7 @@ mod concurrency;
 mod crash;
 mod dane;
 mod diskfull;
+mod examples;
 mod hook;
 mod live;
 mod support;

@@ -1,0 +1,631 @@
+//! The shipped operator files, run for real on a copy of the example tree:
+//! `examples/Makefile` builds and signs every published zone (checked by
+//! ldns-verify-zone; NSEC3 with no extra iterations and no salt), keeps
+//! signing when the build fails, finds the zones whose signatures run out
+//! soon and re-signs them; `examples/crontab`'s lines run in cron's bare
+//! environment and never run make twice at once.
+
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What cron gives a command (crontab(5) on Debian and FreeBSD alike).
+const CRON_PATH: &str = "/usr/bin:/bin";
+/// Where the README installs the binary; the crontab's PATH must reach it.
+const INSTALL_DIR: &str = "/usr/local/bin";
+/// Where the crontab expects the tree.
+const CRON_TREE: &str = "/srv/zones";
+const DAY: i64 = 86_400;
+
+/// A copy of the shipped tree (zones/, zonedrop.toml, examples/) with the
+/// binary "installed" as bin/zonedrop.
+struct Example {
+    t: Tree,
+}
+
+impl Example {
+    fn new() -> Example {
+        need("make", "make");
+        need("ldns-signzone", "ldnsutils");
+        need("ldns-keygen", "ldnsutils");
+        need("ldns-verify-zone", "ldnsutils");
+        need("flock", "util-linux");
+        need("awk", "mawk");
+        let t = Tree::new();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        copy_dir(&repo.join("zones"), &t.path("zones"));
+        std::fs::copy(repo.join("zonedrop.toml"), t.path("zonedrop.toml")).unwrap();
+        // The files of examples/, not what a run in the source tree left
+        // there (signed/, keys/, the lock) nor the link to the config.
+        t.mkdir("examples");
+        for e in std::fs::read_dir(repo.join("examples")).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().unwrap().is_file() && name != "make.lock" {
+                std::fs::copy(e.path(), t.path(&format!("examples/{name}"))).unwrap();
+            }
+        }
+        t.mkdir("drop");
+        t.mkdir("bin");
+        std::os::unix::fs::symlink(bin(), t.path("bin/zonedrop")).unwrap();
+        Example { t }
+    }
+
+    /// `make -s -C examples ARGS` with nothing in the environment but a PATH
+    /// of cron's folders and bin/.
+    fn make(&self, args: &[&str]) -> Output {
+        Command::new("make")
+            .args(["-s", "-C", "examples"])
+            .args(args)
+            .current_dir(self.t.dir.path())
+            .env_clear()
+            .env(
+                "PATH",
+                format!("{}:{CRON_PATH}", self.t.path("bin").display()),
+            )
+            .output()
+            .unwrap()
+    }
+
+    fn make_ok(&self, args: &[&str]) -> String {
+        let out = self.make(args);
+        assert!(
+            out.status.success(),
+            "make {args:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn signed(&self, zone: &str) -> PathBuf {
+        self.t.path(&format!("examples/signed/{zone}"))
+    }
+
+    fn signed_text(&self, zone: &str) -> String {
+        std::fs::read_to_string(self.signed(zone)).unwrap()
+    }
+
+    fn mtime(&self, zone: &str) -> SystemTime {
+        std::fs::metadata(self.signed(zone))
+            .unwrap()
+            .modified()
+            .unwrap()
+    }
+
+    fn verify(&self, zone: &str) {
+        let out = Command::new("ldns-verify-zone")
+            .arg(self.signed(zone))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ldns-verify-zone {zone}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn add(&self, fqdn: &str, value: &str) {
+        let r = self.t.run(&["add", fqdn, value]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+
+    /// Replace `from` (which must be there) in a file of the tree.
+    fn edit(&self, rel: &str, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.t.path(rel)).unwrap();
+        assert!(text.contains(from), "{rel} has no {from:?}");
+        self.t.write(rel, &text.replacen(from, to, 1));
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// The data fields of every record of `rtype` in a zone as ldns writes it
+/// ("owner ttl class type data...").
+fn rdata(text: &str, rtype: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 4 && f[3] == rtype)
+        .map(|f| f[4..].iter().map(|s| s.to_string()).collect())
+        .collect()
+}
+
+/// An RRSIG time (YYYYMMDDHHmmSS, UTC) in seconds since 1970.
+fn epoch_of(t: &str) -> i64 {
+    assert_eq!(t.len(), 14, "RRSIG time {t:?}");
+    let rfc3339 = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &t[0..4],
+        &t[4..6],
+        &t[6..8],
+        &t[8..10],
+        &t[10..12],
+        &t[12..14]
+    );
+    let at = humantime::parse_rfc3339(&rfc3339).unwrap();
+    at.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// The (earliest inception, earliest expiration) of a signed zone's RRSIGs.
+fn validity(text: &str) -> (i64, i64) {
+    let sigs = rdata(text, "RRSIG");
+    assert!(!sigs.is_empty(), "no RRSIG");
+    let expiration = sigs.iter().map(|s| epoch_of(&s[4])).min().unwrap();
+    let inception = sigs.iter().map(|s| epoch_of(&s[5])).min().unwrap();
+    (inception, expiration)
+}
+
+fn assert_near(what: &str, got: i64, want: i64) {
+    assert!(
+        (got - want).abs() <= 600,
+        "{what}: {got}, expected about {want} (off by {} s)",
+        got - want
+    );
+}
+
+fn lines(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn make_signs_every_published_zone_with_nsec3_and_no_extra_iterations() {
+    let ex = Example::new();
+    let out = ex.make(&["BUILD_FLAGS=--quiet"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "cron would mail this: {out:?}"
+    );
+    for zone in ["example.test", "example.net"] {
+        ex.verify(zone);
+        let text = ex.signed_text(zone);
+        // RFC 9276: SHA-1, no extra iterations, no salt.
+        assert_eq!(rdata(&text, "NSEC3PARAM"), vec![vec!["1", "0", "0", "-"]]);
+        let nsec3 = rdata(&text, "NSEC3");
+        assert!(!nsec3.is_empty(), "{zone}: no NSEC3");
+        for r in &nsec3 {
+            assert_eq!(r[..4], ["1", "0", "0", "-"], "{zone}: {r:?}");
+        }
+        assert!(rdata(&text, "NSEC").is_empty(), "{zone}: NSEC beside NSEC3");
+        // Explicit validity: from an hour ago for 30 days.
+        let (inception, expiration) = validity(&text);
+        assert_near("inception", inception, now() - 3600);
+        assert_near("expiration", expiration, now() + 30 * DAY);
+        // The published serial is zonedrop's.
+        let soa = &rdata(&text, "SOA")[0];
+        let unsigned = std::fs::read_to_string(ex.t.path(&format!("unsigned/{zone}"))).unwrap();
+        assert_eq!(soa[2], rdata(&unsigned, "SOA")[0][2], "{zone}: serial");
+    }
+    // Private keys are the builder's alone.
+    let mut private = 0;
+    for e in std::fs::read_dir(ex.t.path("examples/keys")).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy().ends_with(".private") {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(e.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+            private += 1;
+        }
+    }
+    assert_eq!(private, 4, "a KSK and a ZSK per zone");
+
+    // Nothing changed: nothing is signed again.
+    let before = (ex.mtime("example.test"), ex.mtime("example.net"));
+    std::thread::sleep(Duration::from_millis(20));
+    ex.make_ok(&["BUILD_FLAGS=--quiet"]);
+    assert_eq!((ex.mtime("example.test"), ex.mtime("example.net")), before);
+
+    // A challenge re-signs its zone, and only that one.
+    ex.add("_acme-challenge.example.test", V1);
+    ex.make_ok(&["BUILD_FLAGS=--quiet"]);
+    ex.verify("example.test");
+    assert!(ex.signed_text("example.test").contains(V1));
+    assert_ne!(ex.mtime("example.test"), before.0);
+    assert_eq!(ex.mtime("example.net"), before.1);
+}
+
+#[test]
+fn a_zone_added_to_the_config_is_signed_from_its_first_build() {
+    let ex = Example::new();
+    ex.make_ok(&["BUILD_FLAGS=--quiet"]);
+    ex.t.write(
+        "zones/soa/example.org",
+        "$TTL 1h\n@ IN SOA ns1.example.org. hostmaster.example.org. 1 2h 1h 2w 5m\n",
+    );
+    ex.t.write(
+        "zones/primary/example.org",
+        "@ IN NS ns1\nns1 IN A 192.0.2.54\n",
+    );
+    let config = std::fs::read_to_string(ex.t.path("zonedrop.toml")).unwrap();
+    ex.t.write(
+        "zonedrop.toml",
+        &format!("{config}\n[[zone]]\nname = \"example.org\"\nserial = \"increment\"\n"),
+    );
+    ex.make_ok(&["BUILD_FLAGS=--quiet"]);
+    ex.verify("example.org");
+}
+
+#[test]
+fn a_failing_build_does_not_stop_signing() {
+    let ex = Example::new();
+    ex.make_ok(&["BUILD_FLAGS=--quiet"]);
+    let test_before = ex.signed_text("example.test");
+    // example.test breaks (data beside a CNAME); example.net gets a challenge.
+    let primary = std::fs::read_to_string(ex.t.path("zones/primary/example.test")).unwrap();
+    ex.t.write(
+        "zones/primary/example.test",
+        &format!("{primary}www IN A 192.0.2.80\n"),
+    );
+    ex.add("_acme-challenge.example.net", V2);
+    let out = ex.make(&["BUILD_FLAGS=--quiet"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the build failed: make must say so");
+    assert!(stderr.contains("example.test"), "{stderr}");
+    ex.verify("example.net");
+    assert!(ex.signed_text("example.net").contains(V2), "{stderr}");
+    // The broken zone keeps its last good signed version.
+    assert_eq!(ex.signed_text("example.test"), test_before);
+}
+
+#[test]
+fn due_lists_the_zones_whose_signatures_run_out_within_resign_days() {
+    let ex = Example::new();
+    ex.make_ok(&["BUILD_FLAGS=--quiet"]);
+    assert_eq!(ex.make_ok(&["due"]), "");
+    assert_eq!(
+        lines(&ex.make_ok(&["due", "RESIGN_DAYS=31"])),
+        ["example.net", "example.test"]
+    );
+    // example.net signed again for 3 days: due within the default 7.
+    std::fs::remove_file(ex.signed("example.net")).unwrap();
+    ex.make_ok(&["BUILD_FLAGS=--quiet", "SIG_VALIDITY_DAYS=3"]);
+    ex.verify("example.net");
+    assert_near(
+        "expiration",
+        validity(&ex.signed_text("example.net")).1,
+        now() + 3 * DAY,
+    );
+    assert_eq!(ex.make_ok(&["due"]), "example.net\n");
+    assert_eq!(ex.make_ok(&["due", "RESIGN_DAYS=2"]), "");
+    let expiry = lines(&ex.make_ok(&["expiry"]));
+    assert_eq!(expiry.len(), 2, "{expiry:?}");
+    assert!(expiry[0].starts_with("example.net 20") && expiry[0].ends_with(" UTC"));
+
+    // The earliest signature counts, wherever it stands in the file: one
+    // RRSIG in the middle of example.test made to expire in two days.
+    let text = ex.signed_text("example.test");
+    let sig_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.split_whitespace().nth(3) == Some("RRSIG"))
+        .collect();
+    let middle = sig_lines[sig_lines.len() / 2];
+    let expires = middle.split_whitespace().nth(8).unwrap();
+    let soon =
+        humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(2 * 86_400))
+            .to_string()
+            .replace(['-', ':', 'T', 'Z'], "");
+    let edited = middle.replacen(expires, &soon, 1);
+    ex.t.write(
+        "examples/signed/example.test",
+        &text.replacen(middle, &edited, 1),
+    );
+    assert_eq!(
+        lines(&ex.make_ok(&["due"])),
+        ["example.net", "example.test"]
+    );
+}
+
+#[test]
+fn resign_re_signs_a_due_zone_even_when_its_serial_cannot_move() {
+    let ex = Example::new();
+    // example.net keeps the serial its source gives: `build --bump` refuses it.
+    ex.edit(
+        "zonedrop.toml",
+        "name = \"example.net\"\nserial = \"increment\"",
+        "name = \"example.net\"\nserial = \"keep\"",
+    );
+    ex.make_ok(&["BUILD_FLAGS=--quiet"]);
+    std::fs::remove_file(ex.signed("example.net")).unwrap();
+    ex.make_ok(&["BUILD_FLAGS=--quiet", "SIG_VALIDITY_DAYS=3"]);
+    assert_eq!(ex.make_ok(&["due"]), "example.net\n");
+    let test_signed = ex.mtime("example.test");
+
+    let out = ex.make(&["resign", "BUILD_FLAGS=--quiet"]);
+    assert!(
+        !out.status.success(),
+        "the serial could not be bumped: resign must say so"
+    );
+    ex.verify("example.net");
+    assert_near(
+        "expiration",
+        validity(&ex.signed_text("example.net")).1,
+        now() + 30 * DAY,
+    );
+    assert_eq!(ex.make_ok(&["due"]), "");
+    assert_eq!(
+        ex.mtime("example.test"),
+        test_signed,
+        "not due, not re-signed"
+    );
+}
+
+/// The crontab: its variables and its jobs (schedule, command).
+struct Crontab {
+    vars: Vec<(String, String)>,
+    jobs: Vec<(Vec<String>, String)>,
+}
+
+fn crontab() -> Crontab {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/crontab"))
+            .unwrap();
+    let mut c = Crontab {
+        vars: vec![],
+        jobs: vec![],
+    };
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // NAME = value (cron strips one pair of quotes around the value).
+        if let Some((name, value)) = line.split_once('=') {
+            let name = name.trim();
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                let value = value.trim();
+                let value = value
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                    .unwrap_or(value);
+                c.vars.push((name.to_string(), value.to_string()));
+                continue;
+            }
+        }
+        let mut rest = line;
+        let mut schedule = vec![];
+        for _ in 0..5 {
+            let (field, tail) = rest.split_once(char::is_whitespace).unwrap();
+            schedule.push(field.to_string());
+            rest = tail.trim_start();
+        }
+        // cron turns an unescaped % into a newline.
+        assert!(!rest.contains('%'), "a % in a cron command: {rest}");
+        c.jobs.push((schedule, rest.to_string()));
+    }
+    c
+}
+
+impl Crontab {
+    fn var(&self, name: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The every-minute build and the daily re-signing.
+    fn minute_and_daily(&self) -> (String, String) {
+        let minute = self
+            .jobs
+            .iter()
+            .find(|(s, c)| s.iter().all(|f| f == "*") && !c.contains("resign"))
+            .expect("an every-minute build line");
+        let daily = self
+            .jobs
+            .iter()
+            .find(|(s, c)| {
+                s[0].parse::<u8>().is_ok()
+                    && s[1].parse::<u8>().is_ok()
+                    && s[2..].iter().all(|f| f == "*")
+                    && c.contains("resign")
+            })
+            .expect("a daily resign line");
+        (minute.1.clone(), daily.1.clone())
+    }
+
+    /// A job's command as cron runs it: `$SHELL -c COMMAND` with an
+    /// environment of cron's PATH, HOME and LOGNAME, then the crontab's own
+    /// variables. The tree stands where the crontab expects /srv/zones and
+    /// bin/ where it expects /usr/local/bin.
+    fn command(&self, ex: &Example, command: &str) -> Command {
+        let path = self.var("PATH").expect("the crontab sets PATH");
+        assert!(
+            path.split(':').any(|d| d == INSTALL_DIR),
+            "the crontab's PATH {path} does not reach {INSTALL_DIR}"
+        );
+        let bin_dir = ex.t.path("bin");
+        let path = path
+            .split(':')
+            .map(|d| {
+                if d == INSTALL_DIR {
+                    bin_dir.to_str().unwrap()
+                } else {
+                    d
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(":");
+        assert!(command.contains(CRON_TREE), "{command}");
+        let command = command.replace(CRON_TREE, ex.t.dir.path().to_str().unwrap());
+        let shell = self.var("SHELL").unwrap_or("/bin/sh");
+        let mut c = Command::new(shell);
+        c.arg("-c")
+            .arg(command)
+            .current_dir(ex.t.dir.path())
+            .env_clear()
+            .env("PATH", CRON_PATH)
+            .env("HOME", ex.t.dir.path())
+            .env("LOGNAME", "zonebuild")
+            .env("SHELL", "/bin/sh");
+        for (name, value) in &self.vars {
+            c.env(name, if name == "PATH" { &path } else { value });
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+}
+
+fn silent(what: &str, out: &Output) {
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "{what}: {}, cron would mail:\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn crontab_lines_run_in_crons_bare_environment() {
+    let ex = Example::new();
+    let cron = crontab();
+    let (minute, daily) = cron.minute_and_daily();
+
+    silent(
+        "first minute",
+        &cron.command(&ex, &minute).output().unwrap(),
+    );
+    ex.verify("example.test");
+    ex.verify("example.net");
+    silent("idle minute", &cron.command(&ex, &minute).output().unwrap());
+
+    ex.add("_acme-challenge.example.test", V1);
+    silent(
+        "minute after a challenge",
+        &cron.command(&ex, &minute).output().unwrap(),
+    );
+    ex.verify("example.test");
+    assert!(ex.signed_text("example.test").contains(V1));
+
+    // Nothing is due: the daily line builds, signs nothing, says nothing.
+    let signed = ex.mtime("example.test");
+    silent("daily", &cron.command(&ex, &daily).output().unwrap());
+    assert_eq!(ex.mtime("example.test"), signed);
+}
+
+/// Kills a process group when dropped (a test that fails while it is paused).
+struct Group(i32);
+
+impl Group {
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on a process group this test started.
+        unsafe {
+            libc::kill(-self.0, sig);
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+}
+
+/// Every file under examples/ and unsigned/ with its size and mtime.
+fn snapshot(ex: &Example) -> Vec<(PathBuf, u64, SystemTime)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64, SystemTime)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.push((e.path(), m.len(), m.modified().unwrap()));
+            }
+        }
+    }
+    let mut v = vec![];
+    walk(&ex.t.path("examples"), &mut v);
+    walk(&ex.t.path("unsigned"), &mut v);
+    v.sort();
+    v
+}
+
+#[test]
+fn overlapping_cron_runs_never_run_make_twice() {
+    let ex = Example::new();
+    let cron = crontab();
+    let (minute, daily) = cron.minute_and_daily();
+    // A zone big enough that signing it takes a while.
+    let mut primary = std::fs::read_to_string(ex.t.path("zones/primary/example.test")).unwrap();
+    for i in 0..4000 {
+        primary.push_str(&format!("host{i} IN A 192.0.2.{}\n", i % 250 + 1));
+    }
+    ex.t.write("zones/primary/example.test", &primary);
+
+    // The first run, in a process group of its own, paused as soon as make
+    // has built the zones and starts making keys.
+    let mut first = cron.command(&ex, &minute);
+    std::os::unix::process::CommandExt::process_group(&mut first, 0);
+    let mut first = first
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let group = Group(first.id() as i32);
+    let until = Instant::now() + Duration::from_secs(60);
+    while !ex.t.path("examples/keys").exists() {
+        assert!(Instant::now() < until, "make never started keys/");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    group.signal(libc::SIGSTOP);
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first run ended before it could be paused: give it a bigger zone"
+    );
+
+    // A second minute's run gives up at once, silently, and touches nothing.
+    let before = snapshot(&ex);
+    let started = Instant::now();
+    let second = cron.command(&ex, &minute).output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(second.status.code(), Some(1), "{second:?}");
+    assert!(
+        second.stdout.is_empty() && second.stderr.is_empty(),
+        "{second:?}"
+    );
+    assert_eq!(snapshot(&ex), before, "the second run changed files");
+
+    // The daily run waits for the lock instead.
+    let mut daily = cron.command(&ex, &daily);
+    std::os::unix::process::CommandExt::process_group(&mut daily, 0);
+    let mut daily = daily
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _daily_group = Group(daily.id() as i32);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        daily.try_wait().unwrap().is_none(),
+        "the daily run did not wait"
+    );
+    assert_eq!(snapshot(&ex), before, "the daily run did not wait");
+
+    group.signal(libc::SIGCONT);
+    silent("first run", &first.wait_with_output().unwrap());
+    silent("daily run", &daily.wait_with_output().unwrap());
+    ex.verify("example.test");
+    ex.verify("example.net");
+}
