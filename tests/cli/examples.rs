@@ -289,6 +289,23 @@ fn a_failing_build_does_not_stop_signing() {
 }
 
 #[test]
+fn a_zone_that_cannot_be_signed_does_not_stop_the_others() {
+    let ex = Example::new();
+    ex.make_ok(&["BUILD_FLAGS=--quiet"]);
+    let net_before = ex.signed_text("example.net");
+    // example.net's ZSK is gone; both zones get a challenge.
+    ex.t.write("examples/keys/example.net.zsk", "Kexample.net.+013+00000\n");
+    ex.add("_acme-challenge.example.net", V2);
+    ex.add("_acme-challenge.example.test", V1);
+    let out = ex.make(&["BUILD_FLAGS=--quiet"]);
+    assert!(!out.status.success(), "signing failed: make must say so");
+    ex.verify("example.test");
+    assert!(ex.signed_text("example.test").contains(V1));
+    assert_eq!(ex.signed_text("example.net"), net_before);
+    assert!(!ex.t.path("examples/signed/example.net.tmp").exists());
+}
+
+#[test]
 fn due_lists_the_zones_whose_signatures_run_out_within_resign_days() {
     let ex = Example::new();
     ex.make_ok(&["BUILD_FLAGS=--quiet"]);
@@ -368,6 +385,58 @@ fn resign_re_signs_a_due_zone_even_when_its_serial_cannot_move() {
         test_signed,
         "not due, not re-signed"
     );
+}
+
+#[test]
+fn reload_follows_signing_and_is_retried_until_it_succeeds() {
+    let ex = Example::new();
+    // RELOAD gets the zone as its last argument: `touch ZONE` leaves a mark.
+    let out = ex.make(&["BUILD_FLAGS=--quiet", "RELOAD=false"]);
+    assert!(!out.status.success(), "a failed reload must fail make");
+    ex.verify("example.test");
+    ex.make_ok(&["BUILD_FLAGS=--quiet", "RELOAD=touch"]);
+    for zone in ["example.test", "example.net"] {
+        assert!(
+            ex.t.path(&format!("examples/{zone}")).exists(),
+            "{zone} not reloaded"
+        );
+        std::fs::remove_file(ex.t.path(&format!("examples/{zone}"))).unwrap();
+    }
+    // Reloaded once: nothing to do until the zone is signed again.
+    ex.make_ok(&["BUILD_FLAGS=--quiet", "RELOAD=touch"]);
+    assert!(!ex.t.path("examples/example.test").exists());
+    ex.add("_acme-challenge.example.test", V1);
+    ex.make_ok(&["BUILD_FLAGS=--quiet", "RELOAD=touch"]);
+    assert!(ex.t.path("examples/example.test").exists());
+    assert!(!ex.t.path("examples/example.net").exists());
+}
+
+#[test]
+fn on_change_can_sign_each_changed_zone() {
+    // The `zonedrop watch` variant of docs/jails.md: zonedrop runs
+    // `make sign ZONES={zone}` after it publishes a zone.
+    let ex = Example::new();
+    ex.edit(
+        "zonedrop.toml",
+        "[build]\n",
+        "[build]\non_change = \"make -s -C examples sign ZONES={zone} RELOAD=touch\"\n",
+    );
+    let r = ex.t.run(&["build", "--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for zone in ["example.test", "example.net"] {
+        ex.verify(zone);
+        assert!(
+            ex.t.path(&format!("examples/{zone}")).exists(),
+            "{zone} not reloaded"
+        );
+    }
+    let net = ex.mtime("example.net");
+    ex.add("_acme-challenge.example.test", V1);
+    let r = ex.t.run(&["build", "--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    ex.verify("example.test");
+    assert!(ex.signed_text("example.test").contains(V1));
+    assert_eq!(ex.mtime("example.net"), net);
 }
 
 /// The crontab: its variables and its jobs (schedule, command).
