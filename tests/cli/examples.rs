@@ -353,6 +353,60 @@ fn due_lists_the_zones_whose_signatures_run_out_within_resign_days() {
     );
 }
 
+/// `rrsig-expiry.awk` alone: RRSIG records written with or without TTL and
+/// class, expirations as dates or as seconds, the boundary to the second,
+/// and RRSIG inside other data or comments ignored.
+#[test]
+fn rrsig_expiry_finds_the_earliest_expiration_to_the_second() {
+    let ex = Example::new();
+    let zone = "x.example. 300 IN TXT \"RRSIG A 13 2 300 19700101000000 19700101000000\"\n\
+                ; RRSIG A 13 2 300 19700101000000 19700101000000 1 x.example. AA==\n\
+                x.example. 300 IN RRSIG A 13 2 300 20261231114237 20261201000000 1 x.example. AA==\n\
+                x.example. IN 300 RRSIG TXT 13 2 300 20240229235959 20240201000000 1 x.example. AA==\n\
+                a.x.example. RRSIG A 13 3 300 4294967295 1700000000 1 x.example. AA==\n";
+    ex.t.write("z", zone);
+    let earliest = epoch_of("20240229235959");
+    let due = |horizon: i64| {
+        let out = Command::new("awk")
+            .args(["-v", "zone=x.example", "-v", "mode=due", "-v"])
+            .arg(format!("horizon={horizon}"))
+            .args(["-f", "examples/rrsig-expiry.awk", "z"])
+            .current_dir(ex.t.dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(due(earliest), "");
+    assert_eq!(due(earliest + 1), "x.example\n");
+    let out = Command::new("awk")
+        .args(["-v", "zone=x.example", "-v", "mode=list"])
+        .args(["-f", "examples/rrsig-expiry.awk", "z"])
+        .current_dir(ex.t.dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "x.example 2024-02-29 23:59:59 UTC\n"
+    );
+    // An expiration that is neither form is an error naming the line.
+    ex.t.write(
+        "z",
+        "x.example. 300 IN RRSIG A 13 2 300 soon 20240201000000 1 x.example. AA==\n",
+    );
+    let out = Command::new("awk")
+        .args(["-v", "zone=x.example", "-v", "mode=list"])
+        .args(["-f", "examples/rrsig-expiry.awk", "z"])
+        .current_dir(ex.t.dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("z line 1"),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn resign_re_signs_a_due_zone_even_when_its_serial_cannot_move() {
     let ex = Example::new();
