@@ -5,6 +5,7 @@ mod acme;
 mod build;
 mod concurrency;
 mod crash;
+mod cron;
 mod dane;
 mod diskfull;
 mod examples;
