@@ -3,12 +3,15 @@
 //! status or an [`Error`]. Printing of results lives here; printing of
 //! errors lives in `main`.
 
+use crate::base::config::{Config, DropDir, Proto, SshfpHash, TlsaParams};
+use crate::base::name;
 use crate::build;
-use crate::config::{Config, DropDir, Proto, SshfpHash, TlsaParams};
+use crate::build::list;
+use crate::dane::{keys, sshfp, tlsa};
 use crate::error::{exit, Error};
 use crate::hook::{self, Change, HookError, Op, Plan};
-use crate::serve::Responder;
-use crate::{dane, keys, list, name, notify, sshfp, wait};
+use crate::live::serve::Responder;
+use crate::live::{notify, wait};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -85,7 +88,7 @@ fn apply(ctx: &Context, changes: &[Change]) -> Result<u8, Error> {
 /// `zonedrop watch [--poll DURATION]`.
 pub fn watch(ctx: &Context, poll: Option<Duration>) -> Result<u8, Error> {
     let config = Config::load_required(ctx.config.as_deref())?;
-    crate::watch::run(&config, &crate::watch::Options { poll }, |_| {})?;
+    crate::live::watch::run(&config, &crate::live::watch::Options { poll }, |_| {})?;
     Ok(exit::OK)
 }
 
@@ -131,7 +134,7 @@ pub fn run(ctx: &Context, poll: Option<Duration>, listen: &[SocketAddr]) -> Resu
     } = Responding::new(ctx, listen)?;
     let (cfg, swap) = (config.clone(), responder.clone());
     let watcher = std::thread::spawn(move || {
-        crate::watch::run(&cfg, &crate::watch::Options { poll }, |report| {
+        crate::live::watch::run(&cfg, &crate::live::watch::Options { poll }, |report| {
             for p in &report.published {
                 if let Err(e) = swap.reload(&p.zone) {
                     log::error!("{e}");
@@ -219,9 +222,9 @@ pub fn tlsa(args: &TlsaArgs) -> Result<u8, Error> {
     let mut out = String::new();
     let mut warnings = Vec::new();
     for file in &args.files {
-        let material = dane::load(file)?;
-        let rdatas = dane::rdata(&material, args.params, file)?;
-        warnings.extend(dane::expired(
+        let material = tlsa::load(file)?;
+        let rdatas = tlsa::rdata(&material, args.params, file)?;
+        warnings.extend(tlsa::expired(
             &material,
             args.params.usage,
             file,
@@ -349,7 +352,7 @@ pub fn build(
     let config = Config::load_required(ctx.config.as_deref())?;
     let zones = zones
         .iter()
-        .map(|z| crate::name::parse_fqdn(z).map_err(|e| Error::Usage(format!("--zone: {e}"))))
+        .map(|z| name::parse_fqdn(z).map_err(|e| Error::Usage(format!("--zone: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
     let opts = build::Options {
         zones,
@@ -384,7 +387,7 @@ pub fn build(
 
 /// `zonedrop init [DIR] --zone NAME`: a working tree in one command.
 pub fn init(dir: &Path, zone: &str) -> Result<u8, Error> {
-    let zone = crate::name::parse_fqdn(zone).map_err(|e| Error::Usage(format!("--zone: {e}")))?;
+    let zone = name::parse_fqdn(zone).map_err(|e| Error::Usage(format!("--zone: {e}")))?;
     let bare = zone.trim_end_matches('.');
     let fill = |t: &str| t.replace("{zone}", bare);
     let files = [
@@ -415,7 +418,7 @@ pub fn init(dir: &Path, zone: &str) -> Result<u8, Error> {
             .map_err(|e| Error::Failed(format!("{}: {e}", dir.join(d).display())))?;
     }
     for (path, text) in &files {
-        crate::publish::write_atomic(path, &[text.as_bytes()])
+        crate::build::publish::write_atomic(path, &[text.as_bytes()])
             .map_err(|e| Error::Failed(e.to_string()))?;
     }
     println!(
@@ -484,7 +487,7 @@ pub fn wait(
 /// not acknowledge.
 pub fn notify(ctx: &Context, zone: &str, to: &[SocketAddr]) -> Result<u8, Error> {
     let config = Config::load_required(ctx.config.as_deref())?;
-    let zone = crate::name::parse_fqdn(zone).map_err(|e| Error::Usage(e.to_string()))?;
+    let zone = name::parse_fqdn(zone).map_err(|e| Error::Usage(e.to_string()))?;
     if config.zones.iter().all(|z| z.name != zone) {
         return Err(Error::Usage(format!(
             "zone `{zone}` is not configured: add a [[zone]] with that name"

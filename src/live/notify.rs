@@ -12,9 +12,9 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::config::Config;
-use crate::exchange;
-use crate::serve;
+use crate::base::config::Config;
+use crate::live::exchange;
+use crate::live::serve;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, RrKey};
 use std::net::SocketAddr;

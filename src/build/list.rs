@@ -1,9 +1,9 @@
 //! `zonedrop list`: what the drop directories hold, and what the builder
 //! would make of it. Reads only; never removes an expired fragment.
 
-use crate::config::{Config, DropDir};
-use crate::drop::{self, DropError};
-use crate::whitelist;
+use crate::base::config::{Config, DropDir};
+use crate::build::whitelist;
+use crate::hook::drop::{self, DropError};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -22,9 +22,9 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::config::Config;
-use crate::name;
-use crate::source::{self, Entry, Expander, Scope, Sink};
+use crate::base::config::Config;
+use crate::base::name;
+use crate::build::source::{self, Entry, Expander, Scope, Sink};
 use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 use hickory_proto::serialize::txt::{parse_ttl, Parser};
 use std::collections::hash_map::RandomState;

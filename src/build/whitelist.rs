@@ -14,10 +14,10 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::config::{Config, DropDir, Policy, ValueShape};
-use crate::drop::{self, Entry};
-use crate::fragment::{self, Fragment};
-use crate::name;
+use crate::base::config::{Config, DropDir, Policy, ValueShape};
+use crate::base::name;
+use crate::hook::drop::{self, Entry};
+use crate::hook::fragment::{self, Fragment};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;

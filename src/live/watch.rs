@@ -10,9 +10,9 @@
 //! build's manifest makes that a handful of `stat` calls when nothing moved,
 //! and it lets fragments expire and rollover deadlines pass on time.
 
+use crate::base::config::Config;
 use crate::build::{self, Report};
-use crate::config::Config;
-use crate::keys;
+use crate::dane::keys;
 use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -13,12 +13,15 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::config::Policy;
-use crate::drop::{self, DropError};
-use crate::fragment::Fragment;
-use crate::name::{self, NameError};
-use crate::whitelist;
+pub mod drop;
+pub mod fragment;
+
+use crate::base::config::Policy;
+use crate::base::name::{self, NameError};
+use crate::build::whitelist;
 use base64::Engine;
+use drop::DropError;
+use fragment::Fragment;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use thiserror::Error;

@@ -15,7 +15,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::name::{self, NameError};
+use crate::base::name::{self, NameError};
 use thiserror::Error;
 
 /// A TXT challenge record as read from, or written to, a drop directory.

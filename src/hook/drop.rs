@@ -14,7 +14,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::fragment::{Fragment, FragmentError};
+use crate::hook::fragment::{Fragment, FragmentError};
 use sha2::{Digest, Sha256};
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};

@@ -5,10 +5,10 @@
 //! This module owns reading and classifying those files and turning them into
 //! `usage selector matching hex` RDATA text, byte for byte what `ldns-dane`
 //! prints. It does not know about owner names, TTLs or rollover: those live
-//! in [`crate::keys`].
+//! in [`crate::dane::keys`].
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use crate::config::TlsaParams;
+use crate::base::config::TlsaParams;
 use sha2::{Digest, Sha256, Sha512};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -2,7 +2,7 @@
 //! `[[tlsa]]` and `[[sshfp]]` config entries, with key rollover.
 //!
 //! This module owns owner names, TTLs, and the rollover memory in
-//! `<paths.state>/keys.json`; [`crate::dane`] and [`crate::sshfp`] own the
+//! `<paths.state>/keys.json`; [`crate::dane::tlsa`] and [`crate::dane::sshfp`] own the
 //! record data. The zone builder calls [`zone_key_records`] once per build
 //! and [`key_inputs`] for its no-change manifest and the watcher.
 //!
@@ -22,8 +22,8 @@
 //! The clock is an argument, so tests drive time without sleeping.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use crate::config::{Config, SshfpHash, TlsaParams};
-use crate::{dane, sshfp};
+use crate::base::config::{Config, SshfpHash, TlsaParams};
+use crate::dane::{sshfp, tlsa};
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -434,9 +434,9 @@ fn compute(
 ) -> Result<Vec<Stored>, String> {
     let (rtype, datas) = match input.kind {
         Kind::Tlsa(params) => {
-            let material = dane::load(&input.path).map_err(|e| e.to_string())?;
-            let datas = dane::rdata(&material, params, &input.path).map_err(|e| e.to_string())?;
-            warnings.extend(dane::expired(&material, params.usage, &input.path, now));
+            let material = tlsa::load(&input.path).map_err(|e| e.to_string())?;
+            let datas = tlsa::rdata(&material, params, &input.path).map_err(|e| e.to_string())?;
+            warnings.extend(tlsa::expired(&material, params.usage, &input.path, now));
             ("TLSA", datas)
         }
         Kind::Sshfp(hash) => {
@@ -667,8 +667,8 @@ mod tests {
     }
 
     fn fingerprint(pem: &str) -> String {
-        let m = dane::parse(pem.as_bytes(), Path::new("k")).unwrap();
-        dane::rdata(&m, TlsaParams::default(), Path::new("k")).unwrap()[0].clone()
+        let m = tlsa::parse(pem.as_bytes(), Path::new("k")).unwrap();
+        tlsa::rdata(&m, TlsaParams::default(), Path::new("k")).unwrap()[0].clone()
     }
 
     fn rdatas(r: &KeyRecords, owner: &str) -> Vec<String> {
@@ -797,7 +797,7 @@ mod tests {
     #[test]
     fn an_expired_certificate_is_published_with_a_warning() {
         let s = setup("");
-        s.write("www.pem", dane::tests::CERT);
+        s.write("www.pem", tlsa::tests::CERT);
         // The certificate is valid until 2126-10-31T08:13:53Z.
         let r = s.run(t0());
         assert_eq!((r.records.len(), r.warnings.len()), (2, 0));

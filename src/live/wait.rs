@@ -15,10 +15,10 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::config::Config;
-use crate::exchange;
-use crate::name;
-use crate::serve;
+use crate::base::config::Config;
+use crate::base::name;
+use crate::live::exchange;
+use crate::live::serve;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use std::collections::BTreeMap;

@@ -53,7 +53,7 @@ pub fn write_atomic(path: &Path, parts: &[&[u8]]) -> Result<(), PublishError> {
         path: path.to_path_buf(),
         source: e.error,
     })?;
-    crate::drop::sync_dir(dir);
+    crate::hook::drop::sync_dir(dir);
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 //! key. Relative paths are resolved against the config file's folder. The
 //! hook side runs without any config: [`Config::default`] is what it sees.
 
-use crate::name;
+use crate::base::name;
 use serde::{Deserialize, Deserializer};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -568,7 +568,7 @@ mod tests {
 
     #[test]
     fn the_example_parses() {
-        let text = include_str!("../examples/zonedrop.toml");
+        let text = include_str!("../../examples/zonedrop.toml");
         let c = parse(text).unwrap();
         assert!(!c.zones.is_empty());
         assert_eq!(c.policy.labels, vec!["_acme-challenge"]);

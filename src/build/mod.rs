@@ -6,20 +6,26 @@
 //! publish. A run in which nothing moved costs a `stat` per input: the
 //! manifest in state/ records every input's (size, mtime, inode).
 
-use crate::config::{Config, SerialPolicy};
-use crate::keys;
-use crate::name;
-use crate::notify;
-use crate::publish::{self, Lock, Manifest, PublishError, Stamp, ZoneState};
-use crate::serial;
-use crate::whitelist::{self, Challenge, Refusal};
-use crate::zone::{self, Rendered, Sources, ZoneError};
+pub mod list;
+pub mod publish;
+pub mod serial;
+pub mod source;
+pub mod whitelist;
+pub mod zone;
+
+use crate::base::config::{Config, SerialPolicy};
+use crate::base::name;
+use crate::dane::keys;
+use crate::live::notify;
+use publish::{Lock, Manifest, PublishError, Stamp, ZoneState};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
+use whitelist::{Challenge, Refusal};
+use zone::{Rendered, Sources, ZoneError};
 
 #[derive(Debug, Error)]
 pub enum BuildError {

@@ -51,8 +51,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use thiserror::Error;
 
+use super::udp::UdpPath;
 use crate::config::Config;
-use crate::udp::UdpPath;
 
 /// How often the published files are looked at.
 pub const POLL: Duration = Duration::from_millis(250);
