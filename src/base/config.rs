@@ -504,6 +504,13 @@ impl Config {
             .max_by_key(|z| z.name.len())
     }
 
+    /// Where `zone` (absolute) is published: `unsigned/<zone without the
+    /// final dot>`. The builder writes it, the responder, NOTIFY and `wait`
+    /// read it.
+    pub fn published_path(&self, zone: &str) -> PathBuf {
+        self.paths.unsigned.join(zone.trim_end_matches('.'))
+    }
+
     /// The directory hooks write into: `[hook] drop`, else the first `[[drop]]`.
     pub fn hook_drop(&self) -> Option<&Path> {
         self.hook
@@ -564,6 +571,16 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("z.toml"))
+    }
+
+    #[test]
+    fn published_path_drops_the_final_dot() {
+        let mut c = Config::default();
+        c.paths.unsigned = "/u".into();
+        assert_eq!(
+            c.published_path("example.test."),
+            Path::new("/u/example.test")
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! A zone that fails keeps its last good output and the others still
 //! publish. A run in which nothing moved costs a `stat` per input: the
-//! manifest in state/ records every input's (size, mtime, inode).
+//! manifest in state/ records every input's device, inode, size, mtime
+//! and ctime.
 
 pub mod list;
 pub mod publish;
@@ -14,10 +15,12 @@ pub mod whitelist;
 pub mod zone;
 
 use crate::base::config::{Config, SerialPolicy};
+use crate::base::fs::{self, stamp, Stamp};
+use crate::base::hex;
 use crate::base::name;
 use crate::dane::keys;
 use crate::live::notify;
-use publish::{Lock, Manifest, PublishError, Stamp, ZoneState};
+use publish::{Lock, Manifest, PublishError, ZoneState};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -118,31 +121,31 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
         }
     }
     if !opts.dry_run {
-        publish::clean_temporaries(&config.paths.unsigned);
+        fs::clean_temporaries(&config.paths.unsigned);
     }
     // Directories are stamped before they are read, so a file that arrives
     // during the build makes the next build look again.
     let mut stamps: Vec<(PathBuf, Option<Stamp>)> = Vec::new();
-    let mut stamp = |p: &Path| stamps.push((p.to_path_buf(), publish::stamp(p)));
+    let mut stamp_now = |p: &Path| stamps.push((p.to_path_buf(), stamp(p)));
     if let Some(f) = &config.file {
-        stamp(f);
+        stamp_now(f);
     }
     for d in [&config.paths.soa, &config.paths.primary] {
-        stamp(d);
+        stamp_now(d);
     }
     for e in walkdir::WalkDir::new(&config.paths.extra)
         .into_iter()
         .flatten()
     {
         if e.file_type().is_dir() {
-            stamp(e.path());
+            stamp_now(e.path());
         }
     }
     if !config.paths.extra.exists() {
-        stamp(&config.paths.extra);
+        stamp_now(&config.paths.extra);
     }
     for d in &config.drops {
-        stamp(&d.path);
+        stamp_now(&d.path);
     }
 
     let mut report = Report::default();
@@ -173,7 +176,7 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
     }
     let mut until: Option<u64> = None;
     for c in &sorted.challenges {
-        let expires = publish::stamp(&c.file).map(|s| {
+        let expires = stamp(&c.file).map(|s| {
             (s.mtime_ns / 1_000_000_000).max(0) as u64 + config.policy.max_age.as_secs() + 1
         });
         until = match (until, expires) {
@@ -308,11 +311,11 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
                 .chain(sorted.challenges.iter().map(|c| &c.file))
                 .chain(report.refusals.iter().map(|r| &r.file))
             {
-                entries.push((p.clone(), publish::stamp(p)));
+                entries.push((p.clone(), stamp(p)));
             }
             for z in &config.zones {
-                let out = output_path(config, &z.name);
-                entries.push((out.clone(), publish::stamp(&out)));
+                let out = config.published_path(&z.name);
+                entries.push((out.clone(), stamp(&out)));
             }
             Manifest { entries, until }.save(state)?;
         }
@@ -320,11 +323,6 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
         Manifest::remove(state);
     }
     Ok(report)
-}
-
-/// Where a zone is published: unsigned/<zone without the final dot>.
-pub fn output_path(config: &Config, zone: &str) -> PathBuf {
-    config.paths.unsigned.join(zone.trim_end_matches('.'))
 }
 
 /// Publish one checked zone if its content changed; choose its serial.
@@ -336,17 +334,13 @@ fn publish_zone(
     now_unix: u64,
 ) -> Result<Option<Published>, PublishError> {
     let state_dir = &config.paths.state;
-    let out = output_path(config, &a.zone);
+    let out = config.published_path(&a.zone);
     let mut hasher = Sha256::new();
     hasher.update(a.content().as_bytes());
     if policy == SerialPolicy::Keep {
         hasher.update(a.soa.serial.to_be_bytes());
     }
-    let hash: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = hex(&hasher.finalize());
     let previous = publish::load_zone_state(state_dir, &a.zone);
     if let Some(p) = &previous {
         if p.hash == hash && out.exists() {
@@ -398,7 +392,7 @@ fn run_on_change(config: &Config, zone: &str) -> Result<(), String> {
         return Ok(());
     }
     let zone_s = zone.trim_end_matches('.');
-    let file = output_path(config, zone);
+    let file = config.published_path(zone);
     let words = shell_words::split(cmd)
         .map_err(|e| format!("build.on_change: cannot split `{cmd}`: {e}"))?;
     let words: Vec<String> = words

@@ -2,20 +2,18 @@
 //! and content hash), the manifest that makes an idle build cheap, and the
 //! build lock.
 //!
-//! A zone file is written to a temporary dot-file in the output folder,
-//! fsynced, renamed over the old one, and the folder fsynced: a reader (a
-//! name server, rsync, a signer) sees the old zone or the new one, never a
-//! part. Stale temporaries left by a killed build are removed by the next.
+//! A zone file is written atomically ([`crate::base::fs::write_atomic`]):
+//! a reader (a name server, rsync, a signer) sees the old zone or the new
+//! one, never a part. Stale temporaries left by a killed build are removed
+//! by the next.
 
+use crate::base::fs::{self as files, stamp, Stamp};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use thiserror::Error;
-
-const TEMP_PREFIX: &str = ".zonedrop-";
 
 #[derive(Debug, Error)]
 pub enum PublishError {
@@ -32,40 +30,11 @@ fn write_err(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
     }
 }
 
-/// Write `parts`, one after the other, to `path` atomically (temporary file in the same folder,
-/// fsync, rename, fsync the folder). Mode 0644.
+/// Write `parts` to `path` atomically, making its folder first.
 pub fn write_atomic(path: &Path, parts: &[&[u8]]) -> Result<(), PublishError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(write_err(dir))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .map_err(write_err(path))?;
-    for part in parts {
-        tmp.write_all(part).map_err(write_err(path))?;
-    }
-    use std::os::unix::fs::PermissionsExt;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))
-        .map_err(write_err(path))?;
-    tmp.as_file().sync_all().map_err(write_err(path))?;
-    tmp.persist(path).map_err(|e| PublishError::Write {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    crate::hook::drop::sync_dir(dir);
-    Ok(())
-}
-
-/// Remove temporaries a killed build left in `dir`.
-pub fn clean_temporaries(dir: &Path) {
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-    }
+    files::write_atomic(path, parts).map_err(write_err(path))
 }
 
 /// What state/ remembers of a zone.
@@ -101,24 +70,6 @@ pub fn published_serial(path: &Path) -> Option<u32> {
     let line = text.lines().find(|l| l.contains(" IN SOA "))?;
     let rdata = line.split(" IN SOA ").nth(1)?;
     rdata.split_whitespace().nth(2)?.parse().ok()
-}
-
-/// A file's identity for the manifest: size, mtime (ns) and inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stamp {
-    pub size: u64,
-    pub mtime_ns: i128,
-    pub ino: u64,
-}
-
-/// Stamp a path without following a final symlink; `None` when absent.
-pub fn stamp(path: &Path) -> Option<Stamp> {
-    let m = fs::symlink_metadata(path).ok()?;
-    Some(Stamp {
-        size: m.size(),
-        mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-        ino: m.ino(),
-    })
 }
 
 /// Everything an idle build compares: if every path still has its stamp
@@ -208,9 +159,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(published_serial(&p), Some(42));
-        fs::write(d.path().join("out/.zonedrop-stale"), "x").unwrap();
-        clean_temporaries(&d.path().join("out"));
-        assert_eq!(fs::read_dir(d.path().join("out")).unwrap().count(), 1);
     }
 
     #[test]

@@ -23,10 +23,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use crate::base::config::{Config, SshfpHash, TlsaParams};
+use crate::base::fs::write_atomic;
 use crate::dane::{sshfp, tlsa};
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -300,15 +300,7 @@ fn save_state(path: &Path, state: &State) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
     let text = serde_json::to_string_pretty(state).map_err(|e| fail(&e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".keys.json.")
-        .tempfile_in(dir)
-        .map_err(|e| fail(&e))?;
-    tmp.write_all(text.as_bytes()).map_err(|e| fail(&e))?;
-    tmp.write_all(b"\n").map_err(|e| fail(&e))?;
-    tmp.as_file().sync_all().map_err(|e| fail(&e))?;
-    tmp.persist(path).map_err(|e| fail(&e.error))?;
-    Ok(())
+    write_atomic(path, &[text.as_bytes(), b"\n"]).map_err(|e| fail(&e))
 }
 
 /// One file to compute records from.

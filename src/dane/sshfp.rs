@@ -10,7 +10,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use crate::base::config::SshfpHash;
-use crate::dane::tlsa::hex;
+use crate::base::hex;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha1::Sha1;

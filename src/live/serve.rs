@@ -44,7 +44,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -52,6 +51,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::udp::UdpPath;
+use crate::base::fs::Stamp;
 use crate::config::Config;
 
 /// How often the published files are looked at.
@@ -94,15 +94,6 @@ pub enum ServeError {
     Server(String),
 }
 
-/// The published file of `zone` (absolute, trailing dot): `unsigned/<zone
-/// without the trailing dot>`.
-pub fn published_path(config: &Config, zone: &str) -> PathBuf {
-    config
-        .paths
-        .unsigned
-        .join(zone.strip_suffix('.').unwrap_or(zone))
-}
-
 /// The records of a published zone file, parsed with `zone` as origin.
 ///
 /// Only for our own output: the parser follows `$INCLUDE` (FACTS.md).
@@ -132,29 +123,6 @@ fn parse_zone(
         .parse()
         .map_err(|e| load(e.to_string().replace('\n', " ")))?;
     Ok(records)
-}
-
-/// What identifies one version of a file on disk: an atomic rename changes
-/// the inode, an in-place write the size, mtime or ctime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Stamp {
-        Stamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        }
-    }
 }
 
 /// One loaded version of a zone.
@@ -204,7 +172,7 @@ impl Responder {
         let zones: Vec<(String, PathBuf)> = config
             .zones
             .iter()
-            .map(|z| (z.name.clone(), published_path(config, &z.name)))
+            .map(|z| (z.name.clone(), config.published_path(&z.name)))
             .collect();
         let mut slots = HashMap::new();
         for (zone, file) in &zones {
@@ -423,7 +391,7 @@ impl Inner {
 /// ([`UdpPath`]) and the kernel spreads the queries over them.
 fn udp_sockets(addr: SocketAddr) -> std::io::Result<Vec<std::net::UdpSocket>> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = crate::base::cores();
     // Port 0 would give each socket a port of its own.
     let count = if addr.port() == 0 { 1 } else { cores };
     (0..count)
@@ -645,16 +613,6 @@ async fn reply<R: ResponseHandler>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn published_path_drops_the_final_dot() {
-        let mut c = Config::default();
-        c.paths.unsigned = "/u".into();
-        assert_eq!(
-            published_path(&c, "example.test."),
-            Path::new("/u/example.test")
-        );
-    }
 
     const ZONE: &str = "$ORIGIN example.test.\n$TTL 60\n@ IN SOA ns1 h 7 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n";
 

@@ -23,6 +23,7 @@
 )]
 
 use crate::base::config::Config;
+use crate::base::cores;
 use crate::base::name;
 use crate::build::source::{self, Entry, Expander, Scope, Sink};
 use hickory_proto::rr::{LowerName, Name, RData, RecordType};
@@ -827,11 +828,6 @@ const BATCH: usize = 16;
 /// A primary file at least this big is checked while it is read (below,
 /// starting threads costs more than it saves).
 const PIPELINE_BYTES: u64 = 256 * 1024;
-
-/// The cores to parse on.
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
 
 /// A pipeline worker: parse the batches the reader sends until it is done.
 fn check_batches(batches: &Mutex<Receiver<Vec<Slice>>>, ctx: &CheckContext) -> Checked {
