@@ -16,6 +16,7 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 use zonedrop::config::Config;
+use zonedrop::base::rules;
 use zonedrop::whitelist;
 use zonedrop::zone::{quote_txt, Rendered, Sources};
 
@@ -153,7 +154,7 @@ fuzz_target!(|input: Input| {
                 .iter()
                 .find(|c| c.owner == owner && c.value == value)
                 .unwrap_or_else(|| panic!("`{owner}` TXT {data} matches no accepted challenge"));
-            assert!(whitelist::check_value(&c.value, &config.policy).is_ok());
+            assert!(rules::check_value(&c.value, &config.policy).is_ok());
         }
         for (name, _, _) in &all {
             assert!(

@@ -21,6 +21,7 @@ use std::time::SystemTime;
 use zonedrop::config::{Config, ValueShape};
 use zonedrop::drop::{Entry, ReadRefusal};
 use zonedrop::fragment::Fragment;
+use zonedrop::base::rules;
 use zonedrop::whitelist;
 use zonedrop::zone::quote_txt;
 
@@ -93,7 +94,7 @@ fuzz_target!(|data: &[u8]| {
         "label `{first}` of `{}` accepted",
         f.owner
     );
-    assert!(whitelist::drop_allows(dir.names.as_deref(), &f.owner));
+    assert!(rules::drop_allows(dir.names.as_deref(), &f.owner));
     if c.owner != f.owner {
         assert_eq!(w.aliases.get(&f.owner), Some(&c.owner));
     }

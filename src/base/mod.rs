@@ -1,11 +1,12 @@
 //! The foundation every side imports: the config ([`config`]), domain
-//! names as zonedrop accepts them ([`name`]), file plumbing ([`fs`]), and
-//! two small helpers. Nothing here knows about hooks, builds, keys or the
+//! names as zonedrop accepts them ([`name`]), the label and value rules of
+//! a challenge ([`rules`]), file plumbing ([`fs`]), and two small helpers. Nothing here knows about hooks, builds, keys or the
 //! network.
 
 pub mod config;
 pub mod fs;
 pub mod name;
+pub mod rules;
 
 /// Lowercase hexadecimal, as RFC 6698 §2.2 and RFC 4255 §3.1 present
 /// fingerprints (and as digests are written in file names and state).

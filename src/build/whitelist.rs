@@ -14,10 +14,10 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::base::config::{Config, DropDir, Policy, ValueShape};
-use crate::base::name;
+use crate::base::config::{Config, DropDir};
+use crate::base::rules::{check_label, check_value, drop_allows};
 use crate::hook::drop::{self, Entry};
-use crate::hook::fragment::{self, Fragment};
+use crate::hook::fragment::Fragment;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -47,55 +47,6 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: refused: {}", self.file.display(), self.reason)
     }
-}
-
-/// Check an owner's first label against `policy.labels`.
-pub fn check_label(owner: &str, policy: &Policy) -> Result<(), String> {
-    let label = name::first_label(owner);
-    if policy.labels.iter().any(|l| l.eq_ignore_ascii_case(label)) {
-        Ok(())
-    } else {
-        Err(format!(
-            "the owner `{owner}` does not start with an allowed label ({})",
-            policy.labels.join(", ")
-        ))
-    }
-}
-
-/// Check a value against the policy's value shape.
-pub fn check_value(value: &str, policy: &Policy) -> Result<(), String> {
-    fragment::check_value(value)
-        .map_err(|e| format!("the value `{}` {e}", name::printable(value)))?;
-    match policy.value {
-        // RFC 8555 §8.4: base64url(SHA-256(key authorization)), no padding:
-        // 32 bytes are 43 characters.
-        ValueShape::Acme
-            if value.len() != 43
-                || !value
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
-        {
-            Err(format!(
-                "the value `{}` is not an ACME DNS-01 digest (43 characters of base64url)",
-                name::printable(value)
-            ))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Whether `[[drop]] names` allow a challenge at `owner`: `example.test`
-/// allows `<label>.example.test`, `*.example.test` allows `<label>.X` for any
-/// X strictly below `example.test`. No names: any managed name.
-pub fn drop_allows(names: Option<&[String]>, owner: &str) -> bool {
-    let Some(names) = names else { return true };
-    let domain = name::parent(owner);
-    names
-        .iter()
-        .any(|pattern| match pattern.strip_prefix("*.") {
-            Some(base) => domain != base && name::in_zone(domain, base),
-            None => domain == pattern,
-        })
 }
 
 /// Every drop directory read, checked and sorted into accepted challenges and
@@ -316,35 +267,4 @@ fn modified(p: &Path) -> SystemTime {
     std::fs::symlink_metadata(p)
         .and_then(|m| m.modified())
         .unwrap_or(SystemTime::UNIX_EPOCH)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_limit_the_drop() {
-        let names = vec![
-            "example.test.".to_string(),
-            "*.sub.example.test.".to_string(),
-        ];
-        let n = Some(names.as_slice());
-        assert!(drop_allows(n, "_acme-challenge.example.test."));
-        assert!(!drop_allows(n, "_acme-challenge.www.example.test."));
-        assert!(drop_allows(n, "_acme-challenge.a.sub.example.test."));
-        assert!(drop_allows(n, "_acme-challenge.b.a.sub.example.test."));
-        assert!(!drop_allows(n, "_acme-challenge.sub.example.test."));
-        assert!(drop_allows(None, "_acme-challenge.anything.test."));
-    }
-
-    #[test]
-    fn value_shapes() {
-        let mut p = Policy::default();
-        assert!(check_value("LPsIwTo7o8BoG0-vjCyGQGBWSVIPxI-i_X336eUOQZo", &p).is_ok());
-        assert!(check_value("short", &p).is_err());
-        assert!(check_value("LPsIwTo7o8BoG0-vjCyGQGBWSVIPxI-i_X336eUOQZ=", &p).is_err());
-        p.value = ValueShape::Token;
-        assert!(check_value("short", &p).is_ok());
-        assert!(check_value("a\"b", &p).is_err());
-    }
 }

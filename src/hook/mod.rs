@@ -18,7 +18,7 @@ pub mod fragment;
 
 use crate::base::config::Policy;
 use crate::base::name::{self, NameError};
-use crate::build::whitelist;
+use crate::base::rules;
 use base64::Engine;
 use drop::DropError;
 use fragment::Fragment;
@@ -259,8 +259,8 @@ pub struct Checked {
 /// Validate a change against the name rules and the policy.
 pub fn check(change: &Change, policy: &Policy) -> Result<Checked, HookError> {
     let owner = name::parse_fqdn(&change.owner)?;
-    whitelist::check_label(&owner, policy).map_err(HookError::Refused)?;
-    whitelist::check_value(&change.value, policy).map_err(HookError::Refused)?;
+    rules::check_label(&owner, policy).map_err(HookError::Refused)?;
+    rules::check_value(&change.value, policy).map_err(HookError::Refused)?;
     if let Some(ttl) = change.ttl {
         if ttl > i32::MAX as u32 {
             return Err(HookError::Refused(format!(
