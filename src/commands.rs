@@ -7,6 +7,7 @@ use crate::base::config::{Config, DropDir, Proto, SshfpHash, TlsaParams};
 use crate::base::name;
 use crate::build;
 use crate::build::list;
+use crate::build::zone::read_aliases;
 use crate::dane::{keys, sshfp, tlsa};
 use crate::error::{exit, Error};
 use crate::hook::{self, Change, HookError, Op, Plan};
@@ -182,7 +183,12 @@ pub fn list(ctx: &Context, json: bool) -> Result<u8, Error> {
         },
         (None, None) => return Err(Error::Hook(HookError::NoDrop)),
     };
-    let items = list::list(&dirs, config.as_ref(), SystemTime::now())?;
+    // Judged as a build judges: with the challenge aliases of the sources.
+    let (aliases, unreadable) = match &config {
+        Some(c) => read_aliases(c),
+        None => Default::default(),
+    };
+    let items = list::list(&dirs, config.as_ref(), &aliases, SystemTime::now())?;
     if json {
         let text =
             serde_json::to_string_pretty(&items).map_err(|e| Error::Failed(e.to_string()))?;
@@ -190,7 +196,14 @@ pub fn list(ctx: &Context, json: bool) -> Result<u8, Error> {
     } else {
         print!("{}", list::render_text(&items));
     }
-    Ok(exit::OK)
+    for e in &unreadable {
+        eprintln!("zonedrop: {e}");
+    }
+    Ok(if unreadable.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
 }
 
 /// What `zonedrop tlsa` was given.

@@ -145,7 +145,7 @@ fuzz_target!(|input: Input| {
                     || sources
                         .aliases
                         .iter()
-                        .any(|(from, to)| to == &owner && label_ok(from)),
+                        .any(|(from, to)| to == owner && label_ok(from)),
                 "`{owner}` is neither a challenge owner nor an alias target"
             );
             let value = data.split_once(' ').map_or("", |(_, v)| v);

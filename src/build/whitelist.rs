@@ -16,9 +16,10 @@
 
 use crate::base::config::{Config, DropDir};
 use crate::base::rules::{check_label, check_value, drop_allows};
+use crate::build::zone::alias::Aliases;
 use crate::hook::drop::{self, Entry};
 use crate::hook::fragment::Fragment;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -50,21 +51,16 @@ impl std::fmt::Display for Refusal {
 }
 
 /// Every drop directory read, checked and sorted into accepted challenges and
-/// refusals. `aliases` maps a challenge owner that holds a CNAME in the zone
-/// data to its target; `now` is injectable for tests.
+/// refusals.
 pub struct Sorted {
     pub challenges: Vec<Challenge>,
     pub refusals: Vec<Refusal>,
 }
 
-/// Read all drop directories of `config` and apply the whitelist; with
+/// Read all drop directories of `config` and apply the whitelist, with the
+/// challenge aliases of the zone sources; `now` is injectable for tests; with
 /// `prune`, expired fragments are removed where the builder may write.
-pub fn sort_drops_with(
-    config: &Config,
-    aliases: &HashMap<String, String>,
-    now: SystemTime,
-    prune: bool,
-) -> Sorted {
+pub fn sort_drops_with(config: &Config, aliases: &Aliases, now: SystemTime, prune: bool) -> Sorted {
     let mut out = Sorted {
         challenges: Vec::new(),
         refusals: Vec::new(),
@@ -79,7 +75,7 @@ pub fn sort_drops_with(
 fn sort_dir(
     config: &Config,
     dir: &DropDir,
-    aliases: &HashMap<String, String>,
+    aliases: &Aliases,
     now: SystemTime,
     prune: bool,
     out: &mut Sorted,
@@ -162,7 +158,7 @@ pub fn judge(
     config: &Config,
     dir: &DropDir,
     entry: &Entry,
-    aliases: &HashMap<String, String>,
+    aliases: &Aliases,
     now: SystemTime,
 ) -> Result<Challenge, Verdict> {
     let policy = &config.policy;
@@ -195,7 +191,7 @@ fn accept(
     config: &Config,
     dir: &DropDir,
     f: &Fragment,
-    aliases: &HashMap<String, String>,
+    aliases: &Aliases,
 ) -> Result<(String, String), String> {
     check_label(&f.owner, &config.policy)?;
     check_value(&f.value, &config.policy)?;
@@ -211,20 +207,7 @@ fn accept(
             f.owner
         ));
     }
-    // Follow the challenge alias, and a chain of them (a few hops at most).
-    let mut owner = f.owner.clone();
-    for hop in 0.. {
-        match aliases.get(&owner) {
-            Some(_) if hop == 8 => {
-                return Err(format!(
-                    "the CNAME chain from `{}` is longer than 8 or loops",
-                    f.owner
-                ))
-            }
-            Some(target) => owner = target.clone(),
-            None => break,
-        }
-    }
+    let owner = aliases.follow(&f.owner)?;
     match config.zone_of(&owner) {
         Some(zone) => Ok((zone.name.clone(), owner)),
         None => Err(format!(

@@ -750,3 +750,80 @@ fn a_challenge_never_breaks_a_zone() {
     check_with_all_checkers(&t, "example.net");
     check_with_all_checkers(&t, "example.test");
 }
+
+/// `list` judges a fragment as the build does, with the challenge aliases
+/// of the zone sources: an alias that leads out of the managed zones, or in
+/// a loop, is refused by both, with the same reason; one that leads into a
+/// managed zone is accepted by both.
+#[test]
+fn list_judges_with_the_challenge_aliases_of_the_sources() {
+    let t = example_tree("[[drop]]\npath = \"open\"\n");
+    t.mkdir("open");
+    let path = t.path("zones/primary/example.net");
+    let mut primary = std::fs::read_to_string(&path).unwrap();
+    primary.push_str("_acme-challenge.out IN CNAME elsewhere.example.org.\n");
+    primary.push_str("_acme-challenge.loop IN CNAME _acme-challenge.loop\n");
+    std::fs::write(&path, primary).unwrap();
+    for (owner, value) in [
+        ("_acme-challenge.out.example.net", V1),
+        ("_acme-challenge.loop.example.net", V2),
+        ("_acme-challenge.mail.example.test", V3),
+    ] {
+        let r = t.run(&["--drop", "open", "add", owner, value]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let build = t.run(&["check"]);
+    assert_eq!(build.code, 0, "{}", build.stderr);
+    let list = t.run(&["list"]);
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    let verdict_of = |owner: &str| -> String {
+        let line = list
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{owner}\t")))
+            .unwrap_or_else(|| panic!("{owner} not listed:\n{}", list.stdout));
+        line.rsplit('\t').next().unwrap().to_string()
+    };
+    for (owner, why) in [
+        (
+            "_acme-challenge.out.example.net.",
+            "`_acme-challenge.out.example.net.` is a CNAME to `elsewhere.example.org.`, which lies in no zone zonedrop manages",
+        ),
+        (
+            "_acme-challenge.loop.example.net.",
+            "the CNAME chain from `_acme-challenge.loop.example.net.` is longer than 8 or loops",
+        ),
+    ] {
+        assert_eq!(verdict_of(owner), format!("refused: {why}"));
+        let (name, _) = t
+            .drop_files("open")
+            .into_iter()
+            .find(|(_, text)| text.starts_with(owner))
+            .unwrap();
+        let file = t.path(&format!("open/{name}"));
+        let said = format!("zonedrop: {}: refused: {why}", file.display());
+        assert!(
+            build.stderr.lines().any(|l| l == said),
+            "{said:?} not in\n{}",
+            build.stderr
+        );
+    }
+    assert_eq!(verdict_of("_acme-challenge.mail.example.test."), "accepted");
+    assert!(!build.stderr.contains("_acme-challenge.mail.example.test."));
+
+    // Sources it cannot read: the listing still comes, the error with it.
+    t.write(
+        "zones/extra/broken",
+        "elsewhere.example.org. 60 IN A 192.0.2.1\n",
+    );
+    let list = t.run(&["list"]);
+    assert_eq!(list.code, 1, "{}", list.stderr);
+    assert_eq!(
+        list.stderr,
+        format!(
+            "zonedrop: {}:1: the owner `elsewhere.example.org.` lies in no configured zone\n",
+            t.path("zones/extra/broken").display()
+        )
+    );
+    assert_eq!(list.stdout.lines().count(), 3, "{}", list.stdout);
+}

@@ -1,6 +1,6 @@
 //! Zone assembly and whole-zone checks, in parts:
 //! - [`sources`]: reading soa/, primary/ and extra/ into one text per zone;
-//! - `alias`: the challenge alias rule (a CNAME at a challenge owner);
+//! - [`alias`]: the challenge alias rule (a CNAME at a challenge owner);
 //! - `emit`: writing that text, in slices the check can parse apart;
 //! - `check`: the parallel parse and the whole-zone checks;
 //! - `locate`: the file and line of what the check found;
@@ -19,12 +19,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod alias;
 mod check;
 mod emit;
 mod locate;
 mod sources;
 
-pub use sources::Sources;
+pub use sources::{read_aliases, Sources};
 
 use crate::build::source;
 use check::Checked;

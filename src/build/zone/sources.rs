@@ -8,16 +8,15 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+use super::alias::Aliases;
 use super::check::{check_batches, CheckContext, Checked, Feed, PIPELINE_BYTES};
 use super::emit::{Emitter, Slice};
 use super::{Assembled, Mark, Rendered, Soa, ZoneError, SERIAL_MARK};
-use crate::base::config::Config;
+use crate::base::config::{Config, Policy};
 use crate::base::cores;
-use crate::base::name;
-use crate::build::source::{self, Entry, Expander, Scope, Sink};
+use crate::build::source::{Entry, Expander, Scope, Sink};
 use hickory_proto::serialize::txt::parse_ttl;
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
@@ -41,8 +40,26 @@ pub struct Sources<'c> {
     pub(super) extras: Vec<ExtraEntry>,
     /// Extra files (for the manifest).
     pub extra_files: Vec<PathBuf>,
-    /// Challenge owners that hold a CNAME in zone data: owner → target.
-    pub aliases: HashMap<String, String>,
+    /// The challenge aliases in the sources read so far.
+    pub aliases: Aliases,
+}
+
+/// The challenge aliases of every configured zone (extra/ and each
+/// primary/ part), for judging drop fragments without building: what
+/// `zonedrop list` judges with. Sources that cannot be read come back as
+/// errors beside the aliases found in the rest.
+pub fn read_aliases(config: &Config) -> (Aliases, Vec<ZoneError>) {
+    match Sources::new(config) {
+        Err(e) => (Aliases::default(), vec![e]),
+        Ok(mut sources) => {
+            let errors = config
+                .zones
+                .iter()
+                .filter_map(|z| sources.scan_aliases(&z.name).err())
+                .collect();
+            (sources.aliases, errors)
+        }
+    }
 }
 
 impl<'c> Sources<'c> {
@@ -62,7 +79,7 @@ impl<'c> Sources<'c> {
             roots,
             extras: Vec::new(),
             extra_files: Vec::new(),
-            aliases: HashMap::new(),
+            aliases: Aliases::default(),
         };
         s.read_extras()?;
         Ok(s)
@@ -85,6 +102,7 @@ impl<'c> Sources<'c> {
         struct Collect<'a> {
             config: &'a Config,
             out: Vec<ExtraEntry>,
+            aliases: Aliases,
         }
         impl Sink for Collect<'_> {
             fn entry(&mut self, e: &Entry<'_>) -> Result<(), String> {
@@ -101,12 +119,14 @@ impl<'c> Sources<'c> {
                     owner: e.owner.to_string(),
                     rest: e.rest_text().into_owned(),
                 });
+                self.aliases.note(e, &self.config.policy);
                 Ok(())
             }
         }
         let mut sink = Collect {
             config: self.config,
             out: Vec::new(),
+            aliases: Aliases::default(),
         };
         let expander = Expander::new(&self.roots);
         for f in &files {
@@ -116,39 +136,10 @@ impl<'c> Sources<'c> {
             };
             expander.expand(f, scope, &mut sink)?;
         }
-        for e in &sink.out {
-            self.note_alias(&e.owner, &e.scope, &e.rest);
-        }
+        self.aliases.extend(sink.aliases);
         self.extras = sink.out;
         self.extra_files = files;
         Ok(())
-    }
-
-    /// Remember a CNAME at a challenge owner (the "challenge alias" pattern).
-    fn note_alias(&mut self, owner: &str, scope: &Scope, rest: &str) {
-        let owner = owner.to_ascii_lowercase();
-        let label = name::first_label(&owner);
-        if !self
-            .config
-            .policy
-            .labels
-            .iter()
-            .any(|l| l.eq_ignore_ascii_case(label))
-        {
-            return;
-        }
-        let mut tokens = rest
-            .split(|c: char| c.is_ascii_whitespace() || c == '(' || c == ')')
-            .filter(|t| !t.is_empty());
-        let is_cname = tokens
-            .by_ref()
-            .find(|t| !t.as_bytes()[0].is_ascii_digit() && !t.eq_ignore_ascii_case("IN"));
-        if is_cname.is_some_and(|t| t.eq_ignore_ascii_case("CNAME")) {
-            if let Some(target) = tokens.next() {
-                let target = source::absolute(target, &scope.origin).to_ascii_lowercase();
-                self.aliases.insert(owner, target);
-            }
-        }
     }
 
     pub(super) fn soa_path(&self, zone: &str) -> PathBuf {
@@ -163,29 +154,21 @@ impl<'c> Sources<'c> {
     /// before the drop directories are judged), for a zone that is not
     /// being assembled ([`Sources::assemble_sources`] learns them itself).
     pub fn scan_aliases(&mut self, zone: &str) -> Result<(), ZoneError> {
-        struct Aliases<'l>(&'l [String], Vec<AliasEntry>);
-        impl Sink for Aliases<'_> {
+        struct Note<'p>(&'p Policy, Aliases);
+        impl Sink for Note<'_> {
             fn entry(&mut self, e: &Entry<'_>) -> Result<(), String> {
-                if is_alias(e, self.0) {
-                    self.1.push((
-                        e.owner.to_string(),
-                        e.scope.clone(),
-                        e.rest_text().into_owned(),
-                    ));
-                }
+                self.1.note(e, self.0);
                 Ok(())
             }
         }
-        let mut sink = Aliases(&self.config.policy.labels, Vec::new());
+        let mut sink = Note(&self.config.policy, Aliases::default());
         let scope = self.zone_scope(zone, None);
         let expander = Expander::new(&self.roots);
         let primary = self.primary_path(zone);
         if primary.exists() {
             expander.expand(&primary, scope, &mut sink)?;
         }
-        for (owner, scope, rest) in sink.1 {
-            self.note_alias(&owner, &scope, &rest);
-        }
+        self.aliases.extend(sink.1);
         Ok(())
     }
 
@@ -208,9 +191,7 @@ impl<'c> Sources<'c> {
     /// learn its challenge aliases: a million-record primary is read once.
     pub fn assemble_sources(&mut self, zone: &str) -> Result<Assembled, ZoneError> {
         let (a, aliases) = self.read_zone(zone)?;
-        for (owner, scope, rest) in aliases {
-            self.note_alias(&owner, &scope, &rest);
-        }
+        self.aliases.extend(aliases);
         Ok(a)
     }
 
@@ -220,7 +201,7 @@ impl<'c> Sources<'c> {
     /// A big primary part is checked while it is read: its finished
     /// slices go to a worker per core as the reader goes on, so reading
     /// and parsing overlap.
-    fn read_zone(&self, zone: &str) -> Result<(Assembled, Vec<AliasEntry>), ZoneError> {
+    fn read_zone(&self, zone: &str) -> Result<(Assembled, Aliases), ZoneError> {
         let seed = RandomState::new().hash_one(zone);
         let primary_path = self.primary_path(zone);
         let big = std::fs::metadata(&primary_path).is_ok_and(|m| m.len() >= PIPELINE_BYTES);
@@ -262,7 +243,7 @@ impl<'c> Sources<'c> {
         zone: &str,
         seed: u64,
         mut feed: Option<Feed>,
-    ) -> Result<(Assembled, Vec<AliasEntry>), ZoneError> {
+    ) -> Result<(Assembled, Aliases), ZoneError> {
         let expander = Expander::new(&self.roots);
         let soa_path = self.soa_path(zone);
         let primary_path = self.primary_path(zone);
@@ -323,8 +304,8 @@ impl<'c> Sources<'c> {
         let mut sink = EmitSink {
             em: &mut em,
             files: Vec::new(),
-            labels: &self.config.policy.labels,
-            aliases: Vec::new(),
+            policy: &self.config.policy,
+            aliases: Aliases::default(),
             feed: feed.as_mut(),
         };
         expander.expand(&primary_path, self.zone_scope(zone, None), &mut sink)?;
@@ -368,22 +349,12 @@ impl<'c> Sources<'c> {
     }
 }
 
-/// A CNAME at a challenge label, as read: owner, scope, data.
-type AliasEntry = (String, Scope, String);
-
-/// Is `e` a CNAME whose owner starts with one of the challenge `labels`
-/// (a candidate for the "challenge alias" pattern)?
-fn is_alias(e: &Entry<'_>, labels: &[String]) -> bool {
-    let label = name::first_label(e.owner);
-    labels.iter().any(|l| l.eq_ignore_ascii_case(label)) && e.rtype().as_deref() == Some("CNAME")
-}
-
 struct EmitSink<'e> {
     em: &'e mut Emitter,
     files: Vec<PathBuf>,
-    /// The challenge labels (`policy.labels`), to spot aliases.
-    labels: &'e [String],
-    aliases: Vec<AliasEntry>,
+    /// The challenge aliases of the primary part.
+    policy: &'e Policy,
+    aliases: Aliases,
     /// Where finished slices go, when the zone is checked as it is read.
     feed: Option<&'e mut Feed>,
 }
@@ -396,10 +367,7 @@ impl Sink for EmitSink<'_> {
         if let Some(feed) = self.feed.as_deref_mut() {
             feed.push(self.em, false);
         }
-        if is_alias(e, self.labels) {
-            self.aliases
-                .push((e.owner.to_string(), e.scope.clone(), rest.into_owned()));
-        }
+        self.aliases.note(e, self.policy);
         Ok(())
     }
     fn file(&mut self, path: &Path) {
