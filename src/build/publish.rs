@@ -1,5 +1,6 @@
-//! Publishing and remembering: atomic zone files, per-zone state (serial
-//! and content hash), the manifest that makes an idle build cheap, and the
+//! Publishing a checked zone: its serial chosen by policy when its content
+//! changed ([`publish_zone`]), the file written atomically, and what state/
+//! remembers of it (serial, content hash, a pending `on_change`); and the
 //! build lock.
 //!
 //! A zone file is written atomically ([`crate::base::fs::write_atomic`]):
@@ -7,8 +8,14 @@
 //! one, never a part. Stale temporaries left by a killed build are removed
 //! by the next.
 
-use crate::base::fs::{self as files, stamp, Stamp};
+use crate::base::config::{Config, SerialPolicy};
+use crate::base::fs as files;
+use crate::base::hex;
+use crate::build::report::Published;
+use crate::build::serial;
+use crate::build::zone::Assembled;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -35,6 +42,57 @@ pub fn write_atomic(path: &Path, parts: &[&[u8]]) -> Result<(), PublishError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(write_err(dir))?;
     files::write_atomic(path, parts).map_err(write_err(path))
+}
+
+/// Publish one checked zone if its content changed; choose its serial.
+pub fn publish_zone(
+    config: &Config,
+    policy: SerialPolicy,
+    a: &Assembled,
+    challenges: usize,
+    now_unix: u64,
+) -> Result<Option<Published>, PublishError> {
+    let state_dir = &config.paths.state;
+    let out = config.published_path(&a.zone);
+    let mut hasher = Sha256::new();
+    hasher.update(a.content().as_bytes());
+    if policy == SerialPolicy::Keep {
+        hasher.update(a.soa.serial.to_be_bytes());
+    }
+    let hash = hex(&hasher.finalize());
+    let previous = load_zone_state(state_dir, &a.zone);
+    if let Some(p) = &previous {
+        if p.hash == hash && out.exists() {
+            return Ok(None);
+        }
+    }
+    let old_serial = previous
+        .as_ref()
+        .map(|p| p.serial)
+        .or_else(|| published_serial(&out));
+    let new_serial = match previous.as_ref().filter(|p| p.hash == hash) {
+        // Same content, output lost: publish it again as it was.
+        Some(p) => p.serial,
+        None => serial::next(policy, old_serial, a.soa.serial, now_unix as i64),
+    };
+    let serial = new_serial.to_string();
+    write_atomic(&out, &a.parts_with_serial(&serial).map(str::as_bytes))?;
+    save_zone_state(
+        state_dir,
+        &a.zone,
+        &ZoneState {
+            serial: new_serial,
+            hash,
+            on_change_pending: config.build.on_change.is_some(),
+        },
+    )?;
+    Ok(Some(Published {
+        zone: a.zone.clone(),
+        file: out,
+        old_serial,
+        serial: new_serial,
+        challenges,
+    }))
 }
 
 /// What state/ remembers of a zone.
@@ -70,43 +128,6 @@ pub fn published_serial(path: &Path) -> Option<u32> {
     let line = text.lines().find(|l| l.contains(" IN SOA "))?;
     let rdata = line.split(" IN SOA ").nth(1)?;
     rdata.split_whitespace().nth(2)?.parse().ok()
-}
-
-/// Everything an idle build compares: if every path still has its stamp
-/// and no fragment has expired since, nothing can have changed.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Manifest {
-    pub entries: Vec<(PathBuf, Option<Stamp>)>,
-    /// Unix seconds at which the earliest accepted fragment expires (or a
-    /// rollover deadline passes).
-    pub until: Option<u64>,
-}
-
-impl Manifest {
-    pub fn path(state: &Path) -> PathBuf {
-        state.join("manifest.json")
-    }
-
-    pub fn load(state: &Path) -> Option<Manifest> {
-        serde_json::from_slice(&fs::read(Manifest::path(state)).ok()?).ok()
-    }
-
-    pub fn save(&self, state: &Path) -> Result<(), PublishError> {
-        let text = serde_json::to_vec(self).unwrap_or_default();
-        write_atomic(&Manifest::path(state), &[&text])
-    }
-
-    pub fn remove(state: &Path) {
-        let _ = fs::remove_file(Manifest::path(state));
-    }
-
-    /// True when nothing recorded has moved and no deadline has passed.
-    pub fn still_current(&self, now_unix: u64) -> bool {
-        if self.until.is_some_and(|t| now_unix >= t) {
-            return false;
-        }
-        self.entries.iter().all(|(p, s)| stamp(p) == *s)
-    }
 }
 
 /// The exclusive build lock (flock on state/lock), held while alive.
@@ -159,21 +180,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(published_serial(&p), Some(42));
-    }
-
-    #[test]
-    fn manifest_sees_moves() {
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("f");
-        fs::write(&f, "a").unwrap();
-        let m = Manifest {
-            entries: vec![(f.clone(), stamp(&f)), (d.path().join("absent"), None)],
-            until: Some(100),
-        };
-        assert!(m.still_current(99));
-        assert!(!m.still_current(100));
-        fs::write(&f, "ab").unwrap();
-        assert!(!m.still_current(0));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! - `emit`: writing that text, in slices the check can parse apart;
 //! - `check`: the parallel parse and the whole-zone checks;
 //! - `locate`: the file and line of what the check found;
-//! - `settle`: refusing the challenges that would break a zone.
+//! - [`settle`]: refusing the challenges that would break a zone.
 //!
 //! For each zone: `$ORIGIN zone.`, the SOA part (its serial set later by
 //! policy), the primary part, the extra entries whose owners fall in the
@@ -23,8 +23,10 @@ pub mod alias;
 mod check;
 mod emit;
 mod locate;
+mod settle;
 mod sources;
 
+pub use settle::{settle, Settled};
 pub use sources::{read_aliases, Sources};
 
 use crate::build::source;
