@@ -5,9 +5,11 @@
 
 use crate::base::config::Config;
 use crate::base::fs::{stamp, Stamp};
+use crate::build::inputs::{Input, Kind};
 use crate::build::publish::{write_atomic, PublishError};
 use crate::build::report::Report;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -16,44 +18,36 @@ pub fn unchanged(config: &Config, now_unix: u64) -> bool {
     Manifest::load(&config.paths.state).is_some_and(|m| m.still_current(now_unix))
 }
 
-/// The folders a build reads, stamped (before they are read): the config
-/// file, soa/ and primary/, every folder of extra/, the drop directories.
-pub fn stamp_folders(config: &Config) -> Vec<(PathBuf, Option<Stamp>)> {
+/// The inputs stamped before the build reads ([`Kind::stamped_first`]):
+/// the config, soa/ and primary/, every folder of extra/, the drop
+/// directories.
+pub fn stamp_first(inputs: &[Input]) -> Vec<(PathBuf, Option<Stamp>)> {
     let mut stamps: Vec<(PathBuf, Option<Stamp>)> = Vec::new();
     let mut stamp_now = |p: &Path| stamps.push((p.to_path_buf(), stamp(p)));
-    if let Some(f) = &config.file {
-        stamp_now(f);
-    }
-    for d in [&config.paths.soa, &config.paths.primary] {
-        stamp_now(d);
-    }
-    for e in walkdir::WalkDir::new(&config.paths.extra)
-        .into_iter()
-        .flatten()
-    {
-        if e.file_type().is_dir() {
-            stamp_now(e.path());
+    for i in inputs.iter().filter(|i| i.kind.stamped_first()) {
+        if i.kind != Kind::Extra || !i.path.exists() {
+            stamp_now(&i.path);
+            continue;
         }
-    }
-    if !config.paths.extra.exists() {
-        stamp_now(&config.paths.extra);
-    }
-    for d in &config.drops {
-        stamp_now(&d.path);
+        for e in walkdir::WalkDir::new(&i.path).into_iter().flatten() {
+            if e.file_type().is_dir() {
+                stamp_now(e.path());
+            }
+        }
     }
     stamps
 }
 
 /// Remember what a build read, so that the next one may skip: after a
-/// `whole` build that succeeded, the `folders` stamped before reading, the
-/// `files` read, and every published zone (one removed or replaced by hand
-/// is built again). A failed build forgets it, so cron hears about the
+/// `whole` build that succeeded, the inputs stamped before reading
+/// (`first`), the `files` read (each once), and every published zone (one
+/// removed or replaced by hand is built again). A failed build forgets it, so cron hears about the
 /// problem again; so does a partial build that published.
 pub fn record(
     config: &Config,
     whole: bool,
     report: &Report,
-    folders: Vec<(PathBuf, Option<Stamp>)>,
+    first: Vec<(PathBuf, Option<Stamp>)>,
     files: &[PathBuf],
     until: Option<u64>,
 ) -> Result<(), PublishError> {
@@ -68,8 +62,9 @@ pub fn record(
         Manifest::remove(state);
         return Ok(());
     }
-    let mut entries = folders;
-    for p in files {
+    let mut entries = first;
+    let mut seen = HashSet::new();
+    for p in files.iter().filter(|p| seen.insert(p.as_path())) {
         entries.push((p.clone(), stamp(p)));
     }
     for z in &config.zones {

@@ -4,7 +4,8 @@
 //!
 //! 1. which zones, and the build lock;
 //! 2. the no-change decision ([`manifest`]): a run in which nothing moved
-//!    costs a `stat` per input and reads nothing;
+//!    since the last one costs a `stat` per input ([`inputs`]) and reads
+//!    nothing;
 //! 3. reading ([`read`]): the operator's sources ([`source`], [`zone`]),
 //!    the drop directories through the [`whitelist`], the TLSA and SSHFP
 //!    records ([`crate::dane::keys`]);
@@ -17,6 +18,7 @@
 //! publish.
 
 pub mod effects;
+pub mod inputs;
 pub mod list;
 pub mod manifest;
 pub mod publish;
@@ -31,8 +33,8 @@ pub use report::{Published, Report};
 
 use crate::base::config::{Config, ZoneConf};
 use crate::base::fs;
-use crate::dane::keys;
 use publish::{Lock, PublishError};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 use zone::ZoneError;
@@ -79,9 +81,8 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
     if !opts.dry_run {
         fs::clean_temporaries(&config.paths.unsigned);
     }
-    // Folders are stamped before they are read, so a file that arrives
-    // during the build makes the next build look again.
-    let folders = manifest::stamp_folders(config);
+    let listed = inputs::inputs(config, None);
+    let first = manifest::stamp_first(&listed);
     let mut report = Report::default();
     let mut read = match read::read_sources(config, &zones) {
         Ok(read) => read,
@@ -94,8 +95,12 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
     let drops = read.read_drops(now, !opts.dry_run);
     report.refusals = drops.refusals;
     read.read_keys(now, opts.dry_run, &mut report);
-    let mut inputs = read.sources.extra_files.clone();
-    inputs.extend(keys::key_inputs(config));
+    let mut files: Vec<PathBuf> = listed
+        .into_iter()
+        .filter(|i| !i.kind.stamped_first())
+        .map(|i| i.path)
+        .collect();
+    files.extend(read.sources.extra_files.iter().cloned());
     for zone in zones {
         let Some(settled) = read.settle(&zone.name) else {
             continue;
@@ -108,7 +113,7 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
                 continue;
             }
         };
-        inputs.extend(assembled.inputs.iter().cloned());
+        files.extend(assembled.inputs.iter().cloned());
         if opts.dry_run {
             continue;
         }
@@ -134,9 +139,9 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
             .extend(effects::after_publish(config, &zone.name, published));
     }
     if !opts.dry_run {
-        inputs.extend(drops.challenges.into_iter().map(|c| c.file));
-        inputs.extend(report.refusals.iter().map(|r| r.file.clone()));
-        manifest::record(config, opts.whole(), &report, folders, &inputs, read.until)?;
+        files.extend(drops.challenges.into_iter().map(|c| c.file));
+        files.extend(report.refusals.iter().map(|r| r.file.clone()));
+        manifest::record(config, opts.whole(), &report, first, &files, read.until)?;
     }
     Ok(report)
 }

@@ -22,7 +22,7 @@
 //! The clock is an argument, so tests drive time without sleeping.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use crate::base::config::{Config, SshfpHash, TlsaParams};
+use crate::base::config::{Config, SshfpHash, Tlsa, TlsaParams};
 use crate::base::fs::write_atomic;
 use crate::dane::{sshfp, tlsa};
 use serde::{Deserialize, Serialize, Serializer};
@@ -148,11 +148,15 @@ pub fn next_key_change(config: &Config) -> Option<SystemTime> {
         .map(|s| UNIX_EPOCH + Duration::from_secs(s))
 }
 
-/// Every file and folder the key records depend on: each `[[tlsa]]` cert and
-/// next, each `[[sshfp]]` key file, and for a key folder the folder itself
-/// (its mtime moves when a file comes or goes) followed by the files in it
-/// that count (see [`folder_files`]). Missing paths are listed too.
-pub fn key_inputs(config: &Config) -> Vec<PathBuf> {
+/// Every file and folder the key records of `zone` (None: of every zone)
+/// depend on: each `[[tlsa]]` cert and next, each `[[sshfp]]` key file, and
+/// for a key folder the folder itself (its mtime moves when a file comes or
+/// goes) followed by the files in it that count (see [`folder_files`]).
+/// Missing paths are listed too. An entry counts for a zone when one of its
+/// owners lies in it.
+pub fn key_inputs(config: &Config, zone: Option<&str>) -> Vec<PathBuf> {
+    let in_zone =
+        |owner: &str| zone.is_none_or(|zone| config.zone_of(owner).is_some_and(|z| z.name == zone));
     let mut out: Vec<PathBuf> = Vec::new();
     let mut push = |p: PathBuf| {
         if !out.contains(&p) {
@@ -160,12 +164,15 @@ pub fn key_inputs(config: &Config) -> Vec<PathBuf> {
         }
     };
     for t in &config.tlsa {
+        if !tlsa_owners(t).iter().any(|o| in_zone(o)) {
+            continue;
+        }
         push(t.cert.clone());
         if let Some(n) = &t.next {
             push(n.clone());
         }
     }
-    for s in &config.sshfp {
+    for s in config.sshfp.iter().filter(|s| in_zone(&s.name)) {
         for path in &s.keys {
             push(path.clone());
             if path.is_dir() {
@@ -177,6 +184,19 @@ pub fn key_inputs(config: &Config) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// The owners of a `[[tlsa]]` entry's records. RFC 6698 §3: the owner is
+/// `_<port>._<protocol>.<base domain name>`.
+fn tlsa_owners(t: &Tlsa) -> Vec<String> {
+    t.names
+        .iter()
+        .flat_map(|n| {
+            t.ports
+                .iter()
+                .map(move |port| format!("_{port}._{}.{n}", t.proto))
+        })
+        .collect()
 }
 
 /// The files of a key folder that are read: `*.pub` (keys and host
@@ -333,16 +353,7 @@ fn inputs(config: &Config) -> (Vec<Input>, Vec<Unlisted>) {
     let mut unlisted = Vec::new();
     for t in &config.tlsa {
         let p = t.params;
-        // RFC 6698 §3: the owner is `_<port>._<protocol>.<base domain name>`.
-        let owners: Vec<String> = t
-            .names
-            .iter()
-            .flat_map(|n| {
-                t.ports
-                    .iter()
-                    .map(move |port| format!("_{port}._{}.{n}", t.proto))
-            })
-            .collect();
+        let owners = tlsa_owners(t);
         let describe = |path: &Path, role: &str| {
             format!(
                 "tlsa {role} {} {} {} {} {}",
@@ -828,7 +839,8 @@ mod tests {
     #[test]
     fn sshfp_folders_roll_over_per_file() {
         let s = setup(
-            "[[sshfp]]\nname = \"host.example.test\"\nkeys = [\"keys\"]\nhash = \"all\"\nhold = \"2h\"\n",
+            "[[sshfp]]\nname = \"host.example.test\"\nkeys = [\"keys\"]\nhash = \"all\"\nhold = \"2h\"\n\
+             [[zone]]\nname = \"example.test\"\n[[zone]]\nname = \"host.example.test\"\n",
         );
         s.write("www.pem", KEY_A);
         fs::create_dir(s.dir.path().join("keys")).unwrap();
@@ -843,7 +855,13 @@ mod tests {
             .records
             .iter()
             .any(|k| k.rtype == "SSHFP" && k.rdata.starts_with("4 1 ")));
-        let inputs = key_inputs(&s.config);
+        let inputs = key_inputs(&s.config, None);
+        // Per zone: the certificate's TLSA records lie in example.test, the
+        // SSHFP records in host.example.test.
+        let cert = s.dir.path().join("www.pem");
+        assert_eq!(key_inputs(&s.config, Some("example.test.")), [cert.as_path()]);
+        let in_host = key_inputs(&s.config, Some("host.example.test."));
+        assert!(!in_host.contains(&cert) && in_host.len() == inputs.len() - 1);
         assert!(inputs.contains(&s.dir.path().join("keys")));
         assert!(inputs.contains(&s.dir.path().join("keys/b.pub")));
         assert!(!inputs.contains(&s.dir.path().join("keys/ssh_host_ed25519_key")));

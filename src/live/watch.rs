@@ -11,8 +11,8 @@
 //! and it lets fragments expire and rollover deadlines pass on time.
 
 use crate::base::config::Config;
+use crate::build::inputs::{inputs, Kind};
 use crate::build::{self, Report};
-use crate::dane::keys;
 use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,36 +40,42 @@ pub struct Options {
     pub poll: Option<Duration>,
 }
 
-/// Every path whose change can change a zone, with how deep to watch it.
+/// Every folder whose change can change a zone (the folders of the build's
+/// [`inputs`]), with how deep to watch it.
 pub fn watched_paths(config: &Config) -> BTreeMap<PathBuf, RecursiveMode> {
     let mut out = BTreeMap::new();
-    let mut add = |p: &Path, mode| {
-        out.insert(p.to_path_buf(), mode);
-        // The parent sees the folder itself vanish and come back.
-        if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
-            out.entry(parent.to_path_buf())
-                .or_insert(RecursiveMode::NonRecursive);
+    // A folder asked for twice is watched as deep as either asks.
+    let mut watch = |dir: &Path, mode| {
+        let slot = out
+            .entry(dir.to_path_buf())
+            .or_insert(RecursiveMode::NonRecursive);
+        if mode == RecursiveMode::Recursive {
+            *slot = mode;
         }
     };
-    for d in &config.drops {
-        add(&d.path, RecursiveMode::NonRecursive);
-    }
-    for d in [
-        &config.paths.soa,
-        &config.paths.primary,
-        &config.paths.extra,
-    ] {
-        add(d, RecursiveMode::Recursive);
-    }
-    for f in keys::key_inputs(config) {
-        // Renewals replace files by rename: watch the folder.
-        let dir = if f.is_dir() {
-            f
-        } else {
-            f.parent().map(Path::to_path_buf).unwrap_or_default()
+    for input in inputs(config, None) {
+        let (dir, mode) = match input.kind {
+            Kind::Drop => (input.path, RecursiveMode::NonRecursive),
+            Kind::SourceFolder | Kind::Extra => (input.path, RecursiveMode::Recursive),
+            // Renewals replace files by rename: watch the folder.
+            Kind::Key if !input.path.is_dir() => {
+                if let Some(dir) = input.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    watch(dir, RecursiveMode::NonRecursive);
+                }
+                continue;
+            }
+            Kind::Key => {
+                watch(&input.path, RecursiveMode::NonRecursive);
+                continue;
+            }
+            // A zone file lies in a source folder, watched whole; the
+            // config is read once, at the start.
+            Kind::ZoneFile | Kind::Config => continue,
         };
-        if !dir.as_os_str().is_empty() {
-            out.entry(dir).or_insert(RecursiveMode::NonRecursive);
+        watch(&dir, mode);
+        // The parent sees the folder itself vanish and come back.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            watch(parent, RecursiveMode::NonRecursive);
         }
     }
     out
