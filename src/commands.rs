@@ -5,9 +5,9 @@
 
 use crate::base::config::{Config, DropDir, Proto, SshfpHash, TlsaParams};
 use crate::base::name;
-use crate::build;
 use crate::build::list;
 use crate::build::zone::read_aliases;
+use crate::build::{self, report::Shown};
 use crate::dane::{keys, sshfp, tlsa};
 use crate::error::{exit, Error};
 use crate::hook::{self, Change, HookError, Op, Plan};
@@ -373,24 +373,10 @@ pub fn build(
         dry_run,
     };
     let report = build::run(&config, &opts, SystemTime::now())?;
-    if !quiet || dry_run {
-        for r in &report.refusals {
-            eprintln!("zonedrop: {r}");
-        }
-    }
-    for w in &report.warnings {
-        if !quiet {
-            eprintln!("zonedrop: warning: {w}");
-        }
-    }
-    for e in &report.errors {
-        eprintln!("zonedrop: {e}");
-    }
-    if !quiet {
-        for p in &report.published {
-            println!("{p}");
-        }
-    }
+    report.show(Shown::Terminal {
+        quiet,
+        check: dry_run,
+    });
     Ok(if report.failed() {
         exit::FAILED
     } else {

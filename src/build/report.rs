@@ -1,5 +1,6 @@
 //! What a build did ([`Report`]): the zones it published, the fragments
-//! it refused, its errors and warnings.
+//! it refused, its errors and warnings; and how it is shown, on a terminal
+//! or in the log ([`Report::show`]).
 
 use crate::build::whitelist::Refusal;
 use std::path::PathBuf;
@@ -45,5 +46,66 @@ pub struct Report {
 impl Report {
     pub fn failed(&self) -> bool {
         !self.errors.is_empty()
+    }
+}
+
+/// Where a report is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// On the terminal of `build` (`quiet`: errors only) or `check`
+    /// (`check`: every refusal, even when quiet): the published zones on
+    /// stdout, the rest on stderr.
+    Terminal { quiet: bool, check: bool },
+    /// In the log of `watch` and `run`, one line each at its level.
+    Log,
+}
+
+/// A line of a report, by what it says.
+#[derive(Clone, Copy)]
+enum Line {
+    Refusal,
+    Warning,
+    Error,
+    Published,
+}
+
+impl Report {
+    /// Show the report: refusals, warnings, errors, then the published
+    /// zones, one line each. A skipped build shows nothing.
+    pub fn show(&self, to: Shown) {
+        if self.skipped {
+            return;
+        }
+        let wanted = |line| match (to, line) {
+            (Shown::Log, _) | (_, Line::Error) => true,
+            (Shown::Terminal { quiet, check }, Line::Refusal) => !quiet || check,
+            (Shown::Terminal { quiet, .. }, _) => !quiet,
+        };
+        let show = |line, text: &dyn std::fmt::Display| {
+            if wanted(line) {
+                match (to, line) {
+                    (Shown::Log, Line::Refusal | Line::Warning) => log::warn!("{text}"),
+                    (Shown::Log, Line::Error) => log::error!("{text}"),
+                    (Shown::Log, Line::Published) => log::info!("{text}"),
+                    (Shown::Terminal { .. }, Line::Published) => println!("{text}"),
+                    (Shown::Terminal { .. }, Line::Warning) => {
+                        eprintln!("zonedrop: warning: {text}")
+                    }
+                    (Shown::Terminal { .. }, _) => eprintln!("zonedrop: {text}"),
+                }
+            }
+        };
+        for r in &self.refusals {
+            show(Line::Refusal, r);
+        }
+        for w in &self.warnings {
+            show(Line::Warning, w);
+        }
+        for e in &self.errors {
+            show(Line::Error, e);
+        }
+        for p in &self.published {
+            show(Line::Published, p);
+        }
     }
 }

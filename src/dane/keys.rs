@@ -859,7 +859,10 @@ mod tests {
         // Per zone: the certificate's TLSA records lie in example.test, the
         // SSHFP records in host.example.test.
         let cert = s.dir.path().join("www.pem");
-        assert_eq!(key_inputs(&s.config, Some("example.test.")), [cert.as_path()]);
+        assert_eq!(
+            key_inputs(&s.config, Some("example.test.")),
+            [cert.as_path()]
+        );
         let in_host = key_inputs(&s.config, Some("host.example.test."));
         assert!(!in_host.contains(&cert) && in_host.len() == inputs.len() - 1);
         assert!(inputs.contains(&s.dir.path().join("keys")));

@@ -12,6 +12,7 @@
 
 use crate::base::config::Config;
 use crate::build::inputs::{inputs, Kind};
+use crate::build::report::Shown;
 use crate::build::{self, Report};
 use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
 use std::collections::BTreeMap;
@@ -159,20 +160,7 @@ pub fn run(
 fn build_once(config: &Config, on_build: &mut impl FnMut(&Report)) {
     match build::run(config, &build::Options::default(), SystemTime::now()) {
         Ok(report) => {
-            if !report.skipped {
-                for r in &report.refusals {
-                    log::warn!("{r}");
-                }
-                for w in &report.warnings {
-                    log::warn!("{w}");
-                }
-                for e in &report.errors {
-                    log::error!("{e}");
-                }
-                for p in &report.published {
-                    log::info!("{p}");
-                }
-            }
+            report.show(Shown::Log);
             on_build(&report);
         }
         Err(e) => log::error!("{e}"),
