@@ -676,20 +676,16 @@ mod tests {
 
     #[test]
     fn a_zone_without_soa_is_refused() {
-        let e = parse_zone(
-            Path::new("f"),
-            "example.test.",
-            "@ 60 IN TXT \"x\"\n".to_string(),
-        )
-        .and_then(|records| {
-            InMemoryZoneHandler::<TokioRuntimeProvider>::new(
-                Name::from_ascii("example.test.").map_err(|e| ServeError::Server(e.to_string()))?,
-                records,
-                ZoneType::Primary,
-                AxfrPolicy::Deny,
+        let (dir, config) = site();
+        let file = dir.path().join("unsigned/example.test");
+        std::fs::write(&file, "@ 60 IN NS ns1\nns1 60 IN A 127.0.0.1\n").unwrap();
+        let e = Responder::load(&config).err().unwrap().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: cannot load zone example.test.: no SOA record at example.test.",
+                file.display()
             )
-            .map_err(ServeError::Server)
-        });
-        assert!(e.is_err());
+        );
     }
 }
