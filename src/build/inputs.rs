@@ -6,7 +6,7 @@
 //! [`crate::build::zone::Sources::extra_files`]).
 
 use crate::base::config::Config;
-use crate::dane::keys;
+use crate::dane::entries::key_inputs;
 use std::path::PathBuf;
 
 /// One place a build reads.
@@ -76,7 +76,7 @@ pub fn inputs(config: &Config, zone: Option<&str>) -> Vec<Input> {
             add(Kind::ZoneFile, &paths.primary.join(file));
         }
     }
-    for key in keys::key_inputs(config, zone) {
+    for key in key_inputs(config, zone) {
         add(Kind::Key, &key);
     }
     out

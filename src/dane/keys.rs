@@ -3,8 +3,8 @@
 //!
 //! This module owns owner names, TTLs, and the rollover memory in
 //! `<paths.state>/keys.json`; [`crate::dane::tlsa`] and [`crate::dane::sshfp`] own the
-//! record data. The zone builder calls [`zone_key_records`] once per build
-//! and [`key_inputs`] for its no-change manifest and the watcher.
+//! record data, [`crate::dane::entries`] the files each entry names. The
+//! zone builder calls [`zone_key_records`] once per build.
 //!
 //! Rollover, in the spirit of RFC 7671 §8 (TLSA publisher requirements):
 //! a new key's record is in the DNS before the server uses the key, and an
@@ -22,8 +22,9 @@
 //! The clock is an argument, so tests drive time without sleeping.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use crate::base::config::{Config, SshfpHash, Tlsa, TlsaParams};
+use crate::base::config::Config;
 use crate::base::fs::write_atomic;
+use crate::dane::entries::{inputs, Input, Kind};
 use crate::dane::{sshfp, tlsa};
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -148,78 +149,6 @@ pub fn next_key_change(config: &Config) -> Option<SystemTime> {
         .map(|s| UNIX_EPOCH + Duration::from_secs(s))
 }
 
-/// Every file and folder the key records of `zone` (None: of every zone)
-/// depend on: each `[[tlsa]]` cert and next, each `[[sshfp]]` key file, and
-/// for a key folder the folder itself (its mtime moves when a file comes or
-/// goes) followed by the files in it that count (see [`folder_files`]).
-/// Missing paths are listed too. An entry counts for a zone when one of its
-/// owners lies in it.
-pub fn key_inputs(config: &Config, zone: Option<&str>) -> Vec<PathBuf> {
-    let in_zone =
-        |owner: &str| zone.is_none_or(|zone| config.zone_of(owner).is_some_and(|z| z.name == zone));
-    let mut out: Vec<PathBuf> = Vec::new();
-    let mut push = |p: PathBuf| {
-        if !out.contains(&p) {
-            out.push(p);
-        }
-    };
-    for t in &config.tlsa {
-        if !tlsa_owners(t).iter().any(|o| in_zone(o)) {
-            continue;
-        }
-        push(t.cert.clone());
-        if let Some(n) = &t.next {
-            push(n.clone());
-        }
-    }
-    for s in config.sshfp.iter().filter(|s| in_zone(&s.name)) {
-        for path in &s.keys {
-            push(path.clone());
-            if path.is_dir() {
-                folder_files(path)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .for_each(&mut push);
-            }
-        }
-    }
-    out
-}
-
-/// The owners of a `[[tlsa]]` entry's records. RFC 6698 §3: the owner is
-/// `_<port>._<protocol>.<base domain name>`.
-fn tlsa_owners(t: &Tlsa) -> Vec<String> {
-    t.names
-        .iter()
-        .flat_map(|n| {
-            t.ports
-                .iter()
-                .map(move |port| format!("_{port}._{}.{n}", t.proto))
-        })
-        .collect()
-}
-
-/// The files of a key folder that are read: `*.pub` (keys and host
-/// certificates) and `known_hosts*`, skipping hidden and temporary names;
-/// sorted. Private keys, `sshd_config` and the like next to them are ignored.
-pub fn folder_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let wanted = name.ends_with(".pub") || name.starts_with("known_hosts");
-        if name.starts_with('.') || !wanted {
-            continue;
-        }
-        if entry.path().is_file() {
-            files.push(entry.path());
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
 /// The default hold: 2 × ttl + 1 hour (a resolver may have cached the old
 /// RRset for one TTL, and a validator its signatures for another).
 pub fn default_hold(ttl: u32) -> Duration {
@@ -321,112 +250,6 @@ fn save_state(path: &Path, state: &State) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
     let text = serde_json::to_string_pretty(state).map_err(|e| fail(&e))?;
     write_atomic(path, &[text.as_bytes(), b"\n"]).map_err(|e| fail(&e))
-}
-
-/// One file to compute records from.
-struct Input {
-    /// Identifies the source across builds (config entry + file).
-    key: String,
-    entry: String,
-    path: PathBuf,
-    kind: Kind,
-    owners: Vec<String>,
-    ttl: u32,
-    hold: Duration,
-    next: bool,
-}
-
-enum Kind {
-    Tlsa(TlsaParams),
-    Sshfp(SshfpHash),
-}
-
-/// A config entry path that could not even be listed: every source
-/// remembered under it keeps its records.
-struct Unlisted {
-    entry: String,
-    error: String,
-}
-
-fn inputs(config: &Config) -> (Vec<Input>, Vec<Unlisted>) {
-    let mut out = Vec::new();
-    let mut unlisted = Vec::new();
-    for t in &config.tlsa {
-        let p = t.params;
-        let owners = tlsa_owners(t);
-        let describe = |path: &Path, role: &str| {
-            format!(
-                "tlsa {role} {} {} {} {} {}",
-                path.display(),
-                t.names.join(","),
-                t.ports
-                    .iter()
-                    .map(u16::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-                t.proto,
-                format_args!("{} {} {}", p.usage, p.selector, p.matching)
-            )
-        };
-        let hold = t.hold.unwrap_or_else(|| default_hold(t.ttl));
-        let mut add = |path: &Path, next: bool| {
-            let key = describe(path, if next { "next" } else { "cert" });
-            out.push(Input {
-                entry: key.clone(),
-                key,
-                path: path.to_path_buf(),
-                kind: Kind::Tlsa(p),
-                owners: owners.clone(),
-                ttl: t.ttl,
-                hold,
-                next,
-            })
-        };
-        add(&t.cert, false);
-        if let Some(n) = &t.next {
-            add(n, true);
-        }
-    }
-    for s in &config.sshfp {
-        let hold = s.hold.unwrap_or_else(|| default_hold(s.ttl));
-        let hash = format!("{:?}", s.hash).to_lowercase();
-        for path in &s.keys {
-            let entry = format!("sshfp {} {hash} {}", s.name, path.display());
-            let files = match std::fs::metadata(path) {
-                Ok(m) if m.is_dir() => match folder_files(path) {
-                    Ok(files) => files,
-                    Err(e) => {
-                        unlisted.push(Unlisted {
-                            entry,
-                            error: format!("{}: cannot list the key folder: {e}", path.display()),
-                        });
-                        continue;
-                    }
-                },
-                Ok(_) => vec![path.clone()],
-                Err(e) => {
-                    unlisted.push(Unlisted {
-                        entry,
-                        error: format!("{}: cannot read: {e}", path.display()),
-                    });
-                    continue;
-                }
-            };
-            for file in files {
-                out.push(Input {
-                    key: format!("sshfp {} {hash} {}", s.name, file.display()),
-                    entry: entry.clone(),
-                    path: file,
-                    kind: Kind::Sshfp(s.hash),
-                    owners: vec![s.name.clone()],
-                    ttl: s.ttl,
-                    hold,
-                    next: false,
-                });
-            }
-        }
-    }
-    (out, unlisted)
 }
 
 /// The records of one input, or the error line.
@@ -630,6 +453,8 @@ fn plan(config: &Config, now: SystemTime, old: &State) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::config::TlsaParams;
+    use crate::dane::entries::key_inputs;
     use std::fs;
 
     const HOUR: Duration = Duration::from_secs(3600);
