@@ -1,12 +1,14 @@
 //! The whitelist: which drop fragments become records in a zone.
 //!
-//! DESIGN.md, "The whitelist": a record is accepted only if it is TXT (the
-//! fragment parser already refuses anything else), its owner's first label is
-//! an allowed label, the owner lies in a configured zone and within the names
-//! its drop directory may touch, its value has the configured shape, and its
-//! file passed the drop reader's checks. Accepted records are re-rendered by
-//! the zone builder with absolute owner, clamped TTL, class IN and a quoted
-//! value; drop text itself never reaches a zone.
+//! A record is accepted only if it is TXT (the fragment parser already
+//! refuses anything else), its owner's first label is an allowed label, the
+//! owner lies in a configured zone and within the names its drop directory
+//! may touch ([`crate::base::rules`]), its value has the configured shape,
+//! and its file passed the drop reader's checks; an aliased owner is
+//! published at its alias's target ([`crate::build::zone::alias`]).
+//! Accepted records are re-rendered by the zone builder with absolute
+//! owner, clamped TTL, class IN and a quoted value; drop text itself never
+//! reaches a zone.
 
 // Input here comes from drop directories, hooks or zone files: never panic on it.
 #![cfg_attr(

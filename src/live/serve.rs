@@ -96,7 +96,8 @@ pub enum ServeError {
 
 /// The records of a published zone file, parsed with `zone` as origin.
 ///
-/// Only for our own output: the parser follows `$INCLUDE` (FACTS.md).
+/// Only for our own output: hickory's parser follows any `$INCLUDE`
+/// (which is why the builder resolves them itself, `build::source`).
 pub fn read_zone(file: &Path, zone: &str) -> Result<BTreeMap<RrKey, RecordSet>, ServeError> {
     let mut text = String::new();
     std::fs::File::open(file)
