@@ -27,7 +27,7 @@ pub enum Kind {
     SourceFolder,
     /// extra/: every file in it, at any depth, is read.
     Extra,
-    /// A zone's soa/<zone> or primary/<zone> file.
+    /// A zone's `soa/<zone>` or `primary/<zone>` file.
     ZoneFile,
     /// A drop directory: every entry in it is read.
     Drop,

@@ -1,5 +1,5 @@
 //! The files the `[[tlsa]]` and `[[sshfp]]` entries name: each with the
-//! owners, TTL and hold of its records ([`inputs`], for
+//! owners, TTL and hold of its records (`inputs`, for
 //! [`crate::dane::keys`] to compute them), and as plain paths, per zone
 //! ([`key_inputs`], for the build's listing of what it reads).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]

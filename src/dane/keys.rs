@@ -136,9 +136,10 @@ pub fn key_status(config: &Config, now: SystemTime) -> (Vec<KeyStatus>, KeyRecor
 
 /// When the published key records next change with no file changing: the
 /// end of the earliest hold in the rollover memory (None: nothing held, or
-/// no readable memory). [`key_inputs`] covers changes that come from files;
-/// this covers the ones that come from the clock, so a builder that skips
-/// unchanged inputs, or a watcher, knows when to build anyway.
+/// no readable memory). [`crate::dane::entries::key_inputs`] covers changes
+/// that come from files; this covers the ones that come from the clock, so
+/// a builder that skips unchanged inputs, or a watcher, knows when to build
+/// anyway.
 pub fn next_key_change(config: &Config) -> Option<SystemTime> {
     let state = load_state(&state_path(config)).ok()?;
     state

@@ -1,5 +1,5 @@
 //! Zone assembly and whole-zone checks, in parts:
-//! - [`sources`]: reading soa/, primary/ and extra/ into one text per zone;
+//! - `sources`: reading soa/, primary/ and extra/ into one text per zone;
 //! - [`alias`]: the challenge alias rule (a CNAME at a challenge owner);
 //! - `emit`: writing that text, in slices the check can parse apart;
 //! - `check`: the parallel parse and the whole-zone checks;
@@ -62,7 +62,7 @@ impl From<source::SourceError> for ZoneError {
     }
 }
 
-/// The SOA as found in soa/<zone>.
+/// The SOA as found in `soa/<zone>`.
 #[derive(Debug, Clone)]
 pub struct Soa {
     pub file: PathBuf,
