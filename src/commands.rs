@@ -196,14 +196,19 @@ pub fn list(ctx: &Context, json: bool) -> Result<u8, Error> {
     } else {
         print!("{}", list::render_text(&items));
     }
-    for e in &unreadable {
+    Ok(failures(&unreadable))
+}
+
+/// Print `errors`, one line each; the exit status they make.
+fn failures(errors: &[impl std::fmt::Display]) -> u8 {
+    for e in errors {
         eprintln!("zonedrop: {e}");
     }
-    Ok(if unreadable.is_empty() {
+    if errors.is_empty() {
         exit::OK
     } else {
         exit::FAILED
-    })
+    }
 }
 
 /// What `zonedrop tlsa` was given.
@@ -311,14 +316,7 @@ pub fn list_dane(ctx: &Context, json: bool) -> Result<u8, Error> {
     for w in &report.warnings {
         eprintln!("zonedrop: warning: {w}");
     }
-    for e in &report.errors {
-        eprintln!("zonedrop: {e}");
-    }
-    Ok(if report.errors.is_empty() {
-        exit::OK
-    } else {
-        exit::FAILED
-    })
+    Ok(failures(&report.errors))
 }
 
 /// Zone-file lines with the state as a comment:
@@ -497,13 +495,5 @@ pub fn notify(ctx: &Context, zone: &str, to: &[SocketAddr]) -> Result<u8, Error>
             "nowhere to send NOTIFY: give --to ADDR or set [build] notify".into(),
         ));
     }
-    let errors = notify::notify_zone(&config, &zone, to)?;
-    for e in &errors {
-        eprintln!("zonedrop: {e}");
-    }
-    Ok(if errors.is_empty() {
-        exit::OK
-    } else {
-        exit::FAILED
-    })
+    Ok(failures(&notify::notify_zone(&config, &zone, to)?))
 }
