@@ -102,41 +102,14 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
         .collect();
     files.extend(read.sources.extra_files.iter().cloned());
     for zone in zones {
-        let Some(settled) = read.settle(&zone.name) else {
-            continue;
-        };
-        report.refusals.extend(settled.refusals);
-        let assembled = match settled.zone {
-            Ok(a) => a,
-            Err(e) => {
-                report.errors.push(e.to_string());
-                continue;
-            }
-        };
-        files.extend(assembled.inputs.iter().cloned());
-        if opts.dry_run {
-            continue;
-        }
-        let published = match publish::publish_zone(
+        files.extend(build_zone(
             config,
-            zone.serial,
-            &assembled,
-            settled.challenges,
+            opts,
+            &mut read,
+            zone,
             now_unix,
-        ) {
-            Ok(Some(p)) => {
-                report.published.push(p);
-                true
-            }
-            Ok(None) => false,
-            Err(e) => {
-                report.errors.push(e.to_string());
-                false
-            }
-        };
-        report
-            .errors
-            .extend(effects::after_publish(config, &zone.name, published));
+            &mut report,
+        ));
     }
     if !opts.dry_run {
         files.extend(drops.challenges.into_iter().map(|c| c.file));
@@ -144,6 +117,55 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
         manifest::record(config, opts.whole(), &report, first, &files, read.until)?;
     }
     Ok(report)
+}
+
+/// One zone, once everything is read: settled ([`zone::settle`]), then,
+/// unless this is a check, published and followed by the effects of
+/// publishing. Returns the files its sources came from (none when it
+/// failed: the manifest is not recorded then).
+fn build_zone(
+    config: &Config,
+    opts: &Options,
+    read: &mut read::Read<'_>,
+    zone: &ZoneConf,
+    now_unix: u64,
+    report: &mut Report,
+) -> Vec<PathBuf> {
+    let Some(settled) = read.settle(&zone.name) else {
+        return Vec::new();
+    };
+    report.refusals.extend(settled.refusals);
+    let assembled = match settled.zone {
+        Ok(a) => a,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            return Vec::new();
+        }
+    };
+    if opts.dry_run {
+        return assembled.inputs;
+    }
+    let published = match publish::publish_zone(
+        config,
+        zone.serial,
+        &assembled,
+        settled.challenges,
+        now_unix,
+    ) {
+        Ok(Some(p)) => {
+            report.published.push(p);
+            true
+        }
+        Ok(None) => false,
+        Err(e) => {
+            report.errors.push(e.to_string());
+            false
+        }
+    };
+    report
+        .errors
+        .extend(effects::after_publish(config, &zone.name, published));
+    assembled.inputs
 }
 
 /// The zones to build, in config order: all, or those named (each must be
