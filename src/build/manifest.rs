@@ -41,8 +41,9 @@ pub fn stamp_first(inputs: &[Input]) -> Vec<(PathBuf, Option<Stamp>)> {
 /// Remember what a build read, so that the next one may skip: after a
 /// `whole` build that succeeded, the inputs stamped before reading
 /// (`first`), the `files` read (each once), and every published zone (one
-/// removed or replaced by hand is built again). A failed build forgets it, so cron hears about the
-/// problem again; so does a partial build that published.
+/// removed or replaced by hand is built again). A failed build forgets it,
+/// so cron hears about the problem again; so does a partial build that
+/// published.
 pub fn record(
     config: &Config,
     whole: bool,

@@ -6,6 +6,7 @@
 //! while it is read: the reader hands finished slices to the workers
 //! ([`Feed`]). On any problem, [`super::locate`] names the file and line.
 
+// Input here comes from drop directories, hooks or zone files: never panic on it.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)

@@ -14,6 +14,7 @@
 //! Owners are written relative to the `$ORIGIN` in force where they lie
 //! under it.
 
+// Input here comes from drop directories, hooks or zone files: never panic on it.
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
