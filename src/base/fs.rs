@@ -59,20 +59,46 @@ pub fn clean_temporaries(dir: &Path) {
 }
 
 /// What identifies one version of a file on disk: a rename over it changes
-/// the inode, an in-place write the size, mtime or ctime.
+/// the inode, an in-place write the size, mtime or ctime. Stored as an
+/// array of its five numbers, all 64-bit: a manifest holds thousands, and
+/// an idle build reads them all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StampFields", into = "StampFields")]
 pub struct Stamp {
     pub dev: u64,
     pub ino: u64,
     pub size: u64,
-    /// Nanoseconds since the Unix epoch.
-    pub mtime_ns: i128,
-    pub ctime_ns: i128,
+    /// Nanoseconds since the Unix epoch, saturating beyond the years 1678
+    /// and 2262 (a file dated out there still changes its ctime when it
+    /// changes its mtime, and ctime is the kernel's clock).
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+/// [`Stamp`] as stored: device, inode, size, mtime, ctime.
+type StampFields = (u64, u64, u64, i64, i64);
+
+impl From<StampFields> for Stamp {
+    fn from((dev, ino, size, mtime_ns, ctime_ns): StampFields) -> Stamp {
+        Stamp {
+            dev,
+            ino,
+            size,
+            mtime_ns,
+            ctime_ns,
+        }
+    }
+}
+
+impl From<Stamp> for StampFields {
+    fn from(s: Stamp) -> StampFields {
+        (s.dev, s.ino, s.size, s.mtime_ns, s.ctime_ns)
+    }
 }
 
 impl Stamp {
     pub fn of(meta: &fs::Metadata) -> Stamp {
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
         Stamp {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -105,6 +131,9 @@ mod tests {
         let before = stamp(&p).unwrap();
         write_atomic(&p, &[b"three\n"]).unwrap();
         assert_ne!(stamp(&p), Some(before), "a rename is a new version");
+        let stored = serde_json::to_string(&before).unwrap();
+        assert!(stored.starts_with('['), "{stored}");
+        assert_eq!(serde_json::from_str::<Stamp>(&stored).unwrap(), before);
         fs::write(d.path().join(".zonedrop-stale"), "x").unwrap();
         fs::write(d.path().join(".other"), "x").unwrap();
         clean_temporaries(d.path());
