@@ -3,12 +3,16 @@
 //! status or an [`Error`]. Printing of results lives here; printing of
 //! errors lives in `main`.
 
-use crate::build;
-use crate::config::{Config, DropDir, Proto, SshfpHash, TlsaParams};
+use crate::base::config::{Config, DropDir, Proto, SshfpHash, TlsaParams};
+use crate::base::name;
+use crate::build::list;
+use crate::build::zone::read_aliases;
+use crate::build::{self, report::Shown};
+use crate::dane::{keys, sshfp, tlsa};
 use crate::error::{exit, Error};
 use crate::hook::{self, Change, HookError, Op, Plan};
-use crate::serve::Responder;
-use crate::{dane, keys, list, name, notify, sshfp, wait};
+use crate::live::serve::Responder;
+use crate::live::{notify, wait};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -85,7 +89,7 @@ fn apply(ctx: &Context, changes: &[Change]) -> Result<u8, Error> {
 /// `zonedrop watch [--poll DURATION]`.
 pub fn watch(ctx: &Context, poll: Option<Duration>) -> Result<u8, Error> {
     let config = Config::load_required(ctx.config.as_deref())?;
-    crate::watch::run(&config, &crate::watch::Options { poll }, |_| {})?;
+    crate::live::watch::run(&config, &crate::live::watch::Options { poll }, |_| {})?;
     Ok(exit::OK)
 }
 
@@ -131,7 +135,7 @@ pub fn run(ctx: &Context, poll: Option<Duration>, listen: &[SocketAddr]) -> Resu
     } = Responding::new(ctx, listen)?;
     let (cfg, swap) = (config.clone(), responder.clone());
     let watcher = std::thread::spawn(move || {
-        crate::watch::run(&cfg, &crate::watch::Options { poll }, |report| {
+        crate::live::watch::run(&cfg, &crate::live::watch::Options { poll }, |report| {
             for p in &report.published {
                 if let Err(e) = swap.reload(&p.zone) {
                     log::error!("{e}");
@@ -179,7 +183,12 @@ pub fn list(ctx: &Context, json: bool) -> Result<u8, Error> {
         },
         (None, None) => return Err(Error::Hook(HookError::NoDrop)),
     };
-    let items = list::list(&dirs, config.as_ref(), SystemTime::now())?;
+    // Judged as a build judges: with the challenge aliases of the sources.
+    let (aliases, unreadable) = match &config {
+        Some(c) => read_aliases(c),
+        None => Default::default(),
+    };
+    let items = list::list(&dirs, config.as_ref(), &aliases, SystemTime::now())?;
     if json {
         let text =
             serde_json::to_string_pretty(&items).map_err(|e| Error::Failed(e.to_string()))?;
@@ -187,7 +196,19 @@ pub fn list(ctx: &Context, json: bool) -> Result<u8, Error> {
     } else {
         print!("{}", list::render_text(&items));
     }
-    Ok(exit::OK)
+    Ok(failures(&unreadable))
+}
+
+/// Print `errors`, one line each; the exit status they make.
+fn failures(errors: &[impl std::fmt::Display]) -> u8 {
+    for e in errors {
+        eprintln!("zonedrop: {e}");
+    }
+    if errors.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
 }
 
 /// What `zonedrop tlsa` was given.
@@ -219,9 +240,9 @@ pub fn tlsa(args: &TlsaArgs) -> Result<u8, Error> {
     let mut out = String::new();
     let mut warnings = Vec::new();
     for file in &args.files {
-        let material = dane::load(file)?;
-        let rdatas = dane::rdata(&material, args.params, file)?;
-        warnings.extend(dane::expired(
+        let material = tlsa::load(file)?;
+        let rdatas = tlsa::rdata(&material, args.params, file)?;
+        warnings.extend(tlsa::expired(
             &material,
             args.params.usage,
             file,
@@ -295,14 +316,7 @@ pub fn list_dane(ctx: &Context, json: bool) -> Result<u8, Error> {
     for w in &report.warnings {
         eprintln!("zonedrop: warning: {w}");
     }
-    for e in &report.errors {
-        eprintln!("zonedrop: {e}");
-    }
-    Ok(if report.errors.is_empty() {
-        exit::OK
-    } else {
-        exit::FAILED
-    })
+    Ok(failures(&report.errors))
 }
 
 /// Zone-file lines with the state as a comment:
@@ -349,7 +363,7 @@ pub fn build(
     let config = Config::load_required(ctx.config.as_deref())?;
     let zones = zones
         .iter()
-        .map(|z| crate::name::parse_fqdn(z).map_err(|e| Error::Usage(format!("--zone: {e}"))))
+        .map(|z| name::parse_fqdn(z).map_err(|e| Error::Usage(format!("--zone: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
     let opts = build::Options {
         zones,
@@ -357,24 +371,10 @@ pub fn build(
         dry_run,
     };
     let report = build::run(&config, &opts, SystemTime::now())?;
-    if !quiet || dry_run {
-        for r in &report.refusals {
-            eprintln!("zonedrop: {r}");
-        }
-    }
-    for w in &report.warnings {
-        if !quiet {
-            eprintln!("zonedrop: warning: {w}");
-        }
-    }
-    for e in &report.errors {
-        eprintln!("zonedrop: {e}");
-    }
-    if !quiet {
-        for p in &report.published {
-            println!("{p}");
-        }
-    }
+    report.show(Shown::Terminal {
+        quiet,
+        check: dry_run,
+    });
     Ok(if report.failed() {
         exit::FAILED
     } else {
@@ -384,7 +384,7 @@ pub fn build(
 
 /// `zonedrop init [DIR] --zone NAME`: a working tree in one command.
 pub fn init(dir: &Path, zone: &str) -> Result<u8, Error> {
-    let zone = crate::name::parse_fqdn(zone).map_err(|e| Error::Usage(format!("--zone: {e}")))?;
+    let zone = name::parse_fqdn(zone).map_err(|e| Error::Usage(format!("--zone: {e}")))?;
     let bare = zone.trim_end_matches('.');
     let fill = |t: &str| t.replace("{zone}", bare);
     let files = [
@@ -415,7 +415,7 @@ pub fn init(dir: &Path, zone: &str) -> Result<u8, Error> {
             .map_err(|e| Error::Failed(format!("{}: {e}", dir.join(d).display())))?;
     }
     for (path, text) in &files {
-        crate::publish::write_atomic(path, &[text.as_bytes()])
+        crate::build::publish::write_atomic(path, &[text.as_bytes()])
             .map_err(|e| Error::Failed(e.to_string()))?;
     }
     println!(
@@ -484,7 +484,7 @@ pub fn wait(
 /// not acknowledge.
 pub fn notify(ctx: &Context, zone: &str, to: &[SocketAddr]) -> Result<u8, Error> {
     let config = Config::load_required(ctx.config.as_deref())?;
-    let zone = crate::name::parse_fqdn(zone).map_err(|e| Error::Usage(e.to_string()))?;
+    let zone = name::parse_fqdn(zone).map_err(|e| Error::Usage(e.to_string()))?;
     if config.zones.iter().all(|z| z.name != zone) {
         return Err(Error::Usage(format!(
             "zone `{zone}` is not configured: add a [[zone]] with that name"
@@ -495,13 +495,5 @@ pub fn notify(ctx: &Context, zone: &str, to: &[SocketAddr]) -> Result<u8, Error>
             "nowhere to send NOTIFY: give --to ADDR or set [build] notify".into(),
         ));
     }
-    let errors = notify::notify_zone(&config, &zone, to)?;
-    for e in &errors {
-        eprintln!("zonedrop: {e}");
-    }
-    Ok(if errors.is_empty() {
-        exit::OK
-    } else {
-        exit::FAILED
-    })
+    Ok(failures(&notify::notify_zone(&config, &zone, to)?))
 }

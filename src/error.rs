@@ -17,25 +17,25 @@ pub mod exit {
 #[derive(Debug, Error)]
 pub enum Error {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::base::config::ConfigError),
     #[error(transparent)]
     Hook(#[from] crate::hook::HookError),
     #[error(transparent)]
-    Drop(#[from] crate::drop::DropError),
+    Drop(#[from] crate::hook::drop::DropError),
     #[error(transparent)]
     Build(#[from] crate::build::BuildError),
     #[error(transparent)]
-    Serve(#[from] crate::serve::ServeError),
+    Serve(#[from] crate::live::serve::ServeError),
     #[error(transparent)]
-    Wait(#[from] crate::wait::WaitError),
+    Wait(#[from] crate::live::wait::WaitError),
     #[error(transparent)]
-    Notify(#[from] crate::notify::NotifyError),
+    Notify(#[from] crate::live::notify::NotifyError),
     #[error(transparent)]
-    Watch(#[from] crate::watch::WatchError),
+    Watch(#[from] crate::live::watch::WatchError),
     #[error(transparent)]
-    Dane(#[from] crate::dane::DaneError),
+    Dane(#[from] crate::dane::tlsa::DaneError),
     #[error(transparent)]
-    Sshfp(#[from] crate::sshfp::SshfpError),
+    Sshfp(#[from] crate::dane::sshfp::SshfpError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -45,8 +45,8 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         use crate::hook::HookError;
-        use crate::serve::ServeError;
-        use crate::wait::WaitError;
+        use crate::live::serve::ServeError;
+        use crate::live::wait::WaitError;
         match self {
             Error::Config(_)
             | Error::Usage(_)

@@ -1,34 +1,26 @@
 //! zonedrop: an ACME DNS-01 challenge broker and zone-file builder.
 //!
 //! Hooks called by ACME clients write challenge fragments into a drop
-//! directory ([`hook`], [`drop`], [`fragment`]); the builder reads that
-//! directory as hostile ([`whitelist`]) and assembles validated zones from
-//! the operator's sources. The live side answers from the published zones
-//! ([`serve`]), checks that a challenge is visible ([`wait`]) and tells
-//! secondaries about changes ([`notify`]). `ARCHITECTURE.md` maps the modules.
+//! directory ([`hook`]); the builder reads that directory as hostile and
+//! assembles validated zones from the operator's sources ([`build`]), with
+//! TLSA and SSHFP records from certificates and keys ([`dane`]). The live
+//! side answers from the published zones, checks that a challenge is
+//! visible and tells secondaries about changes ([`live`]). All four sides
+//! stand on [`base`]: the config, names, the label and value rules, and
+//! the file plumbing. `ARCHITECTURE.md` maps the modules.
 
+pub mod base;
 pub mod build;
 pub mod commands;
-pub mod config;
 pub mod dane;
-pub mod drop;
 pub mod error;
-pub mod exchange;
-pub mod fragment;
 pub mod hook;
-pub mod keys;
-pub mod list;
-pub mod name;
-pub mod notify;
-pub mod publish;
-pub mod serial;
-pub mod serve;
-pub mod source;
-pub mod sshfp;
-mod udp;
-pub mod wait;
-pub mod watch;
-pub mod whitelist;
-pub mod zone;
+pub mod live;
 
 pub use error::Error;
+
+// The paths of the flat layout that the fuzz targets (and the work in
+// flight on the responder) import: the same modules, by their old names.
+pub use base::{config, name};
+pub use build::{whitelist, zone};
+pub use hook::{drop, fragment};

@@ -1,8 +1,12 @@
 //! Zone assembly with an arbitrary primary file and arbitrary drop files,
-//! the way `zonedrop build` runs it (whitelist, `Sources::assemble`,
-//! `Sources::check`) in a temporary tree. Nothing may panic, and a zone that
-//! passes the checks holds, beyond what the same sources give without the
-//! drop directory, only whitelisted challenge TXT records.
+//! the way `zonedrop build` runs it, through the build's own stages in a
+//! temporary tree: the sources read (`read_sources`: a primary part over
+//! 256 KiB is checked while it is read, by the pipelined reader), the drop
+//! directory judged with their aliases (`read_drops`), each zone settled
+//! (`settle`: a challenge that would break the zone is refused). Nothing may
+//! panic, and a zone that settles holds, beyond what the same sources give
+//! without the drop directory, exactly one whitelisted challenge TXT record
+//! per challenge it kept.
 
 #![no_main]
 
@@ -11,18 +15,23 @@ use hickory_proto::serialize::txt::Parser;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::SystemTime;
-use zonedrop::config::Config;
-use zonedrop::whitelist;
-use zonedrop::zone::{quote_txt, Rendered, Sources};
+use zonedrop::base::rules;
+use zonedrop::build::read::read_sources;
+use zonedrop::config::{Config, ZoneConf};
 
 #[derive(Debug, Arbitrary)]
 struct Input {
     primary: String,
     fragments: Vec<Vec<u8>>,
+    /// From 0xf0 up (one value in 16; an input that ran out of bytes gets
+    /// 0), the primary text gets [`filler`] before it (even) or after it
+    /// (odd), which makes the primary part big enough for the pipelined
+    /// reader.
+    big: u8,
 }
 
 const SOA_TEST: &str =
@@ -31,6 +40,19 @@ const SOA_NET: &str =
     "@ 3600 IN SOA ns1.example.test. hostmaster.example.test. 1 7200 3600 1209600 300\n";
 const PRIMARY_NET: &str = "@ IN NS ns1.example.test.\nmail IN A 192.0.2.25\n";
 const INCLUDED: &str = "inc 300 IN A 192.0.2.99\n";
+
+/// Text that makes a primary part bigger than the 256 KiB from which it is
+/// checked while it is read: 2,000 records (some 30 slices, in batches) and
+/// comment lines between them, so that a run stays cheap enough to fuzz.
+fn filler() -> &'static str {
+    static F: OnceLock<String> = OnceLock::new();
+    F.get_or_init(|| {
+        let comment = format!("; {}\n", "-".repeat(110));
+        (0..2_000)
+            .map(|i| format!("f{i} IN A 198.51.{}.{}\n{comment}", i / 250 % 250, i % 250))
+            .collect()
+    })
+}
 
 fn tree() -> &'static Path {
     static T: OnceLock<tempfile::TempDir> = OnceLock::new();
@@ -50,6 +72,7 @@ fn tree() -> &'static Path {
             "[[drop]]\npath = \"drop\"\n[[zone]]\nname = \"example.test\"\n[[zone]]\nname = \"example.net\"\n",
         );
         std::fs::create_dir_all(t.path().join("drop")).unwrap();
+        assert!(filler().len() > 256 * 1024);
         t
     })
     .path()
@@ -85,48 +108,41 @@ fuzz_target!(|input: Input| {
     for (i, f) in input.fragments.iter().enumerate() {
         std::fs::write(drop.join(format!("f{i}")), f).unwrap();
     }
-    std::fs::write(root.join("zones/primary/example.test"), &input.primary).unwrap();
+    let primary = match input.big {
+        b if b < 0xf0 => input.primary.clone(),
+        b if b % 2 == 0 => format!("{}{}", filler(), input.primary),
+        _ => format!("{}\n{}", input.primary, filler()),
+    };
+    std::fs::write(root.join("zones/primary/example.test"), primary).unwrap();
 
     let config = Config::load(&root.join("zonedrop.toml")).expect("the fuzz config loads");
-    let Ok(mut sources) = Sources::new(&config) else {
+    let zones: Vec<&ZoneConf> = config.zones.iter().collect();
+    let Ok(mut read) = read_sources(&config, &zones) else {
         return;
     };
+    let sorted = read.read_drops(SystemTime::now(), false);
     for z in &config.zones {
-        let _ = sources.scan_aliases(&z.name);
-    }
-    let now = SystemTime::now();
-    let sorted = whitelist::sort_drops_with(&config, &sources.aliases, now, false);
-    for z in &config.zones {
-        let rendered: Vec<Rendered> = sorted
-            .challenges
-            .iter()
-            .filter(|c| c.zone == z.name)
-            .map(|c| Rendered {
-                owner: c.owner.clone(),
-                ttl: c.ttl,
-                rtype: "TXT",
-                rdata: quote_txt(&c.value),
-                source: PathBuf::from(&c.file),
-            })
-            .collect();
-        let Ok(with) = sources.assemble(&z.name, &rendered) else {
+        let Some(settled) = read.settle(&z.name) else {
             continue;
         };
-        if sources.check(&with, &rendered).is_err() {
+        let Ok(with) = settled.zone else {
             continue;
-        }
-        // It passed: what would be published parses, and the drop side added
-        // nothing but challenge TXT records.
+        };
+        // It settled: what would be published parses, and the drop side
+        // added one challenge TXT record per challenge kept, and nothing else.
         let zone = Name::from_str(&z.name).unwrap();
         let published = with.with_serial(2);
         let all = records(&published, &zone)
             .unwrap_or_else(|e| panic!("a checked zone does not parse: {e}\n{published}"));
-        let base = sources
+        let base = read
+            .sources
             .assemble(&z.name, &[])
             .expect("the same sources assemble without the drop records");
         let base = records(&base.with_serial(2), &zone)
             .unwrap_or_else(|e| panic!("the zone without drop records does not parse: {e}"));
-        for (name, rtype, data) in all.difference(&base) {
+        let added: Vec<_> = all.difference(&base).collect();
+        assert_eq!(added.len(), settled.challenges, "{added:?}");
+        for (name, rtype, data) in added {
             assert!(zone.zone_of(name), "`{name}` outside {zone}");
             assert_eq!(
                 *rtype,
@@ -134,6 +150,7 @@ fuzz_target!(|input: Input| {
                 "{name} {rtype} {data} came from the drop"
             );
             let owner = name.to_ascii().to_ascii_lowercase();
+            // The config's labels are the default: `_acme-challenge` only.
             let label_ok = |o: &str| {
                 o.split('.')
                     .next()
@@ -141,10 +158,11 @@ fuzz_target!(|input: Input| {
             };
             assert!(
                 label_ok(&owner)
-                    || sources
+                    || read
+                        .sources
                         .aliases
                         .iter()
-                        .any(|(from, to)| to == &owner && label_ok(from)),
+                        .any(|(from, to)| to == owner && label_ok(from)),
                 "`{owner}` is neither a challenge owner nor an alias target"
             );
             let value = data.split_once(' ').map_or("", |(_, v)| v);
@@ -153,7 +171,11 @@ fuzz_target!(|input: Input| {
                 .iter()
                 .find(|c| c.owner == owner && c.value == value)
                 .unwrap_or_else(|| panic!("`{owner}` TXT {data} matches no accepted challenge"));
-            assert!(whitelist::check_value(&c.value, &config.policy).is_ok());
+            assert!(rules::check_value(&c.value, &config.policy).is_ok());
+            assert!(
+                !settled.refusals.iter().any(|r| r.file == c.file),
+                "`{owner}` TXT {data} was refused and published"
+            );
         }
         for (name, _, _) in &all {
             assert!(

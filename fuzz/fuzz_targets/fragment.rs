@@ -13,7 +13,6 @@
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::txt::Parser;
 use libfuzzer_sys::fuzz_target;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::OnceLock;
@@ -21,7 +20,9 @@ use std::time::SystemTime;
 use zonedrop::config::{Config, ValueShape};
 use zonedrop::drop::{Entry, ReadRefusal};
 use zonedrop::fragment::Fragment;
+use zonedrop::base::rules;
 use zonedrop::whitelist;
+use zonedrop::zone::alias::Aliases;
 use zonedrop::zone::quote_txt;
 
 const ALIAS_FROM: &str = "_acme-challenge.mail.example.test.";
@@ -29,7 +30,7 @@ const ALIAS_TO: &str = "_acme-challenge.mail.example.net.";
 
 struct World {
     configs: Vec<Config>,
-    aliases: HashMap<String, String>,
+    aliases: Aliases,
 }
 
 fn world() -> &'static World {
@@ -50,7 +51,7 @@ fn world() -> &'static World {
             Config::parse(&text, Path::new("fuzz.toml")).expect("the fuzz config parses")
         })
         .collect();
-        let aliases = HashMap::from([(ALIAS_FROM.to_string(), ALIAS_TO.to_string())]);
+        let aliases = Aliases::from_iter([(ALIAS_FROM.to_string(), ALIAS_TO.to_string())]);
         World { configs, aliases }
     })
 }
@@ -93,9 +94,9 @@ fuzz_target!(|data: &[u8]| {
         "label `{first}` of `{}` accepted",
         f.owner
     );
-    assert!(whitelist::drop_allows(dir.names.as_deref(), &f.owner));
+    assert!(rules::drop_allows(dir.names.as_deref(), &f.owner));
     if c.owner != f.owner {
-        assert_eq!(w.aliases.get(&f.owner), Some(&c.owner));
+        assert_eq!(w.aliases.follow(&f.owner), Ok(c.owner.clone()));
     }
     assert!(c.ttl >= policy.ttl_min && c.ttl <= policy.ttl_max);
 

@@ -11,10 +11,10 @@
 //! Every server binds 127.0.0.1 only, on ports picked here, and is killed by
 //! PID when the test ends.
 
-use crate::support::{bin, free_port, need, Daemon, Tree, V1};
-use hickory_proto::op::{Message, Query};
-use hickory_proto::rr::{Name, RData, RecordType};
-use std::net::{TcpStream, UdpSocket};
+use crate::support::{
+    bin, clean_env, copy_dir, free_port, need, query_txt, zonedrop, Daemon, Tree, V1,
+};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,41 +25,10 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 /// A server started here, killed by PID when dropped.
 type Guard = Daemon;
 
-/// The TXT strings at `name` on 127.0.0.1:`port` (RD clear), or None when
-/// the server did not answer within 200 ms.
+/// The TXT strings at `name` on 127.0.0.1:`port`, or None when the
+/// server did not answer.
 fn txt(port: u16, name: &str) -> Option<Vec<String>> {
-    let mut q = Message::query();
-    q.metadata.id = rand_id();
-    q.metadata.recursion_desired = false;
-    q.add_query(Query::query(
-        Name::from_ascii(name).unwrap(),
-        RecordType::TXT,
-    ));
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.connect(("127.0.0.1", port)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    sock.send(&q.to_vec().unwrap()).ok()?;
-    let mut buf = [0u8; 4096];
-    let n = sock.recv(&mut buf).ok()?;
-    let r = Message::from_vec(&buf[..n]).ok()?;
-    (r.metadata.id == q.metadata.id).then(|| {
-        r.answers
-            .iter()
-            .filter_map(|rec| match &rec.data {
-                RData::TXT(t) => Some(String::from_utf8_lossy(&t.txt_data.concat()).into_owned()),
-                _ => None,
-            })
-            .collect()
-    })
-}
-
-fn rand_id() -> u16 {
-    (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        % 65521) as u16
+    query_txt(SocketAddr::from(([127, 0, 0, 1], port)), name).map(|(_, strings)| strings)
 }
 
 /// Run `cmd` to completion (at most [`CLIENT_TIMEOUT`]), output into `log`;
@@ -133,7 +102,7 @@ impl Acme {
         );
         let zonedrop = Guard::start(
             "zonedrop run",
-            Command::new(bin())
+            zonedrop()
                 .arg("--config")
                 .arg(tree.path("zonedrop.toml"))
                 .arg("run")
@@ -233,10 +202,9 @@ impl Acme {
     /// (hence the drop directory and `[hook] wait`) through the environment.
     fn client(&self, program: &str) -> Command {
         let mut c = Command::new(program);
-        c.current_dir(self.tree.path(""))
-            .env("ZONEDROP_CONFIG", self.config())
-            .env_remove("ZONEDROP_DROP")
-            .env_remove("ZONEDROP_WAIT");
+        clean_env(&mut c)
+            .current_dir(self.tree.path(""))
+            .env("ZONEDROP_CONFIG", self.config());
         c
     }
 
@@ -279,18 +247,6 @@ impl Acme {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("challenges still served after cleanup: {seen:?}");
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
     }
 }
 
@@ -556,7 +512,7 @@ fn watch_poll_picks_up_fragments() {
     );
     let watch = Guard::start(
         "zonedrop watch",
-        Command::new(bin())
+        zonedrop()
             .args(["--config", "zonedrop.toml", "watch", "--poll", "200ms"])
             .current_dir(tree.path(""))
             .env("RUST_LOG", "warn,zonedrop=info"),
@@ -614,12 +570,34 @@ fn watch_poll_picks_up_fragments() {
         Duration::from_secs(2),
         &|t| t.contains(v3),
     );
-    // No change event was used: the log says it polled.
-    assert!(
-        watch.log().contains("polling every 200ms"),
-        "{}",
-        watch.log()
+    // No change event was used: the watcher holds no inotify instance
+    // (on nullfs or NFS, none would ever report anything).
+    assert_eq!(inotify_instances(&watch), 0, "{}", watch.log());
+    drop(watch);
+    // Without --poll it holds one: the probe above can see it.
+    let watch = Guard::start(
+        "zonedrop watch",
+        zonedrop()
+            .args(["--config", "zonedrop.toml", "watch"])
+            .current_dir(tree.path(""))
+            .env("RUST_LOG", "warn,zonedrop=info"),
+        tree.path("watch-events.log"),
     );
+    let until = Instant::now() + Duration::from_secs(10);
+    while !watch.log().contains("watching") && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(inotify_instances(&watch) > 0, "{}", watch.log());
+}
+
+/// The inotify instances `process` holds: its descriptors that are
+/// `anon_inode:inotify` in /proc.
+fn inotify_instances(process: &Daemon) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", process.child.id()))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.as_os_str() == "anon_inode:inotify")
+        .count()
 }
 
 /// `zonedrop run` ends on SIGTERM (systemd's stop, the guards here): the
@@ -641,7 +619,7 @@ fn run_stops_on_sigterm() {
              [serve]\nlisten = [\"127.0.0.1:{port}\"]\n"
         ),
     );
-    let mut child = Command::new(bin())
+    let mut child = zonedrop()
         .args(["--config", "zonedrop.toml", "run"])
         .current_dir(tree.path(""))
         .stdin(Stdio::null())

@@ -61,24 +61,11 @@ fn hook(t: &Tree, verb: &str, owner: &str, value: &str) -> Child {
 
 #[test]
 fn parallel_hooks_while_run_serves_lose_nothing() {
-    let t = Tree::new();
     let port = free_port();
-    t.write(
-        "zonedrop.toml",
-        &format!(
-            "[[drop]]\npath = \"drop\"\n[[zone]]\nname = \"example.test\"\n\
-             [policy]\nmax_files = 1000\n[serve]\nlisten = [\"127.0.0.1:{port}\"]\n"
-        ),
+    let t = Tree::one_zone(
+        &format!("[policy]\nmax_files = 1000\n[serve]\nlisten = [\"127.0.0.1:{port}\"]\n"),
+        "",
     );
-    t.write(
-        "zones/soa/example.test",
-        "$TTL 3600\n@ IN SOA ns1.example.test. hostmaster.example.test. 1 7200 3600 1209600 300\n",
-    );
-    t.write(
-        "zones/primary/example.test",
-        "@ IN NS ns1\nns1 IN A 127.0.0.1\n",
-    );
-    t.mkdir("drop");
     let server = SocketAddr::from(([127, 0, 0, 1], port));
 
     // The records the deletes will remove, in place before `run` starts.

@@ -5,12 +5,10 @@
 //! certificates are made fresh with `openssl` and `ssh-keygen`.
 //!
 //! A missing tool fails the test with the package to install
-//! (`bash .ci/install-deps` installs them all). Helpers stay in this file.
+//! (`bash .ci/install-deps` installs them all).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_zonedrop");
 
 /// The Debian package that provides each tool.
 fn package(tool: &str) -> &'static str {
@@ -44,11 +42,9 @@ fn run(dir: &Path, tool: &str, args: &[&str]) -> String {
 }
 
 fn zonedrop(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
+    crate::support::zonedrop()
         .args(args)
         .current_dir(dir)
-        .env_remove("ZONEDROP_CONFIG")
-        .env_remove("ZONEDROP_DROP")
         .output()
         .unwrap()
 }
@@ -555,7 +551,7 @@ fn sshfp_matches_ssh_keygen_for_keys_certificates_and_known_hosts() {
     let hashed = std::fs::read_to_string(d.join("known_hosts")).unwrap();
     assert!(hashed.contains("|1|"), "{hashed}");
     assert_eq!(sshfp(d, &["known_hosts"]), want);
-    let mut child = Command::new(BIN)
+    let mut child = crate::support::zonedrop()
         .args(["sshfp", "--name", "host.example", "--hash", "all", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

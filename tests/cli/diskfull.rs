@@ -112,26 +112,15 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn a_full_disk_keeps_the_last_good_zone_and_says_which_file() {
-    let t = Tree::new();
+    let hosts: String = (0..200)
+        .map(|i| format!("h{i} IN A 198.51.100.{}\n", i % 250))
+        .collect();
+    let t = Tree::one_zone("[[zone]]\nname = \"example.net\"\n", &hosts);
     t.write(
-        "zonedrop.toml",
-        "[[drop]]\npath = \"drop\"\n[[zone]]\nname = \"example.test\"\n[[zone]]\nname = \"example.net\"\n",
+        "zones/soa/example.net",
+        "$TTL 3600\n@ IN SOA ns1.example.net. hostmaster.example.net. 1 7200 3600 1209600 300\n",
     );
-    for zone in ["example.test", "example.net"] {
-        t.write(
-            &format!("zones/soa/{zone}"),
-            &format!(
-                "$TTL 3600\n@ IN SOA ns1.{zone}. hostmaster.{zone}. 1 7200 3600 1209600 300\n"
-            ),
-        );
-    }
-    let mut primary = String::from("@ IN NS ns1\nns1 IN A 192.0.2.53\n");
-    for i in 0..200 {
-        primary.push_str(&format!("h{i} IN A 198.51.100.{}\n", i % 250));
-    }
-    t.write("zones/primary/example.test", &primary);
     t.write("zones/primary/example.net", "@ IN NS ns1.example.test.\n");
-    t.mkdir("drop");
     let out = t.path("unsigned");
     let _mount = Mount::small(&out, t.dir.path());
 

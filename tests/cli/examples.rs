@@ -116,19 +116,6 @@ impl Example {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 /// The data fields of every record of `rtype` in a zone as ldns writes it
 /// ("owner ttl class type data...").
 fn rdata(text: &str, rtype: &str) -> Vec<Vec<String>> {

@@ -4,28 +4,15 @@
 //! notify` makes transfer the zone. Every server started here listens on 127.0.0.1 only
 //! and is killed by PID when its guard drops.
 
-use crate::support::{free_port, Daemon};
+use crate::support::{free_port, need, zonedrop, Daemon};
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_zonedrop");
 const VALUE1: &str = "first-challenge-value";
 const VALUE2: &str = "second-challenge-value";
-
-/// Fail (not skip) when a program the test drives is missing.
-fn need(program: &str, package: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(program).is_file()))
-        .unwrap_or(false)
-        || Path::new("/usr/sbin").join(program).is_file();
-    assert!(
-        found,
-        "`{program}` is missing: install the Debian package {package} (.ci/install-deps does)"
-    );
-}
 
 /// A server started here, killed by PID when dropped.
 type Guard = Daemon;
@@ -96,7 +83,7 @@ impl Site {
     }
 
     fn zonedrop(&self) -> Command {
-        let mut c = Command::new(BIN);
+        let mut c = zonedrop();
         c.arg("--config").arg(self.config());
         c
     }

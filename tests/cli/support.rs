@@ -1,13 +1,55 @@
-//! Shared helpers: a temporary tree, running the binary, reading a drop.
+//! Shared helpers: a temporary tree (and the one-zone tree most tests
+//! start from), running the binary with a clean environment, reading a
+//! drop, programs a test needs, a DNS client, servers killed at the end.
 
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RData, RecordType};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 pub const V1: &str = "LPsIwTo7o8BoG0-vjCyGQGBWSVIPxI-i_X336eUOQZo";
 pub const V2: &str = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA";
 
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_zonedrop"))
+}
+
+/// `cmd` without the `ZONEDROP_*` variables of the developer's environment
+/// (with `ZONEDROP_WAIT=30s` in a shell, every `add` would wait for a
+/// server): a test sets the ones it means.
+pub fn clean_env(cmd: &mut Command) -> &mut Command {
+    for name in ["ZONEDROP_CONFIG", "ZONEDROP_DROP", "ZONEDROP_WAIT"] {
+        cmd.env_remove(name);
+    }
+    for (name, _) in std::env::vars_os() {
+        if name.as_encoded_bytes().starts_with(b"ZONEDROP_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// The binary, with a clean environment ([`clean_env`]).
+pub fn zonedrop() -> Command {
+    let mut c = Command::new(bin());
+    clean_env(&mut c);
+    c
+}
+
+/// Copy the folder `from` to `to`, recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
 }
 
 /// A temporary working tree; commands run with it as the current folder and
@@ -56,13 +98,34 @@ impl Tree {
         p
     }
 
-    /// A command for the binary (or a symlink to it) in this tree.
+    /// The smallest working tree: one zone, example.test (its SOA, `@ NS
+    /// ns1`, `ns1 A`, then `primary`), an empty drop directory `drop`, and
+    /// `config` after the zone in zonedrop.toml.
+    pub fn one_zone(config: &str, primary: &str) -> Tree {
+        let t = Tree::new();
+        t.write(
+            "zonedrop.toml",
+            &format!("[[drop]]\npath = \"drop\"\n[[zone]]\nname = \"example.test\"\n{config}"),
+        );
+        t.write(
+            "zones/soa/example.test",
+            "$TTL 3600\n@ IN SOA ns1.example.test. hostmaster.example.test. 1 7200 3600 1209600 300\n",
+        );
+        t.write(
+            "zones/primary/example.test",
+            &format!("@ IN NS ns1\nns1 IN A 192.0.2.53\n{primary}"),
+        );
+        t.mkdir("drop");
+        t
+    }
+
+    /// A command for the binary (or a symlink to it) in this tree, with a
+    /// clean environment.
     pub fn cmd_at(&self, program: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(program);
-        c.args(args)
+        clean_env(&mut c)
+            .args(args)
             .current_dir(self.dir.path())
-            .env_remove("ZONEDROP_CONFIG")
-            .env_remove("ZONEDROP_DROP")
             .env_remove("CERTBOT_DOMAIN")
             .env_remove("CERTBOT_VALIDATION");
         c
@@ -134,10 +197,13 @@ pub fn contents(files: &[(String, String)]) -> Vec<String> {
 
 /// Fail loudly when a program a test needs is missing: CI installs it
 /// (`.ci/install-deps`), a developer is told which package to install.
+/// Daemons (nsd, knotd) are looked for in /usr/sbin too, which a user's
+/// PATH may lack.
 pub fn need(program: &str, package: &str) {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false);
+        .unwrap_or(false)
+        || Path::new("/usr/sbin").join(program).is_file();
     assert!(
         found,
         "{program} is not installed: run `bash .ci/install-deps` (Debian package {package})"
@@ -201,41 +267,35 @@ impl Drop for Daemon {
     }
 }
 
-/// Ask `server` for the TXT strings at `owner` over UDP (RD clear), by hand:
-/// the rcode and the strings of the answer.
-pub fn query_txt(server: std::net::SocketAddr, owner: &str) -> Option<(u8, Vec<String>)> {
-    use hickory_proto::rr::RData;
-    let id: u16 = rand_id();
-    let mut q = id.to_be_bytes().to_vec();
-    q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in owner.trim_end_matches('.').split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 16, 0, 1]); // TXT IN
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+/// Ask `server` over UDP for the TXT strings at `owner`, as an authority
+/// is asked (RD clear): the rcode and the strings (each record's
+/// character-strings joined), or None when no answer came within 500 ms.
+pub fn query_txt(server: SocketAddr, owner: &str) -> Option<(u8, Vec<String>)> {
+    // Message::query() draws a random ID.
+    let mut q = Message::query();
+    q.metadata.recursion_desired = false;
+    let name = Name::from_ascii(format!("{}.", owner.trim_end_matches('.'))).unwrap();
+    q.add_query(Query::query(name, RecordType::TXT));
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(server).ok()?;
     socket
-        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    socket.send_to(&q, server).ok()?;
+    socket.send(&q.to_vec().unwrap()).ok()?;
     let mut buf = [0u8; 4096];
     loop {
         let n = socket.recv(&mut buf).ok()?;
-        let m = hickory_proto::op::Message::from_vec(&buf[..n]).ok()?;
-        if m.metadata.id != id {
+        let Ok(m) = Message::from_vec(&buf[..n]) else {
             continue;
+        };
+        if m.metadata.id != q.metadata.id {
+            continue; // a late answer to an earlier question
         }
         let strings = m
             .answers
             .iter()
             .filter_map(|r| match &r.data {
-                RData::TXT(t) => Some(
-                    t.txt_data
-                        .iter()
-                        .map(|s| String::from_utf8_lossy(s).into_owned())
-                        .collect::<Vec<_>>()
-                        .concat(),
-                ),
+                RData::TXT(t) => Some(String::from_utf8_lossy(&t.txt_data.concat()).into_owned()),
                 _ => None,
             })
             .collect();
@@ -243,8 +303,19 @@ pub fn query_txt(server: std::net::SocketAddr, owner: &str) -> Option<(u8, Vec<S
     }
 }
 
-fn rand_id() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0x1234);
-    NEXT.fetch_add(7919, Ordering::Relaxed)
+/// The variables the binary reads (clap's `env`) never come from the
+/// developer's shell; run the suite with `ZONEDROP_WAIT=30s` set to see
+/// what they would do.
+#[test]
+fn commands_start_without_zonedrop_variables() {
+    let mut c = Command::new("true");
+    clean_env(&mut c);
+    let removed: Vec<_> = c
+        .get_envs()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| k)
+        .collect();
+    for name in ["ZONEDROP_CONFIG", "ZONEDROP_DROP", "ZONEDROP_WAIT"] {
+        assert!(removed.iter().any(|k| *k == name), "{name} is passed on");
+    }
 }

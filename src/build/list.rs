@@ -1,11 +1,14 @@
 //! `zonedrop list`: what the drop directories hold, and what the builder
-//! would make of it. Reads only; never removes an expired fragment.
+//! would make of it: the whitelist with the challenge aliases of the zone
+//! sources, as a build judges. Whether an accepted challenge would also
+//! break its zone (a copy of a record it has, data beside a CNAME) is what
+//! `zonedrop check` says. Reads only; never removes an expired fragment.
 
-use crate::config::{Config, DropDir};
-use crate::drop::{self, DropError};
-use crate::whitelist;
+use crate::base::config::{Config, DropDir};
+use crate::build::whitelist;
+use crate::build::zone::alias::Aliases;
+use crate::hook::drop::{self, DropError};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -26,10 +29,12 @@ pub struct Listed {
     pub reason: Option<String>,
 }
 
-/// List `dirs`; with `config`, judge each entry against the whitelist.
+/// List `dirs`; with `config`, judge each entry against the whitelist with
+/// the challenge `aliases` of its zone sources ([`crate::build::zone::read_aliases`]).
 pub fn list(
     dirs: &[DropDir],
     config: Option<&Config>,
+    aliases: &Aliases,
     now: SystemTime,
 ) -> Result<Vec<Listed>, DropError> {
     let max = config.map_or(4096, |c| c.policy.max_fragment_bytes);
@@ -41,7 +46,7 @@ pub fn list(
                 .duration_since(entry.modified)
                 .unwrap_or_default()
                 .as_secs();
-            let verdict = config.map(|c| whitelist::judge(c, dir, &entry, &HashMap::new(), now));
+            let verdict = config.map(|c| whitelist::judge(c, dir, &entry, aliases, now));
             let (owner, value, ttl, mut reason) = match &entry.fragment {
                 Ok(f) => (Some(f.owner.clone()), Some(f.value.clone()), f.ttl, None),
                 Err(why) => (None, None, None, Some(why.to_string())),

@@ -13,12 +13,15 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::config::Policy;
-use crate::drop::{self, DropError};
-use crate::fragment::Fragment;
-use crate::name::{self, NameError};
-use crate::whitelist;
+pub mod drop;
+pub mod fragment;
+
+use crate::base::config::Policy;
+use crate::base::name::{self, NameError};
+use crate::base::rules;
 use base64::Engine;
+use drop::DropError;
+use fragment::Fragment;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use thiserror::Error;
@@ -256,8 +259,8 @@ pub struct Checked {
 /// Validate a change against the name rules and the policy.
 pub fn check(change: &Change, policy: &Policy) -> Result<Checked, HookError> {
     let owner = name::parse_fqdn(&change.owner)?;
-    whitelist::check_label(&owner, policy).map_err(HookError::Refused)?;
-    whitelist::check_value(&change.value, policy).map_err(HookError::Refused)?;
+    rules::check_label(&owner, policy).map_err(HookError::Refused)?;
+    rules::check_value(&change.value, policy).map_err(HookError::Refused)?;
     if let Some(ttl) = change.ttl {
         if ttl > i32::MAX as u32 {
             return Err(HookError::Refused(format!(

@@ -5,10 +5,11 @@
 //! This module owns reading and classifying those files and turning them into
 //! `usage selector matching hex` RDATA text, byte for byte what `ldns-dane`
 //! prints. It does not know about owner names, TTLs or rollover: those live
-//! in [`crate::keys`].
+//! in [`crate::dane::keys`].
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use crate::config::TlsaParams;
+use crate::base::config::TlsaParams;
+use crate::base::hex;
 use sha2::{Digest, Sha256, Sha512};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -303,16 +304,6 @@ pub fn expired(material: &Material, usage: u8, path: &Path, now: SystemTime) -> 
         .collect()
 }
 
-/// Lowercase hexadecimal, as RFC 6698 §2.2 presentation form and `ldns-dane` print it.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -358,11 +349,6 @@ hGr3uXvBjDwbZ2EmbqojiOkE
             selector: s,
             matching: m,
         }
-    }
-
-    #[test]
-    fn hex_is_lowercase() {
-        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
     }
 
     #[test]

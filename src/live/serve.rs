@@ -44,15 +44,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use thiserror::Error;
 
+use super::udp::UdpPath;
+use crate::base::fs::Stamp;
 use crate::config::Config;
-use crate::udp::UdpPath;
 
 /// How often the published files are looked at.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -94,18 +94,10 @@ pub enum ServeError {
     Server(String),
 }
 
-/// The published file of `zone` (absolute, trailing dot): `unsigned/<zone
-/// without the trailing dot>`.
-pub fn published_path(config: &Config, zone: &str) -> PathBuf {
-    config
-        .paths
-        .unsigned
-        .join(zone.strip_suffix('.').unwrap_or(zone))
-}
-
 /// The records of a published zone file, parsed with `zone` as origin.
 ///
-/// Only for our own output: the parser follows `$INCLUDE` (FACTS.md).
+/// Only for our own output: hickory's parser follows any `$INCLUDE`
+/// (which is why the builder resolves them itself, `build::source`).
 pub fn read_zone(file: &Path, zone: &str) -> Result<BTreeMap<RrKey, RecordSet>, ServeError> {
     let mut text = String::new();
     std::fs::File::open(file)
@@ -132,29 +124,6 @@ fn parse_zone(
         .parse()
         .map_err(|e| load(e.to_string().replace('\n', " ")))?;
     Ok(records)
-}
-
-/// What identifies one version of a file on disk: an atomic rename changes
-/// the inode, an in-place write the size, mtime or ctime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Stamp {
-    fn of(meta: &std::fs::Metadata) -> Stamp {
-        Stamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        }
-    }
 }
 
 /// One loaded version of a zone.
@@ -204,7 +173,7 @@ impl Responder {
         let zones: Vec<(String, PathBuf)> = config
             .zones
             .iter()
-            .map(|z| (z.name.clone(), published_path(config, &z.name)))
+            .map(|z| (z.name.clone(), config.published_path(&z.name)))
             .collect();
         let mut slots = HashMap::new();
         for (zone, file) in &zones {
@@ -423,7 +392,7 @@ impl Inner {
 /// ([`UdpPath`]) and the kernel spreads the queries over them.
 fn udp_sockets(addr: SocketAddr) -> std::io::Result<Vec<std::net::UdpSocket>> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = crate::base::cores();
     // Port 0 would give each socket a port of its own.
     let count = if addr.port() == 0 { 1 } else { cores };
     (0..count)
@@ -646,16 +615,6 @@ async fn reply<R: ResponseHandler>(
 mod tests {
     use super::*;
 
-    #[test]
-    fn published_path_drops_the_final_dot() {
-        let mut c = Config::default();
-        c.paths.unsigned = "/u".into();
-        assert_eq!(
-            published_path(&c, "example.test."),
-            Path::new("/u/example.test")
-        );
-    }
-
     const ZONE: &str = "$ORIGIN example.test.\n$TTL 60\n@ IN SOA ns1 h 7 3600 600 86400 60\n@ IN NS ns1\nns1 IN A 127.0.0.1\n";
 
     fn site() -> (tempfile::TempDir, Config) {
@@ -718,20 +677,16 @@ mod tests {
 
     #[test]
     fn a_zone_without_soa_is_refused() {
-        let e = parse_zone(
-            Path::new("f"),
-            "example.test.",
-            "@ 60 IN TXT \"x\"\n".to_string(),
-        )
-        .and_then(|records| {
-            InMemoryZoneHandler::<TokioRuntimeProvider>::new(
-                Name::from_ascii("example.test.").map_err(|e| ServeError::Server(e.to_string()))?,
-                records,
-                ZoneType::Primary,
-                AxfrPolicy::Deny,
+        let (dir, config) = site();
+        let file = dir.path().join("unsigned/example.test");
+        std::fs::write(&file, "@ 60 IN NS ns1\nns1 60 IN A 127.0.0.1\n").unwrap();
+        let e = Responder::load(&config).err().unwrap().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: cannot load zone example.test.: no SOA record at example.test.",
+                file.display()
             )
-            .map_err(ServeError::Server)
-        });
-        assert!(e.is_err());
+        );
     }
 }

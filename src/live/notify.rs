@@ -12,9 +12,9 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::config::Config;
-use crate::exchange;
-use crate::serve;
+use crate::base::config::Config;
+use crate::live::exchange;
+use crate::live::serve;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, RrKey};
 use std::net::SocketAddr;
@@ -135,7 +135,7 @@ pub async fn notify_all(
 /// The SOA of a published zone, for the answer section of a NOTIFY.
 pub fn published_soa(config: &Config, zone: &str) -> Result<Record, NotifyError> {
     let name = Name::from_ascii(zone).map_err(|_| NotifyError::Name(zone.to_string()))?;
-    let file = serve::published_path(config, zone);
+    let file = config.published_path(zone);
     let zone_err = |source| NotifyError::Zone {
         zone: zone.to_string(),
         source: Box::new(source),

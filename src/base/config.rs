@@ -6,7 +6,7 @@
 //! key. Relative paths are resolved against the config file's folder. The
 //! hook side runs without any config: [`Config::default`] is what it sees.
 
-use crate::name;
+use crate::base::name;
 use serde::{Deserialize, Deserializer};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -504,6 +504,13 @@ impl Config {
             .max_by_key(|z| z.name.len())
     }
 
+    /// Where `zone` (absolute) is published: `unsigned/<zone without the
+    /// final dot>`. The builder writes it, the responder, NOTIFY and `wait`
+    /// read it.
+    pub fn published_path(&self, zone: &str) -> PathBuf {
+        self.paths.unsigned.join(zone.trim_end_matches('.'))
+    }
+
     /// The directory hooks write into: `[hook] drop`, else the first `[[drop]]`.
     pub fn hook_drop(&self) -> Option<&Path> {
         self.hook
@@ -567,8 +574,18 @@ mod tests {
     }
 
     #[test]
+    fn published_path_drops_the_final_dot() {
+        let mut c = Config::default();
+        c.paths.unsigned = "/u".into();
+        assert_eq!(
+            c.published_path("example.test."),
+            Path::new("/u/example.test")
+        );
+    }
+
+    #[test]
     fn the_example_parses() {
-        let text = include_str!("../examples/zonedrop.toml");
+        let text = include_str!("../../examples/zonedrop.toml");
         let c = parse(text).unwrap();
         assert!(!c.zones.is_empty());
         assert_eq!(c.policy.labels, vec!["_acme-challenge"]);

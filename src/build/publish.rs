@@ -1,21 +1,26 @@
-//! Publishing and remembering: atomic zone files, per-zone state (serial
-//! and content hash), the manifest that makes an idle build cheap, and the
+//! Publishing a checked zone: its serial chosen by policy when its content
+//! changed ([`publish_zone`]), the file written atomically, and what state/
+//! remembers of it (serial, content hash, a pending `on_change`); and the
 //! build lock.
 //!
-//! A zone file is written to a temporary dot-file in the output folder,
-//! fsynced, renamed over the old one, and the folder fsynced: a reader (a
-//! name server, rsync, a signer) sees the old zone or the new one, never a
-//! part. Stale temporaries left by a killed build are removed by the next.
+//! A zone file is written atomically ([`crate::base::fs::write_atomic`]):
+//! a reader (a name server, rsync, a signer) sees the old zone or the new
+//! one, never a part. Stale temporaries left by a killed build are removed
+//! by the next.
 
+use crate::base::config::{Config, SerialPolicy};
+use crate::base::fs as files;
+use crate::base::hex;
+use crate::build::report::Published;
+use crate::build::serial;
+use crate::build::zone::Assembled;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use thiserror::Error;
-
-const TEMP_PREFIX: &str = ".zonedrop-";
 
 #[derive(Debug, Error)]
 pub enum PublishError {
@@ -32,40 +37,62 @@ fn write_err(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
     }
 }
 
-/// Write `parts`, one after the other, to `path` atomically (temporary file in the same folder,
-/// fsync, rename, fsync the folder). Mode 0644.
+/// Write `parts` to `path` atomically, making its folder first.
 pub fn write_atomic(path: &Path, parts: &[&[u8]]) -> Result<(), PublishError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(write_err(dir))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .map_err(write_err(path))?;
-    for part in parts {
-        tmp.write_all(part).map_err(write_err(path))?;
-    }
-    use std::os::unix::fs::PermissionsExt;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))
-        .map_err(write_err(path))?;
-    tmp.as_file().sync_all().map_err(write_err(path))?;
-    tmp.persist(path).map_err(|e| PublishError::Write {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    crate::drop::sync_dir(dir);
-    Ok(())
+    files::write_atomic(path, parts).map_err(write_err(path))
 }
 
-/// Remove temporaries a killed build left in `dir`.
-pub fn clean_temporaries(dir: &Path) {
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                let _ = fs::remove_file(e.path());
-            }
+/// Publish one checked zone if its content changed; choose its serial.
+pub fn publish_zone(
+    config: &Config,
+    policy: SerialPolicy,
+    a: &Assembled,
+    challenges: usize,
+    now_unix: u64,
+) -> Result<Option<Published>, PublishError> {
+    let state_dir = &config.paths.state;
+    let out = config.published_path(&a.zone);
+    let mut hasher = Sha256::new();
+    hasher.update(a.content().as_bytes());
+    if policy == SerialPolicy::Keep {
+        hasher.update(a.soa.serial.to_be_bytes());
+    }
+    let hash = hex(&hasher.finalize());
+    let previous = load_zone_state(state_dir, &a.zone);
+    if let Some(p) = &previous {
+        if p.hash == hash && out.exists() {
+            return Ok(None);
         }
     }
+    let old_serial = previous
+        .as_ref()
+        .map(|p| p.serial)
+        .or_else(|| published_serial(&out));
+    let new_serial = match previous.as_ref().filter(|p| p.hash == hash) {
+        // Same content, output lost: publish it again as it was.
+        Some(p) => p.serial,
+        None => serial::next(policy, old_serial, a.soa.serial, now_unix as i64),
+    };
+    let serial = new_serial.to_string();
+    write_atomic(&out, &a.parts_with_serial(&serial).map(str::as_bytes))?;
+    save_zone_state(
+        state_dir,
+        &a.zone,
+        &ZoneState {
+            serial: new_serial,
+            hash,
+            on_change_pending: config.build.on_change.is_some(),
+        },
+    )?;
+    Ok(Some(Published {
+        zone: a.zone.clone(),
+        file: out,
+        old_serial,
+        serial: new_serial,
+        challenges,
+    }))
 }
 
 /// What state/ remembers of a zone.
@@ -101,61 +128,6 @@ pub fn published_serial(path: &Path) -> Option<u32> {
     let line = text.lines().find(|l| l.contains(" IN SOA "))?;
     let rdata = line.split(" IN SOA ").nth(1)?;
     rdata.split_whitespace().nth(2)?.parse().ok()
-}
-
-/// A file's identity for the manifest: size, mtime (ns) and inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stamp {
-    pub size: u64,
-    pub mtime_ns: i128,
-    pub ino: u64,
-}
-
-/// Stamp a path without following a final symlink; `None` when absent.
-pub fn stamp(path: &Path) -> Option<Stamp> {
-    let m = fs::symlink_metadata(path).ok()?;
-    Some(Stamp {
-        size: m.size(),
-        mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-        ino: m.ino(),
-    })
-}
-
-/// Everything an idle build compares: if every path still has its stamp
-/// and no fragment has expired since, nothing can have changed.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Manifest {
-    pub entries: Vec<(PathBuf, Option<Stamp>)>,
-    /// Unix seconds at which the earliest accepted fragment expires (or a
-    /// rollover deadline passes).
-    pub until: Option<u64>,
-}
-
-impl Manifest {
-    pub fn path(state: &Path) -> PathBuf {
-        state.join("manifest.json")
-    }
-
-    pub fn load(state: &Path) -> Option<Manifest> {
-        serde_json::from_slice(&fs::read(Manifest::path(state)).ok()?).ok()
-    }
-
-    pub fn save(&self, state: &Path) -> Result<(), PublishError> {
-        let text = serde_json::to_vec(self).unwrap_or_default();
-        write_atomic(&Manifest::path(state), &[&text])
-    }
-
-    pub fn remove(state: &Path) {
-        let _ = fs::remove_file(Manifest::path(state));
-    }
-
-    /// True when nothing recorded has moved and no deadline has passed.
-    pub fn still_current(&self, now_unix: u64) -> bool {
-        if self.until.is_some_and(|t| now_unix >= t) {
-            return false;
-        }
-        self.entries.iter().all(|(p, s)| stamp(p) == *s)
-    }
 }
 
 /// The exclusive build lock (flock on state/lock), held while alive.
@@ -208,24 +180,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(published_serial(&p), Some(42));
-        fs::write(d.path().join("out/.zonedrop-stale"), "x").unwrap();
-        clean_temporaries(&d.path().join("out"));
-        assert_eq!(fs::read_dir(d.path().join("out")).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn manifest_sees_moves() {
-        let d = tempfile::tempdir().unwrap();
-        let f = d.path().join("f");
-        fs::write(&f, "a").unwrap();
-        let m = Manifest {
-            entries: vec![(f.clone(), stamp(&f)), (d.path().join("absent"), None)],
-            until: Some(100),
-        };
-        assert!(m.still_current(99));
-        assert!(!m.still_current(100));
-        fs::write(&f, "ab").unwrap();
-        assert!(!m.still_current(0));
     }
 
     #[test]

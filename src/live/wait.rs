@@ -15,10 +15,10 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::config::Config;
-use crate::exchange;
-use crate::name;
-use crate::serve;
+use crate::base::config::Config;
+use crate::base::name;
+use crate::live::exchange;
+use crate::live::serve;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use std::collections::BTreeMap;
@@ -250,7 +250,7 @@ pub fn zone_servers(config: &Config, owner: &str) -> Result<Vec<SocketAddr>, Wai
     let zone = config
         .zone_of(owner)
         .ok_or_else(|| WaitError::NoServers(owner.to_string()))?;
-    let file = serve::published_path(config, &zone.name);
+    let file = config.published_path(&zone.name);
     let records = serve::read_zone(&file, &zone.name).map_err(|e| WaitError::Zone {
         owner: owner.to_string(),
         source: Box::new(e),

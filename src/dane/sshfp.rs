@@ -6,11 +6,11 @@
 //! blobs (RFC 4251 §5 strings, RFC 4253 §6.6 key formats, OpenSSH's
 //! PROTOCOL.certkeys), and prints `alg type hex` RDATA text byte for byte
 //! as `ssh-keygen -r` does. Owner names, TTLs and rollover live in
-//! [`crate::keys`].
+//! [`crate::dane::keys`].
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use crate::config::SshfpHash;
-use crate::dane::hex;
+use crate::base::config::SshfpHash;
+use crate::base::hex;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha1::Sha1;

@@ -15,7 +15,8 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::name::{self, NameError};
+use crate::base::name::{self, NameError};
+use crate::base::rules::{check_chars, ValueError};
 use thiserror::Error;
 
 /// A TXT challenge record as read from, or written to, a drop directory.
@@ -64,37 +65,6 @@ pub enum FragmentError {
     Quote,
     #[error("the value {0}")]
     Value(ValueError),
-}
-
-/// Why a TXT value is not a plausible challenge token, whatever the policy.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum ValueError {
-    #[error("is empty")]
-    Empty,
-    #[error("is longer than 255 bytes")]
-    TooLong,
-    #[error("holds `{}` (quotes, spaces, backslashes, semicolons and control characters are not allowed)", name::printable_char(*.0))]
-    BadChar(char),
-}
-
-/// The characters a value may hold at all: printable ASCII except space,
-/// quote, backslash and semicolon — enough for base64, base64url and hex
-/// tokens, and nothing that needs escaping in zone-file text.
-pub fn check_value(value: &str) -> Result<(), ValueError> {
-    if value.is_empty() {
-        return Err(ValueError::Empty);
-    }
-    if value.len() > 255 {
-        // RFC 1035 §3.3: a <character-string> is at most 255 octets.
-        return Err(ValueError::TooLong);
-    }
-    if let Some(c) = value
-        .chars()
-        .find(|c| !c.is_ascii_graphic() || matches!(c, '"' | '\\' | ';'))
-    {
-        return Err(ValueError::BadChar(c));
-    }
-    Ok(())
 }
 
 impl Fragment {
@@ -184,7 +154,7 @@ impl Fragment {
             Some(inner) => inner.strip_suffix('"').ok_or(FragmentError::Quote)?,
             None => value,
         };
-        check_value(value).map_err(FragmentError::Value)?;
+        check_chars(value).map_err(FragmentError::Value)?;
         Ok(Fragment {
             owner,
             ttl,

@@ -14,18 +14,17 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::fragment::{Fragment, FragmentError};
+use crate::base::fs::{sync_dir, write_atomic};
+use crate::base::hex;
+use crate::hook::fragment::{Fragment, FragmentError};
 use sha2::{Digest, Sha256};
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 use thiserror::Error;
-
-/// Prefix of temporary files; readers skip every name starting with a dot.
-const TEMP_PREFIX: &str = ".zonedrop-";
 
 #[derive(Debug, Error)]
 pub enum DropError {
@@ -82,7 +81,7 @@ pub fn file_name(owner: &str, value: &str) -> String {
         .chain_update([0u8])
         .chain_update(value.as_bytes())
         .finalize();
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hex(&digest[..8]);
     let stem = owner.trim_end_matches('.');
     let stem = &stem[..stem.len().min(200)];
     format!("{stem}.{hex}")
@@ -114,22 +113,11 @@ pub fn add(dir: &Path, fragment: &Fragment, default_ttl: u32) -> Result<Added, D
             return Ok(Added::AlreadyThere(target));
         }
     }
-    let not_writable = |source| DropError::NotWritable {
+    let text = fragment.render(default_ttl);
+    write_atomic(&target, &[text.as_bytes()]).map_err(|source| DropError::NotWritable {
         path: dir.to_path_buf(),
         source,
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .map_err(not_writable)?;
-    let text = fragment.render(default_ttl);
-    tmp.write_all(text.as_bytes()).map_err(not_writable)?;
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))
-        .map_err(not_writable)?;
-    tmp.as_file().sync_all().map_err(not_writable)?;
-    tmp.persist(&target).map_err(|e| not_writable(e.error))?;
-    sync_dir(dir);
+    })?;
     Ok(Added::Written(target))
 }
 
@@ -234,17 +222,10 @@ pub fn read_entry(path: &Path, max_bytes: u64) -> io::Result<Entry> {
     })
 }
 
-/// fsync a directory so a rename in it survives a crash; best effort, as
-/// some file systems refuse to open directories for it.
-pub fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn frag(owner: &str, value: &str) -> Fragment {
         Fragment {

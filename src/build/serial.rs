@@ -1,7 +1,7 @@
 //! SOA serials: the policies (`keep`, `increment`, `date`, `unixtime`) and
 //! RFC 1982 serial-number arithmetic.
 
-use crate::config::SerialPolicy;
+use crate::base::config::SerialPolicy;
 
 /// RFC 1982 §3.2: `a` is greater than `b` when
 /// `(a < b and b - a > 2^31) or (a > b and a - b < 2^31)`.

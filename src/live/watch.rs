@@ -10,9 +10,10 @@
 //! build's manifest makes that a handful of `stat` calls when nothing moved,
 //! and it lets fragments expire and rollover deadlines pass on time.
 
+use crate::base::config::Config;
+use crate::build::inputs::{inputs, Kind};
+use crate::build::report::Shown;
 use crate::build::{self, Report};
-use crate::config::Config;
-use crate::keys;
 use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,36 +41,42 @@ pub struct Options {
     pub poll: Option<Duration>,
 }
 
-/// Every path whose change can change a zone, with how deep to watch it.
+/// Every folder whose change can change a zone (the folders of the build's
+/// [`inputs`]), with how deep to watch it.
 pub fn watched_paths(config: &Config) -> BTreeMap<PathBuf, RecursiveMode> {
     let mut out = BTreeMap::new();
-    let mut add = |p: &Path, mode| {
-        out.insert(p.to_path_buf(), mode);
-        // The parent sees the folder itself vanish and come back.
-        if let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
-            out.entry(parent.to_path_buf())
-                .or_insert(RecursiveMode::NonRecursive);
+    // A folder asked for twice is watched as deep as either asks.
+    let mut watch = |dir: &Path, mode| {
+        let slot = out
+            .entry(dir.to_path_buf())
+            .or_insert(RecursiveMode::NonRecursive);
+        if mode == RecursiveMode::Recursive {
+            *slot = mode;
         }
     };
-    for d in &config.drops {
-        add(&d.path, RecursiveMode::NonRecursive);
-    }
-    for d in [
-        &config.paths.soa,
-        &config.paths.primary,
-        &config.paths.extra,
-    ] {
-        add(d, RecursiveMode::Recursive);
-    }
-    for f in keys::key_inputs(config) {
-        // Renewals replace files by rename: watch the folder.
-        let dir = if f.is_dir() {
-            f
-        } else {
-            f.parent().map(Path::to_path_buf).unwrap_or_default()
+    for input in inputs(config, None) {
+        let (dir, mode) = match input.kind {
+            Kind::Drop => (input.path, RecursiveMode::NonRecursive),
+            Kind::SourceFolder | Kind::Extra => (input.path, RecursiveMode::Recursive),
+            // Renewals replace files by rename: watch the folder.
+            Kind::Key if !input.path.is_dir() => {
+                if let Some(dir) = input.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    watch(dir, RecursiveMode::NonRecursive);
+                }
+                continue;
+            }
+            Kind::Key => {
+                watch(&input.path, RecursiveMode::NonRecursive);
+                continue;
+            }
+            // A zone file lies in a source folder, watched whole; the
+            // config is read once, at the start.
+            Kind::ZoneFile | Kind::Config => continue,
         };
-        if !dir.as_os_str().is_empty() {
-            out.entry(dir).or_insert(RecursiveMode::NonRecursive);
+        watch(&dir, mode);
+        // The parent sees the folder itself vanish and come back.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            watch(parent, RecursiveMode::NonRecursive);
         }
     }
     out
@@ -153,20 +160,7 @@ pub fn run(
 fn build_once(config: &Config, on_build: &mut impl FnMut(&Report)) {
     match build::run(config, &build::Options::default(), SystemTime::now()) {
         Ok(report) => {
-            if !report.skipped {
-                for r in &report.refusals {
-                    log::warn!("{r}");
-                }
-                for w in &report.warnings {
-                    log::warn!("{w}");
-                }
-                for e in &report.errors {
-                    log::error!("{e}");
-                }
-                for p in &report.published {
-                    log::info!("{p}");
-                }
-            }
+            report.show(Shown::Log);
             on_build(&report);
         }
         Err(e) => log::error!("{e}"),

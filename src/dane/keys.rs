@@ -2,9 +2,9 @@
 //! `[[tlsa]]` and `[[sshfp]]` config entries, with key rollover.
 //!
 //! This module owns owner names, TTLs, and the rollover memory in
-//! `<paths.state>/keys.json`; [`crate::dane`] and [`crate::sshfp`] own the
-//! record data. The zone builder calls [`zone_key_records`] once per build
-//! and [`key_inputs`] for its no-change manifest and the watcher.
+//! `<paths.state>/keys.json`; [`crate::dane::tlsa`] and [`crate::dane::sshfp`] own the
+//! record data, [`crate::dane::entries`] the files each entry names. The
+//! zone builder calls [`zone_key_records`] once per build.
 //!
 //! Rollover, in the spirit of RFC 7671 §8 (TLSA publisher requirements):
 //! a new key's record is in the DNS before the server uses the key, and an
@@ -22,11 +22,12 @@
 //! The clock is an argument, so tests drive time without sleeping.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-use crate::config::{Config, SshfpHash, TlsaParams};
-use crate::{dane, sshfp};
+use crate::base::config::Config;
+use crate::base::fs::write_atomic;
+use crate::dane::entries::{inputs, Input, Kind};
+use crate::dane::{sshfp, tlsa};
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -135,9 +136,10 @@ pub fn key_status(config: &Config, now: SystemTime) -> (Vec<KeyStatus>, KeyRecor
 
 /// When the published key records next change with no file changing: the
 /// end of the earliest hold in the rollover memory (None: nothing held, or
-/// no readable memory). [`key_inputs`] covers changes that come from files;
-/// this covers the ones that come from the clock, so a builder that skips
-/// unchanged inputs, or a watcher, knows when to build anyway.
+/// no readable memory). [`crate::dane::entries::key_inputs`] covers changes
+/// that come from files; this covers the ones that come from the clock, so
+/// a builder that skips unchanged inputs, or a watcher, knows when to build
+/// anyway.
 pub fn next_key_change(config: &Config) -> Option<SystemTime> {
     let state = load_state(&state_path(config)).ok()?;
     state
@@ -146,58 +148,6 @@ pub fn next_key_change(config: &Config) -> Option<SystemTime> {
         .map(|r| r.until)
         .min()
         .map(|s| UNIX_EPOCH + Duration::from_secs(s))
-}
-
-/// Every file and folder the key records depend on: each `[[tlsa]]` cert and
-/// next, each `[[sshfp]]` key file, and for a key folder the folder itself
-/// (its mtime moves when a file comes or goes) followed by the files in it
-/// that count (see [`folder_files`]). Missing paths are listed too.
-pub fn key_inputs(config: &Config) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = Vec::new();
-    let mut push = |p: PathBuf| {
-        if !out.contains(&p) {
-            out.push(p);
-        }
-    };
-    for t in &config.tlsa {
-        push(t.cert.clone());
-        if let Some(n) = &t.next {
-            push(n.clone());
-        }
-    }
-    for s in &config.sshfp {
-        for path in &s.keys {
-            push(path.clone());
-            if path.is_dir() {
-                folder_files(path)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .for_each(&mut push);
-            }
-        }
-    }
-    out
-}
-
-/// The files of a key folder that are read: `*.pub` (keys and host
-/// certificates) and `known_hosts*`, skipping hidden and temporary names;
-/// sorted. Private keys, `sshd_config` and the like next to them are ignored.
-pub fn folder_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let wanted = name.ends_with(".pub") || name.starts_with("known_hosts");
-        if name.starts_with('.') || !wanted {
-            continue;
-        }
-        if entry.path().is_file() {
-            files.push(entry.path());
-        }
-    }
-    files.sort();
-    Ok(files)
 }
 
 /// The default hold: 2 × ttl + 1 hour (a resolver may have cached the old
@@ -300,130 +250,7 @@ fn save_state(path: &Path, state: &State) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
     let text = serde_json::to_string_pretty(state).map_err(|e| fail(&e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".keys.json.")
-        .tempfile_in(dir)
-        .map_err(|e| fail(&e))?;
-    tmp.write_all(text.as_bytes()).map_err(|e| fail(&e))?;
-    tmp.write_all(b"\n").map_err(|e| fail(&e))?;
-    tmp.as_file().sync_all().map_err(|e| fail(&e))?;
-    tmp.persist(path).map_err(|e| fail(&e.error))?;
-    Ok(())
-}
-
-/// One file to compute records from.
-struct Input {
-    /// Identifies the source across builds (config entry + file).
-    key: String,
-    entry: String,
-    path: PathBuf,
-    kind: Kind,
-    owners: Vec<String>,
-    ttl: u32,
-    hold: Duration,
-    next: bool,
-}
-
-enum Kind {
-    Tlsa(TlsaParams),
-    Sshfp(SshfpHash),
-}
-
-/// A config entry path that could not even be listed: every source
-/// remembered under it keeps its records.
-struct Unlisted {
-    entry: String,
-    error: String,
-}
-
-fn inputs(config: &Config) -> (Vec<Input>, Vec<Unlisted>) {
-    let mut out = Vec::new();
-    let mut unlisted = Vec::new();
-    for t in &config.tlsa {
-        let p = t.params;
-        // RFC 6698 §3: the owner is `_<port>._<protocol>.<base domain name>`.
-        let owners: Vec<String> = t
-            .names
-            .iter()
-            .flat_map(|n| {
-                t.ports
-                    .iter()
-                    .map(move |port| format!("_{port}._{}.{n}", t.proto))
-            })
-            .collect();
-        let describe = |path: &Path, role: &str| {
-            format!(
-                "tlsa {role} {} {} {} {} {}",
-                path.display(),
-                t.names.join(","),
-                t.ports
-                    .iter()
-                    .map(u16::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
-                t.proto,
-                format_args!("{} {} {}", p.usage, p.selector, p.matching)
-            )
-        };
-        let hold = t.hold.unwrap_or_else(|| default_hold(t.ttl));
-        let mut add = |path: &Path, next: bool| {
-            let key = describe(path, if next { "next" } else { "cert" });
-            out.push(Input {
-                entry: key.clone(),
-                key,
-                path: path.to_path_buf(),
-                kind: Kind::Tlsa(p),
-                owners: owners.clone(),
-                ttl: t.ttl,
-                hold,
-                next,
-            })
-        };
-        add(&t.cert, false);
-        if let Some(n) = &t.next {
-            add(n, true);
-        }
-    }
-    for s in &config.sshfp {
-        let hold = s.hold.unwrap_or_else(|| default_hold(s.ttl));
-        let hash = format!("{:?}", s.hash).to_lowercase();
-        for path in &s.keys {
-            let entry = format!("sshfp {} {hash} {}", s.name, path.display());
-            let files = match std::fs::metadata(path) {
-                Ok(m) if m.is_dir() => match folder_files(path) {
-                    Ok(files) => files,
-                    Err(e) => {
-                        unlisted.push(Unlisted {
-                            entry,
-                            error: format!("{}: cannot list the key folder: {e}", path.display()),
-                        });
-                        continue;
-                    }
-                },
-                Ok(_) => vec![path.clone()],
-                Err(e) => {
-                    unlisted.push(Unlisted {
-                        entry,
-                        error: format!("{}: cannot read: {e}", path.display()),
-                    });
-                    continue;
-                }
-            };
-            for file in files {
-                out.push(Input {
-                    key: format!("sshfp {} {hash} {}", s.name, file.display()),
-                    entry: entry.clone(),
-                    path: file,
-                    kind: Kind::Sshfp(s.hash),
-                    owners: vec![s.name.clone()],
-                    ttl: s.ttl,
-                    hold,
-                    next: false,
-                });
-            }
-        }
-    }
-    (out, unlisted)
+    write_atomic(path, &[text.as_bytes(), b"\n"]).map_err(|e| fail(&e))
 }
 
 /// The records of one input, or the error line.
@@ -434,9 +261,9 @@ fn compute(
 ) -> Result<Vec<Stored>, String> {
     let (rtype, datas) = match input.kind {
         Kind::Tlsa(params) => {
-            let material = dane::load(&input.path).map_err(|e| e.to_string())?;
-            let datas = dane::rdata(&material, params, &input.path).map_err(|e| e.to_string())?;
-            warnings.extend(dane::expired(&material, params.usage, &input.path, now));
+            let material = tlsa::load(&input.path).map_err(|e| e.to_string())?;
+            let datas = tlsa::rdata(&material, params, &input.path).map_err(|e| e.to_string())?;
+            warnings.extend(tlsa::expired(&material, params.usage, &input.path, now));
             ("TLSA", datas)
         }
         Kind::Sshfp(hash) => {
@@ -627,6 +454,8 @@ fn plan(config: &Config, now: SystemTime, old: &State) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::config::TlsaParams;
+    use crate::dane::entries::key_inputs;
     use std::fs;
 
     const HOUR: Duration = Duration::from_secs(3600);
@@ -667,8 +496,8 @@ mod tests {
     }
 
     fn fingerprint(pem: &str) -> String {
-        let m = dane::parse(pem.as_bytes(), Path::new("k")).unwrap();
-        dane::rdata(&m, TlsaParams::default(), Path::new("k")).unwrap()[0].clone()
+        let m = tlsa::parse(pem.as_bytes(), Path::new("k")).unwrap();
+        tlsa::rdata(&m, TlsaParams::default(), Path::new("k")).unwrap()[0].clone()
     }
 
     fn rdatas(r: &KeyRecords, owner: &str) -> Vec<String> {
@@ -797,7 +626,7 @@ mod tests {
     #[test]
     fn an_expired_certificate_is_published_with_a_warning() {
         let s = setup("");
-        s.write("www.pem", dane::tests::CERT);
+        s.write("www.pem", tlsa::tests::CERT);
         // The certificate is valid until 2126-10-31T08:13:53Z.
         let r = s.run(t0());
         assert_eq!((r.records.len(), r.warnings.len()), (2, 0));
@@ -836,7 +665,8 @@ mod tests {
     #[test]
     fn sshfp_folders_roll_over_per_file() {
         let s = setup(
-            "[[sshfp]]\nname = \"host.example.test\"\nkeys = [\"keys\"]\nhash = \"all\"\nhold = \"2h\"\n",
+            "[[sshfp]]\nname = \"host.example.test\"\nkeys = [\"keys\"]\nhash = \"all\"\nhold = \"2h\"\n\
+             [[zone]]\nname = \"example.test\"\n[[zone]]\nname = \"host.example.test\"\n",
         );
         s.write("www.pem", KEY_A);
         fs::create_dir(s.dir.path().join("keys")).unwrap();
@@ -851,7 +681,16 @@ mod tests {
             .records
             .iter()
             .any(|k| k.rtype == "SSHFP" && k.rdata.starts_with("4 1 ")));
-        let inputs = key_inputs(&s.config);
+        let inputs = key_inputs(&s.config, None);
+        // Per zone: the certificate's TLSA records lie in example.test, the
+        // SSHFP records in host.example.test.
+        let cert = s.dir.path().join("www.pem");
+        assert_eq!(
+            key_inputs(&s.config, Some("example.test.")),
+            [cert.as_path()]
+        );
+        let in_host = key_inputs(&s.config, Some("host.example.test."));
+        assert!(!in_host.contains(&cert) && in_host.len() == inputs.len() - 1);
         assert!(inputs.contains(&s.dir.path().join("keys")));
         assert!(inputs.contains(&s.dir.path().join("keys/b.pub")));
         assert!(!inputs.contains(&s.dir.path().join("keys/ssh_host_ed25519_key")));

@@ -1,12 +1,14 @@
 //! The whitelist: which drop fragments become records in a zone.
 //!
-//! DESIGN.md, "The whitelist": a record is accepted only if it is TXT (the
-//! fragment parser already refuses anything else), its owner's first label is
-//! an allowed label, the owner lies in a configured zone and within the names
-//! its drop directory may touch, its value has the configured shape, and its
-//! file passed the drop reader's checks. Accepted records are re-rendered by
-//! the zone builder with absolute owner, clamped TTL, class IN and a quoted
-//! value; drop text itself never reaches a zone.
+//! A record is accepted only if it is TXT (the fragment parser already
+//! refuses anything else), its owner's first label is an allowed label, the
+//! owner lies in a configured zone and within the names its drop directory
+//! may touch ([`crate::base::rules`]), its value has the configured shape,
+//! and its file passed the drop reader's checks; an aliased owner is
+//! published at its alias's target ([`crate::build::zone::alias`]).
+//! Accepted records are re-rendered by the zone builder with absolute
+//! owner, clamped TTL, class IN and a quoted value; drop text itself never
+//! reaches a zone.
 
 // Input here comes from drop directories, hooks or zone files: never panic on it.
 #![cfg_attr(
@@ -14,11 +16,12 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::config::{Config, DropDir, Policy, ValueShape};
-use crate::drop::{self, Entry};
-use crate::fragment::{self, Fragment};
-use crate::name;
-use std::collections::{BTreeMap, HashMap};
+use crate::base::config::{Config, DropDir};
+use crate::base::rules::{check_label, check_value, drop_allows};
+use crate::build::zone::alias::Aliases;
+use crate::hook::drop::{self, Entry};
+use crate::hook::fragment::Fragment;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -49,71 +52,17 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// Check an owner's first label against `policy.labels`.
-pub fn check_label(owner: &str, policy: &Policy) -> Result<(), String> {
-    let label = name::first_label(owner);
-    if policy.labels.iter().any(|l| l.eq_ignore_ascii_case(label)) {
-        Ok(())
-    } else {
-        Err(format!(
-            "the owner `{owner}` does not start with an allowed label ({})",
-            policy.labels.join(", ")
-        ))
-    }
-}
-
-/// Check a value against the policy's value shape.
-pub fn check_value(value: &str, policy: &Policy) -> Result<(), String> {
-    fragment::check_value(value)
-        .map_err(|e| format!("the value `{}` {e}", name::printable(value)))?;
-    match policy.value {
-        // RFC 8555 §8.4: base64url(SHA-256(key authorization)), no padding:
-        // 32 bytes are 43 characters.
-        ValueShape::Acme
-            if value.len() != 43
-                || !value
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
-        {
-            Err(format!(
-                "the value `{}` is not an ACME DNS-01 digest (43 characters of base64url)",
-                name::printable(value)
-            ))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Whether `[[drop]] names` allow a challenge at `owner`: `example.test`
-/// allows `<label>.example.test`, `*.example.test` allows `<label>.X` for any
-/// X strictly below `example.test`. No names: any managed name.
-pub fn drop_allows(names: Option<&[String]>, owner: &str) -> bool {
-    let Some(names) = names else { return true };
-    let domain = name::parent(owner);
-    names
-        .iter()
-        .any(|pattern| match pattern.strip_prefix("*.") {
-            Some(base) => domain != base && name::in_zone(domain, base),
-            None => domain == pattern,
-        })
-}
-
 /// Every drop directory read, checked and sorted into accepted challenges and
-/// refusals. `aliases` maps a challenge owner that holds a CNAME in the zone
-/// data to its target; `now` is injectable for tests.
+/// refusals.
 pub struct Sorted {
     pub challenges: Vec<Challenge>,
     pub refusals: Vec<Refusal>,
 }
 
-/// Read all drop directories of `config` and apply the whitelist; with
+/// Read all drop directories of `config` and apply the whitelist, with the
+/// challenge aliases of the zone sources; `now` is injectable for tests; with
 /// `prune`, expired fragments are removed where the builder may write.
-pub fn sort_drops_with(
-    config: &Config,
-    aliases: &HashMap<String, String>,
-    now: SystemTime,
-    prune: bool,
-) -> Sorted {
+pub fn sort_drops_with(config: &Config, aliases: &Aliases, now: SystemTime, prune: bool) -> Sorted {
     let mut out = Sorted {
         challenges: Vec::new(),
         refusals: Vec::new(),
@@ -128,7 +77,7 @@ pub fn sort_drops_with(
 fn sort_dir(
     config: &Config,
     dir: &DropDir,
-    aliases: &HashMap<String, String>,
+    aliases: &Aliases,
     now: SystemTime,
     prune: bool,
     out: &mut Sorted,
@@ -211,7 +160,7 @@ pub fn judge(
     config: &Config,
     dir: &DropDir,
     entry: &Entry,
-    aliases: &HashMap<String, String>,
+    aliases: &Aliases,
     now: SystemTime,
 ) -> Result<Challenge, Verdict> {
     let policy = &config.policy;
@@ -244,7 +193,7 @@ fn accept(
     config: &Config,
     dir: &DropDir,
     f: &Fragment,
-    aliases: &HashMap<String, String>,
+    aliases: &Aliases,
 ) -> Result<(String, String), String> {
     check_label(&f.owner, &config.policy)?;
     check_value(&f.value, &config.policy)?;
@@ -260,20 +209,7 @@ fn accept(
             f.owner
         ));
     }
-    // Follow the challenge alias, and a chain of them (a few hops at most).
-    let mut owner = f.owner.clone();
-    for hop in 0.. {
-        match aliases.get(&owner) {
-            Some(_) if hop == 8 => {
-                return Err(format!(
-                    "the CNAME chain from `{}` is longer than 8 or loops",
-                    f.owner
-                ))
-            }
-            Some(target) => owner = target.clone(),
-            None => break,
-        }
-    }
+    let owner = aliases.follow(&f.owner)?;
     match config.zone_of(&owner) {
         Some(zone) => Ok((zone.name.clone(), owner)),
         None => Err(format!(
@@ -316,35 +252,4 @@ fn modified(p: &Path) -> SystemTime {
     std::fs::symlink_metadata(p)
         .and_then(|m| m.modified())
         .unwrap_or(SystemTime::UNIX_EPOCH)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_limit_the_drop() {
-        let names = vec![
-            "example.test.".to_string(),
-            "*.sub.example.test.".to_string(),
-        ];
-        let n = Some(names.as_slice());
-        assert!(drop_allows(n, "_acme-challenge.example.test."));
-        assert!(!drop_allows(n, "_acme-challenge.www.example.test."));
-        assert!(drop_allows(n, "_acme-challenge.a.sub.example.test."));
-        assert!(drop_allows(n, "_acme-challenge.b.a.sub.example.test."));
-        assert!(!drop_allows(n, "_acme-challenge.sub.example.test."));
-        assert!(drop_allows(None, "_acme-challenge.anything.test."));
-    }
-
-    #[test]
-    fn value_shapes() {
-        let mut p = Policy::default();
-        assert!(check_value("LPsIwTo7o8BoG0-vjCyGQGBWSVIPxI-i_X336eUOQZo", &p).is_ok());
-        assert!(check_value("short", &p).is_err());
-        assert!(check_value("LPsIwTo7o8BoG0-vjCyGQGBWSVIPxI-i_X336eUOQZ=", &p).is_err());
-        p.value = ValueShape::Token;
-        assert!(check_value("short", &p).is_ok());
-        assert!(check_value("a\"b", &p).is_err());
-    }
 }

@@ -1,0 +1,148 @@
+//! File plumbing every side shares: atomic writes, the temporaries a killed
+//! writer leaves, folder fsync, and a file's identity on disk ([`Stamp`]).
+//!
+//! An atomic write goes to a temporary dot-file in the target's folder,
+//! which is fsynced, renamed over the target, and the folder fsynced: a
+//! reader (a name server, rsync, a signer, the builder reading a drop
+//! directory) sees the old file or the new one, never a part, and after a
+//! crash the rename is either there or not.
+
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+/// Prefix of the temporary files of atomic writes. Readers of drop
+/// directories skip every dot-file; the builder removes these from its
+/// output folder.
+pub const TEMP_PREFIX: &str = ".zonedrop-";
+
+/// Write `parts`, one after the other, to `path` atomically, mode 0644.
+/// The folder must exist.
+pub fn write_atomic(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)?;
+    for part in parts {
+        tmp.write_all(part)?;
+    }
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// fsync a directory so a rename in it survives a crash; best effort, as
+/// some file systems refuse to open directories for it.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Remove the temporaries that killed writers left in `dir`.
+pub fn clean_temporaries(dir: &Path) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_name()
+                .as_encoded_bytes()
+                .starts_with(TEMP_PREFIX.as_bytes())
+            {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// What identifies one version of a file on disk: a rename over it changes
+/// the inode, an in-place write the size, mtime or ctime. Stored as an
+/// array of its five numbers, all 64-bit: a manifest holds thousands, and
+/// an idle build reads them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StampFields", into = "StampFields")]
+pub struct Stamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    /// Nanoseconds since the Unix epoch, saturating beyond the years 1678
+    /// and 2262 (a file dated out there still changes its ctime when it
+    /// changes its mtime, and ctime is the kernel's clock).
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+/// [`Stamp`] as stored: device, inode, size, mtime, ctime.
+type StampFields = (u64, u64, u64, i64, i64);
+
+impl From<StampFields> for Stamp {
+    fn from((dev, ino, size, mtime_ns, ctime_ns): StampFields) -> Stamp {
+        Stamp {
+            dev,
+            ino,
+            size,
+            mtime_ns,
+            ctime_ns,
+        }
+    }
+}
+
+impl From<Stamp> for StampFields {
+    fn from(s: Stamp) -> StampFields {
+        (s.dev, s.ino, s.size, s.mtime_ns, s.ctime_ns)
+    }
+}
+
+impl Stamp {
+    pub fn of(meta: &fs::Metadata) -> Stamp {
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// Stamp a path without following a final symlink; `None` when absent.
+pub fn stamp(path: &Path) -> Option<Stamp> {
+    fs::symlink_metadata(path).ok().map(|m| Stamp::of(&m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writes_leave_one_whole_file_and_temporaries_are_cleaned() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("zone");
+        write_atomic(&p, &[b"one ", b"two\n"]).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "one two\n");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        let before = stamp(&p).unwrap();
+        write_atomic(&p, &[b"three\n"]).unwrap();
+        assert_ne!(stamp(&p), Some(before), "a rename is a new version");
+        let stored = serde_json::to_string(&before).unwrap();
+        assert!(stored.starts_with('['), "{stored}");
+        assert_eq!(serde_json::from_str::<Stamp>(&stored).unwrap(), before);
+        fs::write(d.path().join(".zonedrop-stale"), "x").unwrap();
+        fs::write(d.path().join(".other"), "x").unwrap();
+        clean_temporaries(d.path());
+        let mut names: Vec<_> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".other", "zone"]);
+        assert_eq!(stamp(&d.path().join("absent")), None);
+    }
+}

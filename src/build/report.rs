@@ -1,0 +1,111 @@
+//! What a build did ([`Report`]): the zones it published, the fragments
+//! it refused, its errors and warnings; and how it is shown, on a terminal
+//! or in the log ([`Report::show`]).
+
+use crate::build::whitelist::Refusal;
+use std::path::PathBuf;
+
+/// A zone that was published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub zone: String,
+    pub file: PathBuf,
+    pub old_serial: Option<u32>,
+    pub serial: u32,
+    pub challenges: usize,
+}
+
+impl std::fmt::Display for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let zone = self.zone.trim_end_matches('.');
+        let old = self
+            .old_serial
+            .map_or("none".to_string(), |s| s.to_string());
+        let s = if self.challenges == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{zone}: serial {old} -> {}, {} challenge{s}",
+            self.serial, self.challenges
+        )
+    }
+}
+
+/// What a build did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Nothing moved since the last build: nothing was read.
+    pub skipped: bool,
+    pub published: Vec<Published>,
+    pub refusals: Vec<Refusal>,
+    /// One line each: zones that failed, on_change commands that failed.
+    pub errors: Vec<String>,
+    /// Informational lines (expired certificates and the like).
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    pub fn failed(&self) -> bool {
+        !self.errors.is_empty()
+    }
+}
+
+/// Where a report is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// On the terminal of `build` (`quiet`: errors only) or `check`
+    /// (`check`: every refusal, even when quiet): the published zones on
+    /// stdout, the rest on stderr.
+    Terminal { quiet: bool, check: bool },
+    /// In the log of `watch` and `run`, one line each at its level.
+    Log,
+}
+
+/// A line of a report, by what it says.
+#[derive(Clone, Copy)]
+enum Line {
+    Refusal,
+    Warning,
+    Error,
+    Published,
+}
+
+impl Report {
+    /// Show the report: refusals, warnings, errors, then the published
+    /// zones, one line each. A skipped build shows nothing.
+    pub fn show(&self, to: Shown) {
+        if self.skipped {
+            return;
+        }
+        let wanted = |line| match (to, line) {
+            (Shown::Log, _) | (_, Line::Error) => true,
+            (Shown::Terminal { quiet, check }, Line::Refusal) => !quiet || check,
+            (Shown::Terminal { quiet, .. }, _) => !quiet,
+        };
+        let show = |line, text: &dyn std::fmt::Display| {
+            if wanted(line) {
+                match (to, line) {
+                    (Shown::Log, Line::Refusal | Line::Warning) => log::warn!("{text}"),
+                    (Shown::Log, Line::Error) => log::error!("{text}"),
+                    (Shown::Log, Line::Published) => log::info!("{text}"),
+                    (Shown::Terminal { .. }, Line::Published) => println!("{text}"),
+                    (Shown::Terminal { .. }, Line::Warning) => {
+                        eprintln!("zonedrop: warning: {text}")
+                    }
+                    (Shown::Terminal { .. }, _) => eprintln!("zonedrop: {text}"),
+                }
+            }
+        };
+        for r in &self.refusals {
+            show(Line::Refusal, r);
+        }
+        for w in &self.warnings {
+            show(Line::Warning, w);
+        }
+        for e in &self.errors {
+            show(Line::Error, e);
+        }
+        for p in &self.published {
+            show(Line::Published, p);
+        }
+    }
+}
