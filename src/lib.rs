@@ -7,6 +7,7 @@
 //! ([`serve`]), checks that a challenge is visible ([`wait`]) and tells
 //! secondaries about changes ([`notify`]). `ARCHITECTURE.md` maps the modules.
 
+mod axfr;
 pub mod build;
 pub mod commands;
 pub mod config;
@@ -18,13 +19,17 @@ pub mod fragment;
 pub mod hook;
 pub mod keys;
 pub mod list;
+mod listen;
 pub mod name;
 pub mod notify;
 pub mod publish;
+mod rrl;
 pub mod serial;
 pub mod serve;
 pub mod source;
 pub mod sshfp;
+mod tally;
+mod tcp;
 mod udp;
 pub mod wait;
 pub mod watch;

@@ -9,4 +9,5 @@ mod dane;
 mod diskfull;
 mod hook;
 mod live;
+mod netlimits;
 mod support;
