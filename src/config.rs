@@ -691,6 +691,61 @@ mod tests {
     }
 
     #[test]
+    fn the_example_shows_the_serve_defaults() {
+        let c = parse(include_str!("../examples/zonedrop.toml")).unwrap();
+        let (shown, default) = (format!("{:?}", c.serve), Serve::default());
+        let default = Serve {
+            listen: c.serve.listen.clone(),
+            allow_axfr: c.serve.allow_axfr.clone(),
+            ..default
+        };
+        assert_eq!(shown, format!("{default:?}"));
+    }
+
+    #[test]
+    fn rrl_is_on_off_loopback_unless_configured() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let s = parse("").unwrap().serve;
+        assert_eq!(s.rrl_rate_on(addr("192.0.2.1:53")), Some(RRL_RATE));
+        assert_eq!(s.rrl_rate_on(addr("0.0.0.0:53")), Some(RRL_RATE));
+        assert_eq!(s.rrl_rate_on(addr("[::]:53")), Some(RRL_RATE));
+        assert_eq!(s.rrl_rate_on(addr("127.0.0.1:53")), None);
+        assert_eq!(s.rrl_rate_on(addr("[::1]:53")), None);
+        let s = parse("[serve]\nrrl_rate = 5\n").unwrap().serve;
+        assert_eq!(s.rrl_rate_on(addr("127.0.0.1:53")), Some(5));
+        let s = parse("[serve]\nrrl_rate = 0\n").unwrap().serve;
+        assert_eq!(s.rrl_rate_on(addr("192.0.2.1:53")), None);
+    }
+
+    #[test]
+    fn serve_limits_are_checked() {
+        for (text, want) in [
+            ("tcp_max = 0", "z.toml: serve.tcp_max: must be at least 1"),
+            (
+                "tcp_lifetime = \"0s\"",
+                "z.toml: serve.tcp_lifetime: must be at least 1s",
+            ),
+            (
+                "log_interval = \"10ms\"",
+                "z.toml: serve.log_interval: must be at least 1s",
+            ),
+            (
+                "rrl_ipv4_prefix = 33",
+                "z.toml: serve.rrl_ipv4_prefix: /33 is not an IPv4 prefix length (1 to 32)",
+            ),
+            (
+                "rrl_burst = 0",
+                "z.toml: serve.rrl_burst: must be at least 1",
+            ),
+        ] {
+            let e = parse(&format!("[serve]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert_eq!(e, want);
+        }
+    }
+
+    #[test]
     fn unknown_key_names_key_and_line() {
         let e = parse("[policy]\nttl_min = 30\nttl_mxa = 5\n")
             .unwrap_err()

@@ -147,16 +147,21 @@ impl Rrl {
 
     /// Whether an answer to `ip` may go out now; counts it if so.
     pub(crate) fn check(&self, ip: IpAddr) -> Verdict {
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.check_at(self.prefix(ip), now)
+        self.check_at(self.prefix(ip), || {
+            u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        })
     }
 
-    fn check_at(&self, prefix: Prefix, now: u64) -> Verdict {
+    /// `now` is read under the shard's lock: a thread that was preempted
+    /// between reading the clock and taking the lock would otherwise
+    /// bring a time older than the bucket's, and be limited for it.
+    fn check_at(&self, prefix: Prefix, now: impl FnOnce() -> u64) -> Verdict {
         let hash = self.hasher.hash_one(prefix) as usize;
         let Some(shard) = self.shards.get(hash % SHARDS) else {
             return Verdict::Send;
         };
         let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now();
         let slots = shard.len();
         let Some(entry) = shard.get_mut((hash / SHARDS) % slots) else {
             return Verdict::Send;
@@ -213,7 +218,7 @@ mod tests {
         let sent = |from: u64, to: u64, step: u64| {
             (from..to)
                 .step_by(step as usize)
-                .filter(|&t| r.check_at(p, t) == Verdict::Send)
+                .filter(|&t| r.check_at(p, || t) == Verdict::Send)
                 .count()
         };
         // 1,000 asks within a millisecond: the burst.
@@ -227,11 +232,11 @@ mod tests {
     fn every_slip_th_answer_over_the_limit_is_truncated() {
         let r = rrl(1, 1, 3);
         let p = r.prefix("198.51.100.1".parse().unwrap());
-        let verdicts: Vec<Verdict> = (0..7).map(|i| r.check_at(p, SECOND + i)).collect();
+        let verdicts: Vec<Verdict> = (0..7).map(|i| r.check_at(p, || SECOND + i)).collect();
         use Verdict::*;
         assert_eq!(verdicts, [Send, Drop, Drop, Slip, Drop, Drop, Slip]);
         let r = rrl(1, 1, 0);
-        assert!((0..5).skip(1).all(|i| r.check_at(p, SECOND + i) != Slip));
+        assert!((0..5).skip(1).all(|i| r.check_at(p, || SECOND + i) != Slip));
     }
 
     #[test]
@@ -251,9 +256,9 @@ mod tests {
             "2001:db8:1:200::/56"
         );
 
-        assert_eq!(r.check_at(a("192.0.2.1"), SECOND), Verdict::Send);
-        assert_eq!(r.check_at(a("192.0.2.2"), SECOND), Verdict::Drop);
-        assert_eq!(r.check_at(a("192.0.3.1"), SECOND), Verdict::Send);
+        assert_eq!(r.check_at(a("192.0.2.1"), || SECOND), Verdict::Send);
+        assert_eq!(r.check_at(a("192.0.2.2"), || SECOND), Verdict::Drop);
+        assert_eq!(r.check_at(a("192.0.3.1"), || SECOND), Verdict::Send);
     }
 
     #[test]
@@ -264,7 +269,7 @@ mod tests {
         };
         let r = Rrl::new(&serve, 1);
         for i in 0..100_000u32 {
-            r.check_at(r.prefix(IpAddr::from(i.to_be_bytes())), SECOND);
+            r.check_at(r.prefix(IpAddr::from(i.to_be_bytes())), || SECOND);
         }
         let entries: usize = r.shards.iter().map(|s| s.lock().unwrap().len()).sum();
         assert_eq!(entries, 128); // 100 rounded up to whole shards
