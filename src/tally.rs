@@ -12,6 +12,11 @@
 //! one. At most one line per kind and one summary per interval, however
 //! fast the peer sends.
 //!
+//! A packet that makes the DNS library panic is such an event too: while a
+//! packet is handled ([`quietly`], [`Quiet`]) the panic hook keeps the
+//! message for the tally's line instead of printing it (and a backtrace
+//! note) for every packet.
+//!
 //! It owns no decisions: the UDP and TCP paths and the request handler
 //! report what they did. Recording an event is an atomic add and a load.
 
@@ -20,8 +25,12 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, Once};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// What a network peer made the responder do.
@@ -46,13 +55,15 @@ pub(crate) enum Event {
     TcpLifetime,
     /// A TCP connection closed after `tcp_max_queries` queries.
     TcpQueries,
+    /// A TCP connection dropped: its peer read no answer for `tcp_idle`.
+    TcpStalled,
     /// `accept` failed (EMFILE and the like); the loop backs off.
     AcceptError,
     /// A packet made the DNS library panic; it was dropped.
     Panic,
 }
 
-const EVENTS: [Event; 11] = [
+const EVENTS: [Event; 12] = [
     Event::TransferRefused,
     Event::UdpAxfr,
     Event::Malformed,
@@ -62,6 +73,7 @@ const EVENTS: [Event; 11] = [
     Event::TcpPerSource,
     Event::TcpLifetime,
     Event::TcpQueries,
+    Event::TcpStalled,
     Event::AcceptError,
     Event::Panic,
 ];
@@ -79,6 +91,7 @@ impl Event {
             Event::TcpPerSource => "TCP connections refused at tcp_max_per_source",
             Event::TcpLifetime => "TCP connections closed at tcp_lifetime",
             Event::TcpQueries => "TCP connections closed at tcp_max_queries",
+            Event::TcpStalled => "TCP connections dropped for not reading their answers",
             Event::AcceptError => "TCP accept errors",
             Event::Panic => "packets that made the responder panic",
         }
@@ -182,6 +195,75 @@ impl Tally {
     }
 }
 
+thread_local! {
+    /// This thread is handling a packet: a panic is the tally's to report.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The message of the last panic a packet caused.
+static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+/// Install (once) the panic hook that keeps panics in packet handling
+/// quiet; every other panic still goes to the hook that was there.
+pub(crate) fn quiet_packet_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if QUIET.with(Cell::get) {
+                // The message may quote the packet: escaped, on one line.
+                let message = info.to_string().escape_debug().to_string();
+                *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// The message of the last panic a packet caused, for the tally's line.
+pub(crate) fn last_panic() -> String {
+    LAST_PANIC
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_default()
+}
+
+/// Marks the current thread as handling a packet until dropped.
+struct QuietGuard(bool);
+
+impl QuietGuard {
+    fn new() -> QuietGuard {
+        QuietGuard(QUIET.with(|q| q.replace(true)))
+    }
+}
+
+impl Drop for QuietGuard {
+    fn drop(&mut self) {
+        let before = self.0;
+        QUIET.with(|q| q.set(before));
+    }
+}
+
+/// Run `f` (the handling of one packet) with its panics kept quiet.
+pub(crate) fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    let _quiet = QuietGuard::new();
+    f()
+}
+
+/// A future (the handling of one connection) whose panics are kept quiet
+/// on whichever thread polls it.
+pub(crate) struct Quiet<F>(pub(crate) Pin<Box<F>>);
+
+impl<F: Future> Future for Quiet<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _quiet = QuietGuard::new();
+        self.0.as_mut().poll(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +299,16 @@ mod tests {
         assert_eq!(counts(&t, Event::Malformed), (0, false, false));
         t.note(Event::Malformed, String::new);
         assert_eq!(counts(&t, Event::Malformed), (0, true, true));
+    }
+
+    #[test]
+    fn a_quiet_panic_is_kept_for_the_tally_not_printed() {
+        quiet_packet_panics();
+        let caught = std::panic::catch_unwind(|| quietly(|| panic!("bad \u{1b}[31m packet")));
+        assert!(caught.is_err());
+        let message = last_panic();
+        assert!(message.contains("bad \\u{1b}[31m packet"), "{message}");
+        assert!(!message.contains('\n'), "{message}");
+        assert_eq!(last_panic(), "");
     }
 }

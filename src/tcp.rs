@@ -45,7 +45,7 @@ use hickory_server::zone_handler::MessageResponse;
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -223,13 +223,23 @@ pub(crate) async fn accept_loop<H: RequestHandler>(
     admission: Arc<Admission>,
     tally: Arc<Tally>,
 ) {
+    crate::tally::quiet_packet_panics();
     let mut connections = tokio::task::JoinSet::new();
     let mut backoff = BACKOFF_MIN;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            // Reap finished connections as they end.
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            // Reap finished connections as they end; one that panicked
+            // was a bug in the DNS library, reached by a peer's bytes.
+            Some(ended) = connections.join_next(), if !connections.is_empty() => {
+                if ended.is_err_and(|e| e.is_panic()) {
+                    let message = crate::tally::last_panic();
+                    tally.note(Event::Panic, || {
+                        format!("a TCP query made the responder panic ({message}); its connection is closed")
+                    });
+                }
+                continue;
+            }
         };
         let (stream, src) = match accepted {
             Ok(accepted) => {
@@ -276,10 +286,10 @@ pub(crate) async fn accept_loop<H: RequestHandler>(
             }
         };
         let (handler, tally, limits) = (handler.clone(), tally.clone(), admission.limits.clone());
-        connections.spawn(async move {
+        connections.spawn(crate::tally::Quiet(Box::pin(async move {
             connection(stream, src, handler.as_ref(), &limits, &tally).await;
             drop(permit);
-        });
+        })));
     }
 }
 
@@ -289,8 +299,10 @@ enum End {
     Peer,
     Lifetime,
     Queries,
-    /// An answer could not be written.
+    /// An answer could not be written: the peer is gone.
     Write,
+    /// The peer read no answer for the idle timeout.
+    Stalled,
 }
 
 async fn connection<H: RequestHandler>(
@@ -306,7 +318,7 @@ async fn connection<H: RequestHandler>(
     let reply = Reply {
         writer: Arc::new(tokio::sync::Mutex::new(writer)),
         timeout: limits.idle,
-        failed: Arc::new(AtomicBool::new(false)),
+        failed: Arc::new(AtomicU8::new(WRITE_OK)),
     };
     let end_of_life = Instant::now() + limits.lifetime;
     let mut answered = 0;
@@ -338,8 +350,10 @@ async fn connection<H: RequestHandler>(
         }
         answered += 1;
         answer(message, src, handler, reply.clone(), tally).await;
-        if reply.failed.load(Ordering::Acquire) {
-            break End::Write;
+        match reply.failed.load(Ordering::Acquire) {
+            WRITE_OK => {}
+            WRITE_STALLED => break End::Stalled,
+            _ => break End::Write,
         }
     };
     match end {
@@ -355,6 +369,13 @@ async fn connection<H: RequestHandler>(
                 "TCP connection from {} closed after {} queries ([serve] tcp_max_queries)",
                 src.ip(),
                 limits.queries
+            )
+        }),
+        End::Stalled => tally.note(Event::TcpStalled, || {
+            format!(
+                "TCP connection from {} dropped: it read no answer for {} ([serve] tcp_idle)",
+                src.ip(),
+                humantime::format_duration(limits.idle)
             )
         }),
         End::Peer | End::Write => {}
@@ -407,8 +428,13 @@ async fn answer<H: RequestHandler>(
 struct Reply {
     writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
     timeout: Duration,
-    failed: Arc<AtomicBool>,
+    /// [`WRITE_OK`], [`WRITE_FAILED`] or [`WRITE_STALLED`].
+    failed: Arc<AtomicU8>,
 }
+
+const WRITE_OK: u8 = 0;
+const WRITE_FAILED: u8 = 1;
+const WRITE_STALLED: u8 = 2;
 
 impl Reply {
     async fn write(&mut self, message: &[u8]) -> Result<(), NetError> {
@@ -421,11 +447,11 @@ impl Reply {
         match timeout(self.timeout, writer.write_all(&framed)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
-                self.failed.store(true, Ordering::Release);
+                self.failed.store(WRITE_FAILED, Ordering::Release);
                 Err(NetError::from(e))
             }
             Err(_) => {
-                self.failed.store(true, Ordering::Release);
+                self.failed.store(WRITE_STALLED, Ordering::Release);
                 Err(NetError::from("the peer does not read its answers"))
             }
         }

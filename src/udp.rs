@@ -89,6 +89,7 @@ impl UdpPath {
         runtime: tokio::runtime::Handle,
         tally: Arc<Tally>,
     ) -> std::io::Result<UdpPath> {
+        crate::tally::quiet_packet_panics();
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(sockets.len());
         for (n, (socket, rrl)) in sockets.into_iter().enumerate() {
@@ -196,15 +197,16 @@ impl<H: RequestHandler> Answerer<H> {
             // thread: its socket would go on taking a share of the queries
             // and answer none of them.
             let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.answer(query, src, &mut out)
+                crate::tally::quietly(|| self.answer(query, src, &mut out))
             }));
             match answered {
                 Ok(true) => self.send(&mut out, src),
                 Ok(false) => {}
                 Err(_) => {
+                    let message = crate::tally::last_panic();
                     self.tally.note(Event::Panic, || {
                         format!(
-                            "a datagram from {} made the responder panic; it is dropped",
+                            "a datagram from {} made the responder panic ({message}); it is dropped",
                             src.ip()
                         )
                     });

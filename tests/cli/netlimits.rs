@@ -628,3 +628,115 @@ fn response_rate_limiting_holds_a_fast_prefix_and_spares_the_others() {
         limited - truncated
     );
 }
+
+/// When `accept` fails (here EMFILE: the responder's descriptor limit is
+/// lowered while it runs, so that one more connection takes the last
+/// descriptor), the accept loop backs off instead of retrying at once, says
+/// so in one line, keeps answering UDP, and takes the waiting connections
+/// once a descriptor is free again. hickory's loop retried EMFILE at once
+/// and spun a core.
+#[test]
+fn accept_errors_back_off_instead_of_spinning() {
+    let (t, server) = tree("");
+    let serve = start(&t, "serve", None, server);
+    let pid = serve.child.id();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as u64;
+    let limit = libc::rlimit {
+        rlim_cur: open + 1,
+        rlim_max: open + 1,
+    };
+    // SAFETY: prlimit on our own child, with a struct we own.
+    let lowered = unsafe {
+        libc::prlimit(
+            pid as i32,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(lowered, 0, "{}", std::io::Error::last_os_error());
+    let wait = Duration::from_secs(2);
+    let mut first = connect_from(Ipv4Addr::new(127, 0, 0, 30), server).unwrap();
+    assert!(
+        tcp_ask(&mut first, 1, wait).is_some(),
+        "the last descriptor"
+    );
+    // These wait in the listen queue: accept has no descriptor for them.
+    let waiting: Vec<TcpStream> = (0..3)
+        .map(|n| connect_from(Ipv4Addr::new(127, 0, 0, 31 + n), server).unwrap())
+        .collect();
+    let before = cpu_seconds(pid);
+    let began = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let cpu = (cpu_seconds(pid) - before) / began.elapsed().as_secs_f64();
+    assert!(
+        cpu < 0.2,
+        "zonedrop serve used {:.0}% of a core",
+        cpu * 100.0
+    );
+    assert!(query(server, &soa_query(9)).is_some(), "UDP stopped");
+    // A descriptor comes free: the waiting connections are taken and
+    // answered, one at a time (each closed to free the descriptor for the
+    // next), within the longest pause.
+    drop(first);
+    for (n, mut s) in waiting.into_iter().enumerate() {
+        let answer = tcp_ask(&mut s, 2 + n as u16, Duration::from_secs(3));
+        assert!(answer.is_some(), "waiting connection {n}:\n{}", serve.log());
+    }
+    let log = serve.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("cannot accept a TCP connection"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains("Too many open files") && lines[0].contains("pausing accepts"),
+        "{log}"
+    );
+}
+
+/// A peer that asks for a zone transfer and does not read it holds its
+/// connection (and the answer in memory) only until a write has made no
+/// progress for `tcp_idle`; then the connection is dropped, with a line.
+#[test]
+fn a_peer_that_reads_no_answer_is_dropped() {
+    let (t, server) = tree("allow_axfr = [\"127.0.0.1\"]\ntcp_idle = \"1s\"\n");
+    // 7 MB: more than the kernel buffers on both ends (the sender's
+    // grows up to net.ipv4.tcp_wmem's 4 MB).
+    let strings = format!("\"{}\" ", "x".repeat(250)).repeat(32);
+    let records: String = (0..1000)
+        .map(|i| format!("big{i} IN TXT {strings}\n"))
+        .collect();
+    t.write(
+        "zones/primary/example.test",
+        &format!("@ IN NS ns1\nns1 IN A 127.0.0.1\n{records}"),
+    );
+    let serve = start(&t, "serve", None, server);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    let mut q = soa_query(0x7777);
+    let at = q.len() - 4;
+    q[at..at + 2].copy_from_slice(&252u16.to_be_bytes()); // AXFR
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    stream.write_all(&framed).unwrap();
+    let line = "TCP connection from 127.0.0.1 dropped: it read no answer for 1s ([serve] tcp_idle)";
+    let until = Instant::now() + Duration::from_secs(5);
+    while !serve.log().contains(line) {
+        assert!(Instant::now() < until, "no `{line}` in:\n{}", serve.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // What was sent before arrives, then the end.
+    let mut rest = Vec::new();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let _ = stream.read_to_end(&mut rest);
+    assert!(rest.len() < 6_000_000, "{} octets came", rest.len());
+    let mut other = connect_from(Ipv4Addr::new(127, 0, 0, 50), server).unwrap();
+    assert!(tcp_ask(&mut other, 1, Duration::from_secs(2)).is_some());
+}
