@@ -102,15 +102,23 @@ impl Site {
     }
 
     /// `zonedrop serve`, returned once it answers.
+    /// `zonedrop serve`, returned once it answers: its own answers (it
+    /// says it listens and is still running), not those of some other
+    /// server that took the port first.
     fn serve(&self) -> Guard {
-        let guard = spawn(
+        let mut guard = spawn(
             "zonedrop serve",
             self.zonedrop().arg("serve"),
             self.dir.path().join("serve.log"),
         );
         let until = Instant::now() + Duration::from_secs(10);
         while Instant::now() < until {
-            if dig(self.port, &["example.test", "SOA", "+short"]).contains("hostmaster") {
+            if let Ok(Some(status)) = guard.child.try_wait() {
+                panic!("zonedrop serve ended ({status}); its log:\n{}", guard.log());
+            }
+            if guard.log().contains("answering on ")
+                && dig(self.port, &["example.test", "SOA", "+short"]).contains("hostmaster")
+            {
                 return guard;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -418,7 +426,7 @@ fn every_spelling_of_a_name_is_answered_from_the_cache() {
 #[test]
 fn malformed_packets_get_formerr_or_silence() {
     let site = Site::new("");
-    let _serve = site.serve();
+    let serve = site.serve();
     let socket = site.udp_client(Duration::from_millis(500));
     let header = |qd: u16, an: u16, ns: u16, ar: u16| {
         let mut h = vec![0x12, 0x34, 0x00, 0x00];
@@ -465,7 +473,8 @@ fn malformed_packets_get_formerr_or_silence() {
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ),
-                "{what}: {e}"
+                "{what}: {e}; the responder's log:\n{}",
+                serve.log()
             ),
         }
     }

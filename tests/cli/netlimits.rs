@@ -69,9 +69,13 @@ fn start(t: &Tree, verb: &str, nofile: Option<(u64, u64)>, server: SocketAddr) -
     } else {
         "zonedrop serve"
     };
-    let daemon = Daemon::start(name, &mut cmd, t.path(&format!("{verb}.log")));
+    let mut daemon = Daemon::start(name, &mut cmd, t.path(&format!("{verb}.log")));
     let until = Instant::now() + Duration::from_secs(10);
-    while query(server, &soa_query(1)).is_none() {
+    // Its own answers: it says it listens and still runs.
+    while !daemon.log().contains("answering on ") || query(server, &soa_query(1)).is_none() {
+        if let Ok(Some(status)) = daemon.child.try_wait() {
+            panic!("{name} ended ({status}); its log:\n{}", daemon.log());
+        }
         assert!(
             Instant::now() < until,
             "{name} does not answer; its log:\n{}",
