@@ -1,11 +1,19 @@
 //! The live side: the processes that run on and on. The responder
 //! ([`serve`], its UDP path in `udp`), the watcher that runs builds
 //! ([`watch`]), "wait until visible" ([`wait`]), NOTIFY ([`notify`]) and
-//! the one DNS exchange the last two share ([`exchange`]).
+//! the one DNS exchange the last two share ([`exchange`]). The network
+//! limits around the responder live beside it: the sockets (`listen`), TCP
+//! with its caps (`tcp`), zone transfers in several messages (`axfr`),
+//! response rate limiting (`rrl`) and bounded logging (`tally`).
 
+mod axfr;
 pub mod exchange;
+mod listen;
 pub mod notify;
+mod rrl;
 pub mod serve;
+mod tally;
+mod tcp;
 mod udp;
 pub mod wait;
 pub mod watch;

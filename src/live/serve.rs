@@ -4,14 +4,19 @@
 //!
 //! The answering itself (AA, NXDOMAIN/NODATA with the SOA, CNAME, wildcards,
 //! EDNS, AXFR) is hickory-server's `Catalog` over one `InMemoryZoneHandler`
-//! per zone. In front of it sits [`Front`], our own request handler, which
+//! per zone. In front of it sits `Front`, our own request handler, which
 //! holds the current catalog behind an [`ArcSwap`]: a reload builds and
 //! validates a whole new catalog aside and swaps it in, so queries in flight
 //! finish on the old one. `Front` also decides what the catalog cannot: who
-//! may transfer a zone, and what a NOTIFY gets. TCP is hickory-server's
-//! `Server`; UDP is read by threads of our own (`udp.rs`), which
-//! answer a repeated question from a cache of encoded answers and ask
-//! `Front` for the rest. Changed files are noticed by
+//! may transfer a zone (and sends a big zone in several messages,
+//! `axfr.rs`), and what a NOTIFY gets; it is the one place where requests
+//! are decided, whatever carried them. The sockets and the tasks around
+//! them are `listen.rs`'s: UDP is read by threads of our own (`udp.rs`),
+//! which answer a repeated question from a cache of encoded answers, apply
+//! the response rate limit (`rrl.rs`) and ask `Front` for the rest; TCP is
+//! an accept loop of our own with connection limits (`tcp.rs`). What peers
+//! make the responder refuse or drop is logged a bounded number of lines
+//! (`tally.rs`). Changed files are noticed by
 //! polling their inode, size, mtime and ctime every [`POLL`] (cheap: one
 //! `stat` per zone), which works on every file system, including the nullfs
 //! and bind mounts zonedrop is built for; the builder's live mode does not
@@ -39,7 +44,6 @@ use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{
     AxfrPolicy, Catalog, MessageResponseBuilder, ZoneHandler, ZoneType,
 };
-use hickory_server::Server;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::Read;
@@ -50,19 +54,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use thiserror::Error;
 
-use super::udp::UdpPath;
+use crate::base::config::{Config, Serve};
 use crate::base::fs::Stamp;
-use crate::config::Config;
+use crate::live::tally::{Event, Tally};
 
 /// How often the published files are looked at.
 pub const POLL: Duration = Duration::from_millis(250);
-
-/// How long a TCP connection may stay idle before the server closes it.
-const TCP_IDLE: Duration = Duration::from_secs(10);
-
-/// Responses a TCP connection may have queued (an AXFR of a big zone is
-/// several messages).
-const TCP_BUFFER: usize = 64;
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -144,7 +141,10 @@ struct Slot {
 struct Inner {
     /// Configured zones: name (absolute, lowercase) and published file.
     zones: Vec<(String, PathBuf)>,
-    allow_axfr: Vec<IpAddr>,
+    /// `[serve]`: who may transfer, and the limits.
+    serve: Serve,
+    /// What peers made the responder refuse or drop, logged bounded.
+    tally: Arc<Tally>,
     slots: Mutex<HashMap<String, Slot>>,
     catalog: ArcSwap<Catalog>,
     /// Bumped after every catalog swap: the UDP path's cached answers are
@@ -202,7 +202,8 @@ impl Responder {
         Ok(Responder {
             inner: Arc::new(Inner {
                 zones,
-                allow_axfr: config.serve.allow_axfr.clone(),
+                serve: config.serve.clone(),
+                tally: Arc::new(Tally::new(config.serve.log_interval)),
                 slots: Mutex::new(slots),
                 catalog: ArcSwap::from_pointee(catalog),
                 generation: Arc::new(AtomicU64::new(0)),
@@ -294,67 +295,35 @@ impl Responder {
     }
 
     /// Answer on `listen` (UDP and TCP on each address) until `shutdown`
-    /// completes, polling the published files meanwhile.
+    /// completes, polling the published files meanwhile (`listen.rs`).
     pub async fn serve(
         &self,
         listen: &[SocketAddr],
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
-        if listen.is_empty() {
-            return Err(ServeError::NoListen);
-        }
-        let mut server = Server::new(Front {
+        crate::live::listen::serve(self, listen, shutdown).await
+    }
+
+    /// The request handler in front of the current catalog.
+    pub(crate) fn front(&self) -> Arc<Front> {
+        Arc::new(Front {
             inner: self.inner.clone(),
-        });
-        let mut udp = Vec::new();
-        for &addr in listen {
-            // TCP first and without SO_REUSEPORT: a second responder on the
-            // same address fails here instead of sharing the UDP port.
-            let tcp = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| bind_error("TCP", addr, source))?;
-            udp.extend(udp_sockets(addr).map_err(|source| bind_error("UDP", addr, source))?);
-            log::info!(
-                "answering on {addr} (UDP and TCP) for {}",
-                match self.served() {
-                    z if z.is_empty() => "no zone yet".to_string(),
-                    z => z.join(" "),
-                }
-            );
-            server.register_listener(tcp, TCP_IDLE, TCP_BUFFER);
-        }
-        let udp = UdpPath::start(
-            udp,
-            Arc::new(Front {
-                inner: self.inner.clone(),
-            }),
-            self.inner.generation.clone(),
-            tokio::runtime::Handle::current(),
-        )
-        .map_err(|e| ServeError::Server(format!("cannot start the UDP threads: {e}")))?;
-        let poller = {
-            let me = self.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(POLL);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let me = me.clone();
-                    // stat and parse are blocking file I/O
-                    let _ = tokio::task::spawn_blocking(move || me.poll()).await;
-                }
-            })
-        };
-        let result = tokio::select! {
-            r = server.block_until_done() => r.map_err(|e| ServeError::Server(e.to_string())),
-            () = shutdown => server
-                .shutdown_gracefully()
-                .await
-                .map_err(|e| ServeError::Server(e.to_string())),
-        };
-        poller.abort();
-        let _ = tokio::task::spawn_blocking(move || udp.stop()).await;
-        result
+        })
+    }
+
+    /// `[serve]`, as loaded.
+    pub(crate) fn settings(&self) -> &Serve {
+        &self.inner.serve
+    }
+
+    /// What peers made the responder refuse or drop.
+    pub(crate) fn tally(&self) -> Arc<Tally> {
+        self.inner.tally.clone()
+    }
+
+    /// Bumped after every catalog swap.
+    pub(crate) fn generation(&self) -> Arc<AtomicU64> {
+        self.inner.generation.clone()
     }
 }
 
@@ -383,51 +352,7 @@ impl Inner {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
         };
-        self.allow_axfr.contains(&ip)
-    }
-}
-
-/// One UDP socket per core on `addr`, sharing the port through
-/// SO_REUSEPORT: each is read and answered by a thread of its own
-/// ([`UdpPath`]) and the kernel spreads the queries over them.
-fn udp_sockets(addr: SocketAddr) -> std::io::Result<Vec<std::net::UdpSocket>> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let cores = crate::base::cores();
-    // Port 0 would give each socket a port of its own.
-    let count = if addr.port() == 0 { 1 } else { cores };
-    (0..count)
-        .map(|_| {
-            let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-            if count > 1 {
-                socket.set_reuse_port(true)?;
-            }
-            // Room for bursts while a thread is busy (best effort: the
-            // kernel caps it at net.core.rmem_max).
-            let _ = socket.set_recv_buffer_size(1 << 20);
-            socket.bind(&addr.into())?;
-            Ok(socket.into())
-        })
-        .collect()
-}
-
-fn bind_error(proto: &'static str, addr: SocketAddr, source: std::io::Error) -> ServeError {
-    let hint = match source.kind() {
-        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
-            " (ports below 1024 need root or the capability: `setcap cap_net_bind_service=+ep $(command -v zonedrop)`, or listen on a port above 1023)"
-        }
-        std::io::ErrorKind::AddrInUse => {
-            " (another program already answers there, often a resolver or name server: stop it or choose another address with --listen)"
-        }
-        std::io::ErrorKind::AddrNotAvailable => {
-            " (no interface of this host has that address: choose one `ip addr` shows)"
-        }
-        _ => "",
-    };
-    ServeError::Bind {
-        proto,
-        addr,
-        source,
-        hint,
+        self.serve.allow_axfr.contains(&ip)
     }
 }
 
@@ -494,9 +419,9 @@ fn build_catalog(slots: &HashMap<String, Slot>) -> Catalog {
     catalog
 }
 
-/// The request handler the server calls: access rules and NOTIFY here,
-/// everything else to the current catalog.
-struct Front {
+/// The request handler the UDP and TCP paths call: access rules, zone
+/// transfers and NOTIFY here, everything else to the current catalog.
+pub(crate) struct Front {
     inner: Arc<Inner>,
 }
 
@@ -528,14 +453,23 @@ impl RequestHandler for Front {
                 // defined"; answering one would send a whole zone in reply
                 // to a datagram whose source may be forged.
                 if axfr && request.protocol() == Protocol::Udp {
+                    self.inner.tally.note(Event::UdpAxfr, || {
+                        format!("AXFR over UDP from {} answered NOTIMP", request.src().ip())
+                    });
                     return reply(request, ResponseCode::NotImp, false, response_handle).await;
                 }
                 if transfer && !self.inner.allows_axfr(request.src().ip()) {
-                    log::info!(
-                        "zone transfer refused to {} (not in [serve] allow_axfr)",
-                        request.src().ip()
-                    );
+                    self.inner.tally.note(Event::TransferRefused, || {
+                        format!(
+                            "zone transfer refused to {} (not in [serve] allow_axfr)",
+                            request.src().ip()
+                        )
+                    });
                     return reply(request, ResponseCode::Refused, false, response_handle).await;
+                }
+                if axfr {
+                    return crate::live::axfr::transfer::<R, T>(&catalog, request, response_handle)
+                        .await;
                 }
             }
             _ => {}

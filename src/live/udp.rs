@@ -7,17 +7,26 @@
 //! spawns a task per datagram, parses the whole message and encodes the
 //! answer afresh, which held the responder below half of NSD's rate under
 //! dnsperf. A DNS answer is a function of the question's bytes (RFC 1035
-//! §4.1: the ID is only copied back), so the cache key is the datagram
-//! without its ID, byte for byte: same flags, same case (0x20 clients get
-//! their spelling back), same EDNS options (a client cookie, RFC 7873, is
-//! part of the key: a resolver keeps its cookie per server, so its repeated
-//! questions still hit; hickory answers no cookie, rotates no RRset). The
-//! cache is dropped whenever the responder swaps in a new catalog (the
-//! `generation` counter), so a reload is answered at once. What depends on
-//! more than the bytes is never cached: zone transfers (allowed by source
-//! address), NOTIFY (it triggers a reload), anything but a plain
+//! §4.1: the ID is only copied back) up to the case of the name (RFC 4343:
+//! names compare without regard to case), so the cache key is the datagram
+//! without its ID, with the question's name in lower case: same flags, same
+//! EDNS options (a client cookie, RFC 7873, is part of the key: a resolver
+//! keeps its cookie per server, so its repeated questions still hit;
+//! hickory answers no cookie, rotates no RRset), any spelling. Resolvers
+//! that randomise the case of each question (0x20, as Unbound's
+//! `use-caps-for-id`) check that their spelling comes back, so a cached
+//! answer gets the asker's question bytes copied over its own, as NSD
+//! does; names in the answer compressed to point into the question follow
+//! that spelling, which is the same name. The cache is dropped whenever
+//! the responder swaps in a new catalog (the `generation` counter), so a
+//! reload is answered at once. What depends on more than the question is
+//! never cached: zone transfers (allowed by source address), NOTIFY (it
+//! triggers a reload), anything signed (TSIG, SIG(0)), anything but a plain
 //! one-question QUERY, and SERVFAIL.
 //!
+//! Every answer, from the cache or not, passes the response rate limit
+//! (`rrl.rs`) of its socket before it is sent, and what the path refuses or
+//! drops is counted in the responder's [`Tally`], never logged per packet.
 //! It owns no DNS logic: the answers are the handler's. Nothing from the
 //! network may panic here.
 
@@ -44,6 +53,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::live::rrl::{Rrl, Verdict};
+use crate::live::tally::{Event, Tally};
+
 /// How long a thread waits for a datagram before it looks at the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(200);
 
@@ -67,17 +79,20 @@ pub(crate) struct UdpPath {
 
 impl UdpPath {
     /// Answer on every socket, each from a thread of its own, with
-    /// `handler` for what is not cached. `generation` changes whenever the
-    /// handler's answers may have; `runtime` runs the handler.
+    /// `handler` for what is not cached and the socket's response rate
+    /// limit, if any. `generation` changes whenever the handler's answers
+    /// may have; `runtime` runs the handler; `tally` counts what is refused.
     pub(crate) fn start<H: RequestHandler>(
-        sockets: Vec<UdpSocket>,
+        sockets: Vec<(UdpSocket, Option<Arc<Rrl>>)>,
         handler: Arc<H>,
         generation: Arc<AtomicU64>,
         runtime: tokio::runtime::Handle,
+        tally: Arc<Tally>,
     ) -> std::io::Result<UdpPath> {
+        crate::live::tally::quiet_packet_panics();
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(sockets.len());
-        for (n, socket) in sockets.into_iter().enumerate() {
+        for (n, (socket, rrl)) in sockets.into_iter().enumerate() {
             socket.set_nonblocking(false)?;
             socket.set_read_timeout(Some(STOP_CHECK))?;
             let answerer = Answerer {
@@ -87,6 +102,9 @@ impl UdpPath {
                 runtime: runtime.clone(),
                 stop: stop.clone(),
                 cache: Cache::default(),
+                key: Vec::with_capacity(CACHE_QUERY_BYTES),
+                rrl,
+                tally: tally.clone(),
             };
             threads.push(
                 std::thread::Builder::new()
@@ -118,7 +136,8 @@ impl Drop for UdpPath {
 #[derive(Default)]
 struct Cache {
     generation: u64,
-    /// The query without its two ID bytes → the whole answer.
+    /// The query without its two ID bytes, its question's name in lower
+    /// case ([`cache_key`]) → the whole answer to the first asker.
     answers: HashMap<Box<[u8]>, Box<[u8]>>,
     /// Bytes of keys and answers held.
     bytes: usize,
@@ -147,6 +166,10 @@ struct Answerer<H> {
     runtime: tokio::runtime::Handle,
     stop: Arc<AtomicBool>,
     cache: Cache,
+    /// The cache key of the datagram at hand (kept to reuse its memory).
+    key: Vec<u8>,
+    rrl: Option<Arc<Rrl>>,
+    tally: Arc<Tally>,
 }
 
 impl<H: RequestHandler> Answerer<H> {
@@ -174,20 +197,55 @@ impl<H: RequestHandler> Answerer<H> {
             // thread: its socket would go on taking a share of the queries
             // and answer none of them.
             let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.answer(query, src, &mut out)
+                crate::live::tally::quietly(|| self.answer(query, src, &mut out))
             }));
             match answered {
-                Ok(true) => {
-                    if let Err(e) = self.socket.send_to(&out, src) {
-                        log::debug!("cannot answer {src}: {e}");
-                    }
-                }
+                Ok(true) => self.send(&mut out, src),
                 Ok(false) => {}
                 Err(_) => {
-                    log::error!("a datagram from {src} made the responder panic; it is dropped");
+                    let message = crate::live::tally::last_panic();
+                    self.tally.note(Event::Panic, || {
+                        format!(
+                            "a datagram from {} made the responder panic ({message}); it is dropped",
+                            src.ip()
+                        )
+                    });
                     self.cache.clear();
                 }
             }
+        }
+    }
+
+    /// Send `out` to `src` as the response rate limit allows: whole,
+    /// truncated, or not at all.
+    fn send(&self, out: &mut Vec<u8>, src: SocketAddr) {
+        if let Some(rrl) = &self.rrl {
+            match rrl.check(src.ip()) {
+                Verdict::Send => {}
+                Verdict::Slip => {
+                    self.tally.note(Event::RateSlipped, || {
+                        format!(
+                            "answers to {} sent truncated (TC) over the rate limit ({})",
+                            rrl.describe(src.ip()),
+                            rrl.limit()
+                        )
+                    });
+                    truncate(out);
+                }
+                Verdict::Drop => {
+                    self.tally.note(Event::RateDropped, || {
+                        format!(
+                            "answers to {} dropped over the rate limit ({})",
+                            rrl.describe(src.ip()),
+                            rrl.limit()
+                        )
+                    });
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.socket.send_to(out, src) {
+            log::debug!("cannot answer {src}: {e}");
         }
     }
 
@@ -198,14 +256,22 @@ impl<H: RequestHandler> Answerer<H> {
         // broadcast address (forged sources); shorter than a header is not
         // DNS; a datagram with QR set is a response, and answering it would
         // let anyone bounce traffic off us.
-        let (Some(id), Some(key)) = (query.get(..2), query.get(2..)) else {
-            return false;
-        };
         let unanswerable = match src.ip() {
             IpAddr::V4(ip) => ip.is_unspecified() || ip.is_broadcast(),
             IpAddr::V6(ip) => ip.is_unspecified(),
         };
-        if unanswerable || src.port() == 0 || query.len() < 12 || query[2] & 0x80 != 0 {
+        if unanswerable || src.port() == 0 {
+            return false;
+        }
+        if query.len() < 12 || query[2] & 0x80 != 0 {
+            self.tally.note(Event::Malformed, || {
+                format!(
+                    "a datagram from {} that is no DNS query ignored ({} octets{})",
+                    src.ip(),
+                    query.len(),
+                    if query.len() < 12 { "" } else { ", QR set" }
+                )
+            });
             return false;
         }
         let generation = self.generation.load(Ordering::Acquire);
@@ -213,21 +279,41 @@ impl<H: RequestHandler> Answerer<H> {
             self.cache.clear();
             self.cache.generation = generation;
         }
-        if let Some(answer) = self.cache.answers.get(key) {
-            out.clear();
-            out.extend_from_slice(answer);
-            if let Some(answer_id) = out.get_mut(..2) {
-                answer_id.copy_from_slice(id);
+        let name_end = match query.len() <= CACHE_QUERY_BYTES {
+            true => cache_key(query, &mut self.key),
+            false => None,
+        };
+        if let Some(end) = name_end {
+            if let Some(answer) = self.cache.answers.get(self.key.as_slice()) {
+                out.clear();
+                out.extend_from_slice(answer);
+                // The asker's ID and spelling; the cached answer's question
+                // is the same name (checked when it was cached).
+                if let (Some(to), Some(from)) = (out.get_mut(..2), query.get(..2)) {
+                    to.copy_from_slice(from);
+                }
+                if let (Some(to), Some(from)) = (out.get_mut(12..end), query.get(12..end)) {
+                    to.copy_from_slice(from);
+                }
+                return true;
             }
-            return true;
         }
         let Some((answer, cacheable)) = self.ask_handler(query, src) else {
             return false;
         };
         out.clear();
         out.extend_from_slice(&answer);
-        if cacheable && query.len() <= CACHE_QUERY_BYTES {
-            self.cache.insert(key, answer);
+        if let Some(end) = name_end.filter(|_| cacheable) {
+            // Only an answer that echoes the question where the query has
+            // it can take another asker's spelling.
+            let echoed = answer.get(4..6) == Some(&[0, 1])
+                && answer
+                    .get(12..end)
+                    .zip(query.get(12..end))
+                    .is_some_and(|(a, q)| a.eq_ignore_ascii_case(q));
+            if echoed {
+                self.cache.insert(&self.key, answer);
+            }
         }
         true
     }
@@ -236,7 +322,12 @@ impl<H: RequestHandler> Answerer<H> {
     fn ask_handler(&self, query: &[u8], src: SocketAddr) -> Option<(Vec<u8>, bool)> {
         let request = match Request::from_bytes(query.to_vec(), src, Protocol::Udp) {
             Ok(request) => request,
-            Err(_) => return format_error(query).map(|a| (a, false)),
+            Err(_) => {
+                self.tally.note(Event::Malformed, || {
+                    format!("malformed query from {} answered FORMERR", src.ip())
+                });
+                return format_error(query).map(|a| (a, false));
+            }
         };
         if request.metadata.message_type == MessageType::Response {
             return None;
@@ -259,10 +350,58 @@ impl<H: RequestHandler> Answerer<H> {
     }
 }
 
+/// Where the name of the first question ends (the offset after its root
+/// label), if the message has exactly one question whose name is written
+/// out in labels within the message.
+fn question_name_end(message: &[u8]) -> Option<usize> {
+    if message.get(4..6) != Some(&[0, 1]) {
+        return None;
+    }
+    let mut at = 12;
+    loop {
+        match usize::from(*message.get(at)?) {
+            0 => return Some(at + 1),
+            // A compression pointer or a reserved label type: no question
+            // of a query has one.
+            len if len > 63 => return None,
+            len => at += 1 + len,
+        }
+    }
+}
+
+/// Put the cache key of `query` in `key` (the query without its ID, the
+/// question's name in lower case); where the name ends in `query`. None:
+/// not a query the cache can hold.
+fn cache_key(query: &[u8], key: &mut Vec<u8>) -> Option<usize> {
+    let end = question_name_end(query)?;
+    key.clear();
+    key.extend_from_slice(query.get(2..)?);
+    // Length octets are at most 63, below b'A': lowering every octet of the
+    // name only touches its letters.
+    key.get_mut(10..end - 2)?.make_ascii_lowercase();
+    Some(end)
+}
+
+/// Cut an answer down to a truncated one (RFC 1035 §4.1.1 TC, RFC 7766
+/// §5: the client retries over TCP): its header and question only, TC set,
+/// the record counts zero. What the response rate limit sends in place of
+/// an answer: no bigger than the query.
+fn truncate(answer: &mut Vec<u8>) {
+    let end = question_name_end(answer).map_or(12, |name| name + 4);
+    answer.truncate(end);
+    if answer.len() < 12 {
+        answer.clear();
+        return;
+    }
+    answer[2] |= 0x02;
+    let counts = if end == 12 { 4..12 } else { 6..12 };
+    answer[counts].fill(0);
+}
+
 /// FORMERR for a datagram whose header reads but whose body does not
 /// (RFC 1035 §4.1.1: "Format error - The name server was unable to
 /// interpret the query"), the question left out as hickory-server does.
-fn format_error(query: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn format_error(query: &[u8]) -> Option<Vec<u8>> {
     let header = Header::read(&mut BinDecoder::new(query)).ok()?;
     if header.metadata.message_type == MessageType::Response {
         return None;

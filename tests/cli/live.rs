@@ -4,7 +4,7 @@
 //! notify` makes transfer the zone. Every server started here listens on 127.0.0.1 only
 //! and is killed by PID when its guard drops.
 
-use crate::support::{free_port, need, zonedrop, Daemon};
+use crate::support::{cpu_seconds, free_port, need, zonedrop, Daemon};
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -89,15 +89,23 @@ impl Site {
     }
 
     /// `zonedrop serve`, returned once it answers.
+    /// `zonedrop serve`, returned once it answers: its own answers (it
+    /// says it listens and is still running), not those of some other
+    /// server that took the port first.
     fn serve(&self) -> Guard {
-        let guard = spawn(
+        let mut guard = spawn(
             "zonedrop serve",
             self.zonedrop().arg("serve"),
             self.dir.path().join("serve.log"),
         );
         let until = Instant::now() + Duration::from_secs(10);
         while Instant::now() < until {
-            if dig(self.port, &["example.test", "SOA", "+short"]).contains("hostmaster") {
+            if let Ok(Some(status)) = guard.child.try_wait() {
+                panic!("zonedrop serve ended ({status}); its log:\n{}", guard.log());
+            }
+            if guard.log().contains("answering on ")
+                && dig(self.port, &["example.test", "SOA", "+short"]).contains("hostmaster")
+            {
                 return guard;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -326,10 +334,86 @@ fn repeated_questions_keep_their_id_case_and_size() {
     }
 }
 
+/// Resolvers that randomise the case of each question (0x20) ask one name
+/// in a new spelling each time. Every spelling gets its own ID and its own
+/// question back, with the records, and is answered from the cache: asking
+/// in fresh spellings costs the responder about what asking one spelling
+/// again does. Before, the cache was keyed by the exact bytes, so each
+/// new spelling went through hickory (several times the CPU per query).
+#[test]
+fn every_spelling_of_a_name_is_answered_from_the_cache() {
+    let site = Site::new("");
+    let serve = site.serve();
+    let socket = site.udp_client(Duration::from_secs(2));
+    let name = b"\x0f_acme-challenge\x07example\x04test\x00";
+    let mut seed = 0x9e37_79b9_u32;
+    let mut random_spelling = || -> Vec<u8> {
+        name.iter()
+            .map(|&b| {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                if seed & 1 == 1 {
+                    b.to_ascii_uppercase()
+                } else {
+                    b
+                }
+            })
+            .collect()
+    };
+    let ask = |id: u16, spelling: &[u8]| {
+        let mut q = id.to_be_bytes().to_vec();
+        q.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        q.extend_from_slice(spelling);
+        q.extend_from_slice(&[0, 16, 0, 1]); // TXT IN
+        socket.send(&q).unwrap();
+        let mut buf = [0u8; 4096];
+        let len = socket.recv(&mut buf).unwrap();
+        let a = &buf[..len];
+        assert_eq!(a[..2], q[..2], "ID");
+        assert_eq!(a[3] & 0x0f, 0, "rcode");
+        assert_eq!(
+            a[12..q.len()],
+            q[12..],
+            "question not echoed as asked: {}",
+            String::from_utf8_lossy(spelling)
+        );
+        assert!(
+            a[q.len()..]
+                .windows(VALUE1.len())
+                .any(|w| w == VALUE1.as_bytes()),
+            "no challenge value"
+        );
+    };
+    ask(1, name);
+    const ASKS: u16 = 10_000;
+    let pid = serve.child.id();
+    let before = cpu_seconds(pid);
+    for id in 0..ASKS {
+        ask(id, name);
+    }
+    let one_spelling = cpu_seconds(pid) - before;
+    let before = cpu_seconds(pid);
+    for id in 0..ASKS {
+        let spelling = random_spelling();
+        ask(id, &spelling);
+    }
+    let fresh_spellings = cpu_seconds(pid) - before;
+    eprintln!(
+        "live: {ASKS} asks cost the responder {:.0} ms of CPU in one spelling, {:.0} ms in fresh ones",
+        one_spelling * 1000.0,
+        fresh_spellings * 1000.0
+    );
+    assert!(
+        fresh_spellings < 1.5 * one_spelling + 0.05,
+        "fresh spellings cost {fresh_spellings:.2} s of CPU, one spelling {one_spelling:.2} s"
+    );
+}
+
 #[test]
 fn malformed_packets_get_formerr_or_silence() {
     let site = Site::new("");
-    let _serve = site.serve();
+    let serve = site.serve();
     let socket = site.udp_client(Duration::from_millis(500));
     let header = |qd: u16, an: u16, ns: u16, ar: u16| {
         let mut h = vec![0x12, 0x34, 0x00, 0x00];
@@ -376,7 +460,8 @@ fn malformed_packets_get_formerr_or_silence() {
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ),
-                "{what}: {e}"
+                "{what}: {e}; the responder's log:\n{}",
+                serve.log()
             ),
         }
     }
@@ -467,9 +552,58 @@ fn wait_succeeds_when_served_and_names_the_server_at_timeout() {
     );
 }
 
+/// Records that make a zone bigger than one DNS message over TCP can
+/// hold (65,535 octets): its transfer needs several.
+fn over_64_kib() -> String {
+    (0..1500)
+        .map(|i| format!("big{i} IN TXT \"{}\"\n", "x".repeat(100)))
+        .collect()
+}
+
+/// An AXFR of a zone over 64 KiB comes in several messages, each whole,
+/// the SOA first and last: `dig` and `kdig` take it. Before, hickory put
+/// the zone into one message, which was cut off at 65,535 octets.
+#[test]
+fn a_zone_over_64_kib_transfers_in_several_messages() {
+    need("kdig", "knot-dnsutils");
+    let site = Site::new("\"127.0.0.1\"");
+    site.publish(&zone_text(1, VALUE1, &over_64_kib()));
+    let _serve = site.serve();
+    let out = dig(site.port, &["example.test", "AXFR"]);
+    let size = out
+        .lines()
+        .find_map(|l| l.strip_prefix(";; XFR size: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let messages: usize = size
+        .split("messages ")
+        .nth(1)
+        .and_then(|m| m.split(',').next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("{size}"));
+    assert!(size.starts_with("1508 records") && messages >= 3, "{size}");
+    assert!(out.contains("big1499.example.test."), "{out}");
+
+    let out = Command::new("kdig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &site.port.to_string(),
+            "example.test",
+            "AXFR",
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.contains(&format!("({messages} messages, 1508 records)")),
+        "{out}"
+    );
+}
+
 /// A secondary name server of `zonedrop serve`, started by `start(dir,
 /// port, primary port)`, transfers the zone, is NOTIFYed of serial 2 by
-/// `zonedrop notify`, and then answers the new challenge.
+/// `zonedrop notify`, and then answers the new challenge. Serial 2 is
+/// over 64 KiB, so that transfer takes several messages.
 fn secondary_follows_notify(name: &'static str, start: impl Fn(&Path, u16, u16) -> Command) {
     let site = Site::new("\"127.0.0.1\"");
     let serve = site.serve();
@@ -488,7 +622,7 @@ fn secondary_follows_notify(name: &'static str, start: impl Fn(&Path, u16, u16) 
     );
 
     // Publish serial 2; once zonedrop serves it, NOTIFY makes it fetch it.
-    site.publish(&zone_text(2, VALUE2, ""));
+    site.publish(&zone_text(2, VALUE2, &over_64_kib()));
     let soa = dig_until(
         site.port,
         &["example.test", "SOA", "+short"],
@@ -509,6 +643,8 @@ fn secondary_follows_notify(name: &'static str, start: impl Fn(&Path, u16, u16) 
         "{name} did not follow the NOTIFY; its log:\n{}",
         secondary.log()
     );
+    let last = dig(port, &["big1499.example.test", "TXT", "+short"]);
+    assert_eq!(last, format!("\"{}\"\n", "x".repeat(100)), "{name}");
 
     // A target that does not answer is one line naming it.
     let silent = free_port();

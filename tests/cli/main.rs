@@ -11,4 +11,5 @@ mod diskfull;
 mod examples;
 mod hook;
 mod live;
+mod netlimits;
 mod support;
