@@ -352,13 +352,13 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// `zonedrop build` and `zonedrop check`.
+/// `zonedrop build` and `zonedrop check` (`opts.dry_run`): `opts` as the
+/// command line gave them, but for the zones, which come as typed.
 pub fn build(
     ctx: &Context,
     zones: &[String],
-    force: bool,
+    opts: &build::Options,
     quiet: bool,
-    dry_run: bool,
 ) -> Result<u8, Error> {
     let config = Config::load_required(ctx.config.as_deref())?;
     let zones = zones
@@ -367,13 +367,12 @@ pub fn build(
         .collect::<Result<Vec<_>, _>>()?;
     let opts = build::Options {
         zones,
-        force,
-        dry_run,
+        ..opts.clone()
     };
     let report = build::run(&config, &opts, SystemTime::now())?;
     report.show(Shown::Terminal {
         quiet,
-        check: dry_run,
+        check: opts.dry_run,
     });
     Ok(if report.failed() {
         exit::FAILED

@@ -52,7 +52,9 @@ impl Error {
             | Error::Usage(_)
             | Error::Hook(HookError::Usage(_))
             | Error::Hook(HookError::NoDrop)
-            | Error::Build(crate::build::BuildError::UnknownZone(_))
+            | Error::Build(
+                crate::build::BuildError::UnknownZone(_) | crate::build::BuildError::KeepSerial(_),
+            )
             | Error::Serve(
                 ServeError::NoListen | ServeError::NoZones | ServeError::UnknownZone(_),
             )

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use zonedrop::commands::{self, Context};
+use zonedrop::build;
 use zonedrop::config::{SshfpHash, TlsaParams};
 use zonedrop::hook::Op;
 
@@ -60,6 +61,10 @@ enum Command {
         /// Rebuild even if no input moved since the last build.
         #[arg(long)]
         force: bool,
+        /// Give each zone (or each --zone) a new serial by its policy and publish it even if
+        /// nothing changed, for re-signing; refused (exit 2) under serial = "keep".
+        #[arg(long)]
+        bump: bool,
         /// Print errors only.
         #[arg(long)]
         quiet: bool,
@@ -218,9 +223,27 @@ fn main() -> ExitCode {
         Command::Build {
             zones,
             force,
+            bump,
             quiet,
-        } => commands::build(&ctx, zones, *force, *quiet, false),
-        Command::Check { zones } => commands::build(&ctx, zones, false, false, true),
+        } => commands::build(
+            &ctx,
+            zones,
+            &build::Options {
+                force: *force,
+                bump: *bump,
+                ..Default::default()
+            },
+            *quiet,
+        ),
+        Command::Check { zones } => commands::build(
+            &ctx,
+            zones,
+            &build::Options {
+                dry_run: true,
+                ..Default::default()
+            },
+            false,
+        ),
         Command::Init { dir, zone } => commands::init(dir, zone),
         Command::Serve { listen } => commands::serve(&ctx, listen),
         Command::Watch { poll } => commands::watch(&ctx, *poll),

@@ -3,6 +3,7 @@
 
 mod acme;
 mod build;
+mod bump;
 mod concurrency;
 mod crash;
 mod cron;
