@@ -70,6 +70,28 @@ pub struct Config {
     pub tlsa: Vec<Tlsa>,
     #[serde(default)]
     pub sshfp: Vec<Sshfp>,
+    #[serde(default)]
+    pub dane: Dane,
+}
+
+/// Key rollover of the `[[tlsa]]` and `[[sshfp]]` records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dane {
+    /// How long a published change takes to reach every server that
+    /// answers for the zone (signing, reloads, transfers to secondaries):
+    /// a new key is safe to use once it was published this long plus its
+    /// TTL ago.
+    #[serde(deserialize_with = "duration")]
+    pub propagation_margin: Duration,
+}
+
+impl Default for Dane {
+    fn default() -> Self {
+        Dane {
+            propagation_margin: Duration::from_secs(3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -580,6 +602,28 @@ impl Config {
                 return Err(invalid(
                     "tlsa.ports",
                     format!("{}: at least one port is needed", t.cert.display()),
+                ));
+            }
+        }
+        // A retired fingerprint leaving before the caches of its RRset
+        // expire breaks the connections of every client that cached it.
+        let holds = self
+            .tlsa
+            .iter()
+            .map(|t| ("tlsa.hold", t.cert.display().to_string(), t.hold, t.ttl))
+            .chain(
+                self.sshfp
+                    .iter()
+                    .map(|s| ("sshfp.hold", s.name.clone(), s.hold, s.ttl)),
+            );
+        for (key, what, hold, ttl) in holds {
+            if let Some(hold) = hold.filter(|h| h.as_secs() < u64::from(ttl)) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{what}: hold = \"{}\" is shorter than the TTL ({ttl} s): a retired fingerprint must stay at least as long as resolvers may cache its record set",
+                        humantime::format_duration(hold)
+                    ),
                 ));
             }
         }

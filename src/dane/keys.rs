@@ -55,6 +55,9 @@ pub struct KeyRecords {
     pub errors: Vec<String>,
     /// One line each, naming the file (expired certificates).
     pub warnings: Vec<String>,
+    /// Said once, by the build that switched keys too early (see
+    /// [`crate::build::Report::alerts`]).
+    pub alerts: Vec<String>,
 }
 
 /// Why a fingerprint is published.
@@ -131,6 +134,11 @@ pub fn key_status(config: &Config, now: SystemTime) -> (Vec<KeyStatus>, KeyRecor
     };
     let mut plan = plan(config, now, &old);
     plan.records.errors.splice(0..0, errors);
+    let r = &mut plan.records;
+    r.warnings.append(&mut r.alerts);
+    r.warnings.append(&mut plan.held_warnings);
+    plan.records.warnings.sort();
+    plan.records.warnings.dedup();
     (plan.statuses, plan.records)
 }
 
@@ -191,6 +199,15 @@ struct Stored {
     hold: u64,
     next: bool,
     source: PathBuf,
+    /// Unix seconds: the build that first published it (as current or
+    /// next); 0 in memories written before this was kept (taken as long
+    /// ago) and in the per-source records.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    since: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +221,46 @@ struct Retiring {
     retired: u64,
     until: u64,
     source: PathBuf,
+    /// It was replaced by a key that had not been published for its TTL
+    /// plus the propagation margin: what replaced it, and until when
+    /// clients may still fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    abrupt: Option<Abrupt>,
+}
+
+/// A switch to a key that was not pre-published long enough.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Abrupt {
+    /// The file the new key came from.
+    source: PathBuf,
+    ttl: u32,
+    /// Unix seconds until which a cached copy of the old RRset may lack
+    /// the new key: when the new key was published, plus TTL and margin.
+    until: u64,
+}
+
+impl Retiring {
+    /// The warning for a switch to a key that was not pre-published.
+    fn abrupt_warning(&self, margin: Duration) -> Option<String> {
+        let a = self.abrupt.as_ref()?;
+        let at = |s: u64| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s));
+        let how = if self.rtype == "TLSA" {
+            "`next =`"
+        } else {
+            "a second key file in `keys`"
+        };
+        Some(format!(
+            "{} {}: the key from {} replaced the published one at {} without being pre-published for its TTL ({} s) plus [dane] propagation_margin ({}); clients holding the old record set in cache may fail until {}: publish the next key beside the current one first ({how})",
+            self.owner,
+            self.rtype,
+            a.source.display(),
+            at(self.retired),
+            a.ttl,
+            humantime::format_duration(margin),
+            at(a.until),
+        ))
+    }
 }
 
 type RecordKey = (String, String, String);
@@ -284,13 +341,47 @@ fn compute(
                 hold: input.hold.as_secs(),
                 next: input.next,
                 source: input.path.clone(),
+                since: 0,
             })
         })
         .collect())
 }
 
+/// Whether `old`, retiring now, is replaced by a current key at its owner
+/// that was published less than its TTL plus `margin` ago, and if so by
+/// what, until when. RFC 7671 §8 (TLSA publisher requirements): the new
+/// record goes out first, and the server switches keys only once it has
+/// reached every authoritative server and cached copies of the old set
+/// (one TTL) are gone; the margin is that propagation.
+fn abrupt(
+    active: &BTreeMap<RecordKey, Stored>,
+    old: &Stored,
+    now_s: u64,
+    margin: Duration,
+) -> Option<Abrupt> {
+    active
+        .values()
+        .filter(|r| !r.next && r.owner == old.owner && r.rtype == old.rtype)
+        .map(|r| {
+            let safe = r
+                .since
+                .saturating_add(u64::from(r.ttl))
+                .saturating_add(margin.as_secs());
+            (r, safe)
+        })
+        .filter(|(_, safe)| *safe > now_s)
+        .max_by_key(|(_, safe)| *safe)
+        .map(|(r, until)| Abrupt {
+            source: r.source.clone(),
+            ttl: r.ttl,
+            until,
+        })
+}
+
 struct Plan {
     records: KeyRecords,
+    /// The warnings of switches made by earlier builds (see [`key_status`]).
+    held_warnings: Vec<String>,
     statuses: Vec<KeyStatus>,
     state: State,
 }
@@ -301,6 +392,7 @@ fn plan(config: &Config, now: SystemTime, old: &State) -> Plan {
     let now_s = unix(now);
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
+    let mut alerts = Vec::new();
     let mut sources = BTreeMap::new();
     let (inputs, unlisted) = inputs(config);
     for input in &inputs {
@@ -350,6 +442,16 @@ fn plan(config: &Config, now: SystemTime, old: &State) -> Plan {
             }
         }
     }
+    // When each was first published: kept from the last build, else now.
+    let published: BTreeMap<RecordKey, u64> = old
+        .active
+        .iter()
+        .map(|r| (key_of(&r.owner, &r.rtype, &r.rdata), r.since))
+        .collect();
+    for (k, r) in active.iter_mut() {
+        r.since = published.get(k).copied().unwrap_or(now_s);
+    }
+    let margin = config.dane.propagation_margin;
 
     // An old record goes only once no cache can still hold it (see the
     // module doc).
@@ -372,20 +474,28 @@ fn plan(config: &Config, now: SystemTime, old: &State) -> Plan {
         }
         let until = now_s.saturating_add(r.hold);
         if until > now_s {
-            retiring.insert(
-                k,
-                Retiring {
-                    owner: r.owner.clone(),
-                    rtype: r.rtype.clone(),
-                    rdata: r.rdata.clone(),
-                    ttl: r.ttl,
-                    retired: now_s,
-                    until,
-                    source: r.source.clone(),
-                },
-            );
+            let retired = Retiring {
+                owner: r.owner.clone(),
+                rtype: r.rtype.clone(),
+                rdata: r.rdata.clone(),
+                ttl: r.ttl,
+                retired: now_s,
+                until,
+                source: r.source.clone(),
+                abrupt: abrupt(&active, r, now_s, margin),
+            };
+            alerts.extend(retired.abrupt_warning(margin));
+            retiring.insert(k, retired);
         }
     }
+    // What `list --dane` says while clients may still fail after such a
+    // switch; a build said it once, when it happened.
+    let held_warnings = old
+        .retiring
+        .iter()
+        .filter(|r| r.abrupt.as_ref().is_some_and(|a| a.until > now_s))
+        .filter_map(|r| r.abrupt_warning(margin))
+        .collect();
 
     let mut statuses: Vec<KeyStatus> = active
         .values()
@@ -441,7 +551,9 @@ fn plan(config: &Config, now: SystemTime, old: &State) -> Plan {
             records,
             errors,
             warnings,
+            alerts,
         },
+        held_warnings,
         statuses,
         state: State {
             sources,
@@ -703,5 +815,47 @@ mod tests {
         let r = s.run(t0() + 4 * HOUR);
         assert_eq!(rdatas(&r, host).len(), 2);
         assert!(r.errors[0].contains("a.pub: line 1:"), "{:?}", r.errors);
+    }
+
+    #[test]
+    fn a_switch_without_pre_publication_is_warned_about() {
+        let s = setup("");
+        s.write("www.pem", KEY_A);
+        assert_eq!(s.run(t0()).warnings, Vec::<String>::new());
+        s.write("www.pem", KEY_B);
+        let r = s.run(t0() + HOUR);
+        assert_eq!(r.warnings, Vec::<String>::new());
+        // TTL 600 s + the default margin of 1 h, from the switch.
+        let want = |port: u16| {
+            format!(
+                "_{port}._tcp.www.example.test. TLSA: the key from {} replaced the published one at 2027-01-15T09:00:00Z without being pre-published for its TTL (600 s) plus [dane] propagation_margin (1h); clients holding the old record set in cache may fail until 2027-01-15T10:10:00Z: publish the next key beside the current one first (`next =`)",
+                s.dir.path().join("www.pem").display()
+            )
+        };
+        assert_eq!(r.alerts, [want(25), want(443)]);
+        // The build says it once; `list --dane` says it while it matters.
+        assert_eq!(s.run(t0() + HOUR).alerts, Vec::<String>::new());
+        let later = t0() + 2 * HOUR + Duration::from_secs(599);
+        assert_eq!(key_status(&s.config, later).1.warnings, [want(25), want(443)]);
+        let over = t0() + 2 * HOUR + Duration::from_secs(600);
+        assert_eq!(key_status(&s.config, over).1.warnings, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_next_key_published_long_enough_switches_in_silence() {
+        let s = setup("next = \"next.pem\"\n");
+        s.write("www.pem", KEY_A);
+        s.write("next.pem", KEY_B);
+        assert_eq!(s.run(t0()).warnings, Vec::<String>::new());
+        // Too early: 600 s + 1 h have not passed since B was published.
+        let early = t0() + HOUR + Duration::from_secs(599);
+        s.write("www.pem", KEY_B);
+        let (_, r) = key_status(&s.config, early);
+        assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
+        assert!(r.warnings[0].ends_with("until 2027-01-15T09:10:00Z: publish the next key beside the current one first (`next =`)"), "{:?}", r.warnings);
+        // In time: nothing to say.
+        let r = s.run(t0() + HOUR + Duration::from_secs(600));
+        assert!(r.warnings.is_empty() && r.alerts.is_empty(), "{r:?}");
+        assert_eq!(rdatas(&r, "_443._tcp.www.example.test.").len(), 2);
     }
 }

@@ -13,4 +13,5 @@ mod examples;
 mod hook;
 mod live;
 mod netlimits;
+mod rollover;
 mod support;
