@@ -5,6 +5,7 @@
 
 use crate::base::config::{Config, DropDir, Proto, SshfpHash, TlsaParams};
 use crate::base::name;
+use crate::base::server::Server;
 use crate::build::list;
 use crate::build::zone::read_aliases;
 use crate::build::{self, report::Shown};
@@ -24,6 +25,8 @@ pub struct Context {
     pub drop: Option<PathBuf>,
     /// `--wait` (or `$ZONEDROP_WAIT`): hooks return once the record is visible.
     pub wait: Option<Duration>,
+    /// `--server` of `add` and `hook`: where to look (default: `[hook] servers`).
+    pub servers: Vec<Server>,
 }
 
 impl Context {
@@ -66,24 +69,69 @@ pub fn hook(ctx: &Context, client: &str, args: &[String]) -> Result<u8, Error> {
 }
 
 fn apply(ctx: &Context, changes: &[Change]) -> Result<u8, Error> {
-    let config = ctx.optional_config()?;
+    let found = Config::load_optional(ctx.config.as_deref())?;
+    let managed = found.as_ref().is_some_and(|c| !c.zones.is_empty());
+    let config = found.unwrap_or_default();
     let dir = ctx.drop_dir(&config)?;
-    let applied = hook::apply(&dir, changes, &config.policy)?;
     // certbot, dehydrated, uacme, acmetool and getssl check nothing before
     // telling the CA to look: this replaces the blind sleeps of hook scripts.
     let wait = ctx.wait.unwrap_or(config.hook.wait);
-    if !wait.is_zero() {
-        for c in applied.iter().filter(|c| c.op == Op::Add) {
-            wait::wait_visible(
-                &config,
-                &c.fragment.owner,
-                &c.fragment.value,
-                &config.hook.servers,
-                wait,
-            )?;
+    let mut servers: Vec<Vec<Server>> = Vec::new();
+    let applied = hook::apply(&dir, changes, &config.policy, |checked| {
+        let adds = || checked.iter().filter(|c| c.op == Op::Add);
+        if managed {
+            for c in adds() {
+                refuse_unmanaged(&config, &dir, &c.fragment.owner)?;
+            }
         }
+        if !wait.is_zero() {
+            for c in adds() {
+                let found = wait::servers_for(&config, &c.fragment.owner, &ctx.servers)
+                    .map_err(|e| HookError::Usage(format!("--wait: {e}; nothing was written")))?;
+                servers.push(found);
+            }
+        }
+        Ok(())
+    })?;
+    let added = applied.iter().filter(|c| c.op == Op::Add);
+    for (c, servers) in added.zip(&servers) {
+        wait::wait_visible(&config, &c.fragment.owner, &c.fragment.value, servers, wait).map_err(
+            |e| {
+                Error::Failed(format!(
+                    "{e}; the challenge stays written in {}",
+                    dir.display()
+                ))
+            },
+        )?;
     }
     Ok(exit::OK)
+}
+
+/// The hook side, with a config that manages zones, writes only what its
+/// builder would take: an owner in a configured zone, and within the
+/// `[[drop]] names` of the directory written to.
+fn refuse_unmanaged(config: &Config, dir: &Path, owner: &str) -> Result<(), HookError> {
+    let file = config
+        .file
+        .as_deref()
+        .map_or_else(String::new, |f| format!(" ({})", f.display()));
+    if config.zone_of(owner).is_none() {
+        return Err(HookError::Refused(format!(
+            "`{owner}` lies in no zone the config{file} manages; nothing was written"
+        )));
+    }
+    let names = config
+        .drops
+        .iter()
+        .find(|d| same_file(&d.path, dir))
+        .and_then(|d| d.names.as_deref());
+    if !crate::base::rules::drop_allows(names, owner) {
+        return Err(HookError::Refused(format!(
+            "`{owner}` is outside the names the drop directory {} may carry ([[drop]] names in the config{file}); nothing was written",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// `zonedrop watch [--poll DURATION]`.
@@ -459,7 +507,7 @@ pub fn wait(
     ctx: &Context,
     fqdn: &str,
     value: &str,
-    servers: &[SocketAddr],
+    servers: &[Server],
     timeout: Option<Duration>,
     interval: Option<Duration>,
 ) -> Result<u8, Error> {
@@ -481,7 +529,7 @@ pub fn wait(
 /// `zonedrop notify ZONE [--to ADDR]...`: NOTIFY the secondaries (default
 /// `[build] notify`) that ZONE changed. Prints one line per target that did
 /// not acknowledge.
-pub fn notify(ctx: &Context, zone: &str, to: &[SocketAddr]) -> Result<u8, Error> {
+pub fn notify(ctx: &Context, zone: &str, to: &[Server]) -> Result<u8, Error> {
     let config = Config::load_required(ctx.config.as_deref())?;
     let zone = name::parse_fqdn(zone).map_err(|e| Error::Usage(e.to_string()))?;
     if config.zones.iter().all(|z| z.name != zone) {

@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use zonedrop::commands::{self, Context};
+use zonedrop::base::server::Server;
 use zonedrop::build;
+use zonedrop::commands::{self, Context};
 use zonedrop::config::{SshfpHash, TlsaParams};
 use zonedrop::hook::Op;
 
-const EXIT_CODES: &str = "Exit status: 0 all good; 1 a zone failed, a challenge was refused, an on_change command failed, a certificate or key file could not be used, `wait` timed out, `notify` was not acknowledged, or `serve` could not listen; 2 bad usage or config.
+const EXIT_CODES: &str = "Exit status: 0 all good; 1 a zone failed, a challenge was refused, an on_change command failed, a certificate or key file could not be used, `wait` timed out (for a hook: its challenge stays written), `notify` was not acknowledged, or `serve` could not listen; 2 bad usage or config, or a hook asked to wait with no server to ask (nothing written).
 Invoked as zonedrop-certbot, zonedrop-lego, zonedrop-dehydrated, zonedrop-uacme or zonedrop-acmetool (a symlink), it runs `zonedrop hook <client>` with its arguments.";
 
 #[derive(Parser)]
@@ -40,16 +41,25 @@ enum Command {
     Add {
         /// The TXT owner, e.g. _acme-challenge.example.com (trailing dot optional).
         fqdn: String,
+        /// The challenge's TXT value (for ACME: the 43-character digest the client prints).
         value: String,
         /// TTL for the record (default: policy.ttl_default).
         #[arg(long)]
         ttl: Option<u32>,
+        /// With --wait: a server to ask, IP or host name, port 53 unless given (default: [hook] servers, else the zone's NS); repeat for more.
+        #[arg(long = "server", value_name = "HOST[:PORT]")]
+        servers: Vec<Server>,
     },
     /// Remove a challenge: delete exactly the fragments carrying FQDN and VALUE.
     Del { fqdn: String, value: String },
     /// Be the hook of an ACME client: certbot, lego, dehydrated, uacme, acmetool, getssl.
     Hook {
+        /// With --wait: a server to ask, IP or host name, port 53 unless given (default: [hook] servers, else the zone's NS); repeat for more.
+        #[arg(long = "server", value_name = "HOST[:PORT]")]
+        servers: Vec<Server>,
+        /// The ACME client whose calling convention to follow: certbot, lego, dehydrated, uacme, acmetool or getssl.
         client: String,
+        /// The arguments the client passes to its hook, as it passes them.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -141,23 +151,23 @@ enum Command {
         /// Poll every DURATION instead of using change events (nullfs, NFS).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         poll: Option<Duration>,
-        /// Where to listen (default: [serve] listen); repeat for more addresses.
-        #[arg(long, value_name = "ADDR")]
+        /// Where to listen, an IP address, port 53 unless given (default: [serve] listen); repeat for more.
+        #[arg(long, value_name = "IP[:PORT]", value_parser = zonedrop::base::server::parse_listen)]
         listen: Vec<SocketAddr>,
     },
     /// Answer DNS queries (UDP and TCP) authoritatively from the published zones, reloading them as they change.
     Serve {
-        /// Where to listen (default: [serve] listen); repeat for more addresses.
-        #[arg(long, value_name = "ADDR")]
+        /// Where to listen, an IP address, port 53 unless given (default: [serve] listen); repeat for more.
+        #[arg(long, value_name = "IP[:PORT]", value_parser = zonedrop::base::server::parse_listen)]
         listen: Vec<SocketAddr>,
     },
     /// Wait until every server serves TXT VALUE at FQDN (exit 1 naming the servers that don't at timeout).
     Wait {
         fqdn: String,
         value: String,
-        /// A server to ask (default: [hook] servers, else the zone's NS); repeat for more.
-        #[arg(long, value_name = "ADDR")]
-        server: Vec<SocketAddr>,
+        /// A server to ask, IP or host name, port 53 unless given (default: [hook] servers, else the zone's NS); repeat for more.
+        #[arg(long, value_name = "HOST[:PORT]")]
+        server: Vec<Server>,
         /// How long to wait (default: [hook] wait if set, else 120s).
         #[arg(long, value_name = "DURATION", value_parser = zonedrop::config::parse_duration)]
         timeout: Option<Duration>,
@@ -168,9 +178,9 @@ enum Command {
     /// Send DNS NOTIFY for ZONE to its secondaries (default: [build] notify).
     Notify {
         zone: String,
-        /// A secondary to notify; repeat for more.
-        #[arg(long, value_name = "ADDR")]
-        to: Vec<SocketAddr>,
+        /// A secondary to notify, IP or host name, port 53 unless given; repeat for more.
+        #[arg(long, value_name = "HOST[:PORT]")]
+        to: Vec<Server>,
     },
 }
 
@@ -211,15 +221,22 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let servers = match &cli.command {
+        Command::Add { servers, .. } | Command::Hook { servers, .. } => servers.clone(),
+        _ => Vec::new(),
+    };
     let ctx = Context {
         config: cli.config,
         drop: cli.drop,
         wait: cli.wait,
+        servers,
     };
     let result = match &cli.command {
-        Command::Add { fqdn, value, ttl } => commands::add_del(&ctx, Op::Add, fqdn, value, *ttl),
+        Command::Add {
+            fqdn, value, ttl, ..
+        } => commands::add_del(&ctx, Op::Add, fqdn, value, *ttl),
         Command::Del { fqdn, value } => commands::add_del(&ctx, Op::Del, fqdn, value, None),
-        Command::Hook { client, args } => commands::hook(&ctx, client, args),
+        Command::Hook { client, args, .. } => commands::hook(&ctx, client, args),
         Command::Build {
             zones,
             force,

@@ -7,6 +7,7 @@
 //! hook side runs without any config: [`Config::default`] is what it sees.
 
 use crate::base::name;
+use crate::base::server::{self, Server};
 use serde::{Deserialize, Deserializer};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -194,8 +195,10 @@ pub struct ZoneConf {
 pub struct Build {
     /// Run once per changed zone; `{zone}` and `{file}` are substituted.
     pub on_change: Option<String>,
-    /// Where to send DNS NOTIFY after a zone changed.
-    pub notify: Vec<SocketAddr>,
+    /// Where to send DNS NOTIFY after a zone changed (names resolved at
+    /// each NOTIFY, port 53 unless given).
+    #[serde(deserialize_with = "server::servers")]
+    pub notify: Vec<Server>,
     /// How long a second builder waits for the lock.
     #[serde(deserialize_with = "duration")]
     pub lock_wait: Duration,
@@ -219,8 +222,10 @@ pub struct Hook {
     /// Wait until the record is visible, up to this long (0: don't wait).
     #[serde(deserialize_with = "duration")]
     pub wait: Duration,
-    /// Where to look; default: the zone's NS.
-    pub servers: Vec<SocketAddr>,
+    /// Where to look (names resolved at each wait, port 53 unless given);
+    /// default: the zone's NS.
+    #[serde(deserialize_with = "server::servers")]
+    pub servers: Vec<Server>,
 }
 
 /// The embedded responder: where it listens, who may transfer zones, and
@@ -228,6 +233,8 @@ pub struct Hook {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Serve {
+    /// IP addresses, port 53 unless given.
+    #[serde(deserialize_with = "server::listen")]
     pub listen: Vec<SocketAddr>,
     pub allow_axfr: Vec<IpAddr>,
     /// TCP connections open at once, in total (clamped to what the

@@ -77,12 +77,19 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
     let zones = selected(config, opts)?;
     if opts.bump {
         if let Some(z) = zones.iter().find(|z| z.serial == SerialPolicy::Keep) {
-            return Err(BuildError::KeepSerial(z.name.trim_end_matches('.').to_string()));
+            return Err(BuildError::KeepSerial(
+                z.name.trim_end_matches('.').to_string(),
+            ));
         }
     }
     let _lock = lock(config, opts)?;
     let now_unix = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if opts.whole() && !opts.force && !opts.bump && !opts.dry_run && manifest::unchanged(config, now_unix) {
+    if opts.whole()
+        && !opts.force
+        && !opts.bump
+        && !opts.dry_run
+        && manifest::unchanged(config, now_unix)
+    {
         return Ok(Report {
             skipped: true,
             ..Report::default()

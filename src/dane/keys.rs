@@ -836,7 +836,10 @@ mod tests {
         // The build says it once; `list --dane` says it while it matters.
         assert_eq!(s.run(t0() + HOUR).alerts, Vec::<String>::new());
         let later = t0() + 2 * HOUR + Duration::from_secs(599);
-        assert_eq!(key_status(&s.config, later).1.warnings, [want(25), want(443)]);
+        assert_eq!(
+            key_status(&s.config, later).1.warnings,
+            [want(25), want(443)]
+        );
         let over = t0() + 2 * HOUR + Duration::from_secs(600);
         assert_eq!(key_status(&s.config, over).1.warnings, Vec::<String>::new());
     }

@@ -24,7 +24,10 @@ fn two_zones(policy: &str) -> Tree {
         "zones/soa/example.net",
         "$TTL 3600\n@ IN SOA ns1.example.net. hostmaster.example.net. 7 7200 3600 1209600 300\n",
     );
-    t.write("zones/primary/example.net", "@ IN NS ns1\nns1 IN A 192.0.2.54\n");
+    t.write(
+        "zones/primary/example.net",
+        "@ IN NS ns1\nns1 IN A 192.0.2.54\n",
+    );
     t
 }
 
@@ -32,7 +35,10 @@ fn two_zones(policy: &str) -> Tree {
 fn bump_gives_an_unchanged_zone_a_new_serial_and_publishes_it() {
     let t = two_zones("increment");
     assert_eq!(t.run(&["build", "--quiet"]).code, 0);
-    let (test, net) = (t.path("unsigned/example.test"), t.path("unsigned/example.net"));
+    let (test, net) = (
+        t.path("unsigned/example.test"),
+        t.path("unsigned/example.net"),
+    );
     let (s_test, s_net) = (serial_of(&test), serial_of(&net));
     // Nothing changed: a plain or forced build leaves both alone.
     assert_eq!(t.run(&["build", "--force"]).stdout, "");
@@ -41,7 +47,10 @@ fn bump_gives_an_unchanged_zone_a_new_serial_and_publishes_it() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
         r.stdout,
-        format!("example.test: serial {s_test} -> {}, 0 challenges\n", s_test + 1)
+        format!(
+            "example.test: serial {s_test} -> {}, 0 challenges\n",
+            s_test + 1
+        )
     );
     assert_eq!((serial_of(&test), serial_of(&net)), (s_test + 1, s_net));
     // The zone is the same but for its serial.
@@ -82,10 +91,16 @@ fn bump_follows_the_serial_policy() {
         std::fs::write(&state, v.to_string()).unwrap();
     };
     remember(now + 86_400);
-    assert_eq!(t.run(&["build", "--bump", "--zone", "example.test"]).code, 0);
+    assert_eq!(
+        t.run(&["build", "--bump", "--zone", "example.test"]).code,
+        0
+    );
     assert_eq!(serial_of(&out), now + 86_401);
     remember(now - 86_400);
-    assert_eq!(t.run(&["build", "--bump", "--zone", "example.test"]).code, 0);
+    assert_eq!(
+        t.run(&["build", "--bump", "--zone", "example.test"]).code,
+        0
+    );
     let s = serial_of(&out);
     assert!((now..now + 60).contains(&s), "{s} is not about {now}");
 }

@@ -526,7 +526,11 @@ fn resign_gives_a_zone_near_expiry_a_new_serial_and_fresh_signatures() {
     assert_eq!(soa_serial(&unsigned), serial + 1);
     assert_near("expiration", validity(&text).1, now() + 30 * DAY);
     assert_eq!(ex.make_ok(&["due"]), "");
-    assert_eq!(ex.mtime("example.test"), test_signed, "not due, not re-signed");
+    assert_eq!(
+        ex.mtime("example.test"),
+        test_signed,
+        "not due, not re-signed"
+    );
 }
 
 #[test]
@@ -557,9 +561,17 @@ fn bump_due_re_signs_through_on_change() {
     ex.verify("example.test");
     let text = ex.signed_text("example.test");
     // example.test's serials follow the date: a bump moves it on.
-    assert!(soa_serial(&text) > serial, "{} <= {serial}", soa_serial(&text));
+    assert!(
+        soa_serial(&text) > serial,
+        "{} <= {serial}",
+        soa_serial(&text)
+    );
     assert_near("expiration", validity(&text).1, now() + 30 * DAY);
     assert!(ex.t.path("examples/example.test").exists(), "not reloaded");
     assert_eq!(ex.make_ok(&["due"]), "");
-    assert_eq!(ex.mtime("example.net"), net_signed, "not due, not re-signed");
+    assert_eq!(
+        ex.mtime("example.net"),
+        net_signed,
+        "not due, not re-signed"
+    );
 }

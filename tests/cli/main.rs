@@ -14,4 +14,5 @@ mod hook;
 mod live;
 mod netlimits;
 mod rollover;
+mod servers;
 mod support;
