@@ -150,14 +150,15 @@ struct Responding {
 }
 
 impl Responding {
-    fn new(ctx: &Context, listen: &[SocketAddr]) -> Result<Responding, Error> {
+    /// `builds`: this process publishes the zones itself (`run`).
+    fn new(ctx: &Context, listen: &[SocketAddr], builds: bool) -> Result<Responding, Error> {
         let config = Config::load_required(ctx.config.as_deref())?;
         let listen = if listen.is_empty() {
             config.serve.listen.clone()
         } else {
             listen.to_vec()
         };
-        let responder = Responder::load(&config)?;
+        let responder = Responder::load_announcing(&config, !builds)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -180,7 +181,7 @@ pub fn run(ctx: &Context, poll: Option<Duration>, listen: &[SocketAddr]) -> Resu
         listen,
         responder,
         runtime,
-    } = Responding::new(ctx, listen)?;
+    } = Responding::new(ctx, listen, true)?;
     let (cfg, swap) = (config.clone(), responder.clone());
     let watcher = std::thread::spawn(move || {
         crate::live::watch::run(&cfg, &crate::live::watch::Options { poll }, |report| {
@@ -480,7 +481,7 @@ pub fn serve(ctx: &Context, listen: &[SocketAddr]) -> Result<u8, Error> {
         listen,
         responder,
         runtime,
-    } = Responding::new(ctx, listen)?;
+    } = Responding::new(ctx, listen, false)?;
     runtime.block_on(responder.serve(&listen, shutdown_signal()))?;
     Ok(exit::OK)
 }

@@ -51,7 +51,12 @@ enum Command {
         servers: Vec<Server>,
     },
     /// Remove a challenge: delete exactly the fragments carrying FQDN and VALUE.
-    Del { fqdn: String, value: String },
+    Del {
+        /// The TXT owner the challenge was added at, e.g. _acme-challenge.example.com.
+        fqdn: String,
+        /// The TXT value that was added; only fragments with exactly this owner and value go.
+        value: String,
+    },
     /// Be the hook of an ACME client: certbot, lego, dehydrated, uacme, acmetool, getssl.
     Hook {
         /// With --wait: a server to ask, IP or host name, port 53 unless given (default: [hook] servers, else the zone's NS); repeat for more.
@@ -81,18 +86,22 @@ enum Command {
     },
     /// Do the work of build without publishing: print every refusal and zone error.
     Check {
+        /// Only this zone (may repeat).
         #[arg(long = "zone", value_name = "NAME")]
         zones: Vec<String>,
     },
     /// Write a commented config, soa/ and primary/ skeletons and an empty drop directory.
     Init {
+        /// The folder to write the tree into (made if missing).
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// The zone to set up, e.g. example.org.
         #[arg(long, value_name = "NAME")]
         zone: String,
     },
     /// List the fragments in the drop directories (with a config: whether each would be accepted).
     List {
+        /// Print JSON (one object per file) instead of the table.
         #[arg(long)]
         json: bool,
         /// List the TLSA and SSHFP fingerprints instead: current, next, or retiring until when.
@@ -110,6 +119,7 @@ enum Command {
         /// The port (repeatable).
         #[arg(long = "port", value_name = "N", required = true)]
         ports: Vec<u16>,
+        /// The transport protocol of the service.
         #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp", "sctp"])]
         proto: String,
         /// 0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE.
@@ -121,8 +131,10 @@ enum Command {
         /// 0 full data, 1 SHA-256, 2 SHA-512.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
         matching: u8,
+        /// The TTL written in each record.
         #[arg(long, default_value_t = 3600)]
         ttl: u32,
+        /// Certificates (PEM or DER, a chain for usages 0 and 2), CSRs or public keys.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
@@ -134,6 +146,7 @@ enum Command {
         /// Fingerprint types: sha1 (1), sha256 (2) or all.
         #[arg(long, default_value = "sha256", value_parser = ["sha1", "sha256", "all"])]
         hash: String,
+        /// The TTL written in each record (default: none, the zone's default TTL applies).
         #[arg(long)]
         ttl: Option<u32>,
         /// Key files; `-` reads standard input (e.g. from ssh-keyscan).
@@ -163,7 +176,9 @@ enum Command {
     },
     /// Wait until every server serves TXT VALUE at FQDN (exit 1 naming the servers that don't at timeout).
     Wait {
+        /// The TXT owner to look at, e.g. _acme-challenge.example.com (a CNAME there is followed).
         fqdn: String,
+        /// The TXT value every server must serve.
         value: String,
         /// A server to ask, IP or host name, port 53 unless given (default: [hook] servers, else the zone's NS); repeat for more.
         #[arg(long, value_name = "HOST[:PORT]")]
@@ -177,6 +192,7 @@ enum Command {
     },
     /// Send DNS NOTIFY for ZONE to its secondaries (default: [build] notify).
     Notify {
+        /// The configured zone that changed.
         zone: String,
         /// A secondary to notify, IP or host name, port 53 unless given; repeat for more.
         #[arg(long, value_name = "HOST[:PORT]")]
@@ -206,9 +222,53 @@ fn multi_call(args: Vec<String>) -> Vec<String> {
     }
 }
 
+/// Which of the global options each command uses; the others stay
+/// accepted everywhere (scripts that pass them keep working) but are left
+/// out of that command's `--help`.
+const USES: &[(&str, &[&str])] = &[
+    ("add", &["config", "drop", "wait"]),
+    ("del", &["config", "drop"]),
+    ("hook", &["config", "drop", "wait"]),
+    ("build", &["config"]),
+    ("check", &["config"]),
+    ("init", &[]),
+    ("list", &["config", "drop"]),
+    ("tlsa", &[]),
+    ("sshfp", &[]),
+    ("watch", &["config"]),
+    ("run", &["config"]),
+    ("serve", &["config"]),
+    ("wait", &["config"]),
+    ("notify", &["config"]),
+];
+
+/// The command line, with each command's help showing only what applies
+/// to it ([`USES`]).
+fn command() -> clap::Command {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    // Propagate the global options into the commands (a built command has
+    // them), then hide them where they do nothing.
+    cmd.build();
+    for (name, uses) in USES {
+        // `mut_args` keeps the order of the arguments, which the built
+        // command's key map points into (`mut_arg` would move one last).
+        cmd = cmd.mut_subcommand(*name, |sub| {
+            sub.mut_args(|a| {
+                let id = a.get_id().as_str();
+                let unused = ["config", "drop", "wait"].contains(&id) && !uses.contains(&id);
+                a.hide(unused)
+            })
+        });
+    }
+    cmd
+}
+
 fn main() -> ExitCode {
     let args = multi_call(std::env::args().collect());
-    let cli = match Cli::try_parse_from(args) {
+    let parsed = command()
+        .try_get_matches_from(args)
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();

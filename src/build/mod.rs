@@ -171,6 +171,13 @@ fn build_zone(
         opts.bump,
     ) {
         Ok(Some(p)) => {
+            if serial::date_ran_out(zone.serial, p.old_serial, p.serial, now_unix as i64) {
+                report.alerts.push(format!(
+                    "{}: serial {} is past today's last date serial (YYYYMMDD99): the 100 changes a day of serial = \"date\" ran out, and serials run ahead of the date until it catches up",
+                    zone.name.trim_end_matches('.'),
+                    p.serial
+                ));
+            }
             report.published.push(p);
             true
         }

@@ -98,7 +98,8 @@ fn change(op: Op, owner: String, value: &str) -> Change {
 }
 
 fn usage(client: &str, text: &str) -> HookError {
-    HookError::Usage(format!("zonedrop hook {client}: {text}"))
+    // main prints "zonedrop: " before it.
+    HookError::Usage(format!("hook {client}: {text}"))
 }
 
 /// Map one hook call of `client` to what it asks for. `env` looks up an

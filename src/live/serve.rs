@@ -37,7 +37,7 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
 };
-use hickory_server::proto::rr::{Name, RData, RecordSet, RecordType, RrKey};
+use hickory_server::proto::rr::{Name, RData, Record, RecordSet, RecordType, RrKey};
 use hickory_server::proto::serialize::txt::Parser;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
@@ -56,6 +56,7 @@ use thiserror::Error;
 
 use crate::base::config::{Config, Serve};
 use crate::base::fs::Stamp;
+use crate::live::chase::{self, Cnames};
 use crate::live::tally::{Event, Tally};
 
 /// How often the published files are looked at.
@@ -128,6 +129,8 @@ struct Loaded {
     stamp: Stamp,
     serial: u32,
     handler: Arc<dyn ZoneHandler>,
+    /// Its CNAME records, for following a chain into another zone (`chase.rs`).
+    cnames: Vec<Record>,
 }
 
 /// One zone as currently served (or last tried).
@@ -147,6 +150,8 @@ struct Inner {
     tally: Arc<Tally>,
     slots: Mutex<HashMap<String, Slot>>,
     catalog: ArcSwap<Catalog>,
+    /// The CNAMEs of the served zones, swapped with the catalog.
+    cnames: ArcSwap<Cnames>,
     /// Bumped after every catalog swap: the UDP path's cached answers are
     /// only good for the generation they were made in.
     generation: Arc<AtomicU64>,
@@ -167,6 +172,13 @@ impl Responder {
     /// exists but does not load is an error: at start there is no older
     /// version to fall back on.
     pub fn load(config: &Config) -> Result<Responder, ServeError> {
+        Responder::load_announcing(config, true)
+    }
+
+    /// [`Responder::load`]; with `announce`, a line for each zone not
+    /// published yet (`serve` waits for another process to publish it;
+    /// `run` publishes it itself at once, and says so then).
+    pub fn load_announcing(config: &Config, announce: bool) -> Result<Responder, ServeError> {
         if config.zones.is_empty() {
             return Err(ServeError::NoZones);
         }
@@ -182,10 +194,12 @@ impl Responder {
                 Err(ServeError::Read { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
-                    log::info!(
-                        "{}: not published yet; zone {zone} is served once it appears",
-                        file.display()
-                    );
+                    if announce {
+                        log::info!(
+                            "{}: not published yet; zone {zone} is served once it appears",
+                            file.display()
+                        );
+                    }
                     None
                 }
                 Err(e) => return Err(e),
@@ -199,6 +213,7 @@ impl Responder {
             );
         }
         let catalog = build_catalog(&slots);
+        let cnames = build_cnames(&slots);
         Ok(Responder {
             inner: Arc::new(Inner {
                 zones,
@@ -206,6 +221,7 @@ impl Responder {
                 tally: Arc::new(Tally::new(config.serve.log_interval)),
                 slots: Mutex::new(slots),
                 catalog: ArcSwap::from_pointee(catalog),
+                cnames: ArcSwap::from_pointee(cnames),
                 generation: Arc::new(AtomicU64::new(0)),
                 notified: AtomicBool::new(false),
             }),
@@ -252,6 +268,7 @@ impl Responder {
         );
         slot.served = Some(loaded);
         slot.failed = None;
+        self.inner.cnames.store(Arc::new(build_cnames(&slots)));
         self.inner.catalog.store(Arc::new(build_catalog(&slots)));
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
@@ -393,6 +410,11 @@ fn build_zone(zone: &str, file: &Path, stamp: Stamp, text: String) -> Result<Loa
             _ => None,
         })
         .ok_or_else(|| load(format!("no SOA record at {zone}")))?;
+    let cnames = records
+        .iter()
+        .filter(|(k, _)| k.record_type == RecordType::CNAME)
+        .flat_map(|(_, set)| set.records_without_rrsigs().cloned())
+        .collect();
     // AXFR is allowed here and gated by client address in `Front`.
     let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
         origin,
@@ -405,6 +427,7 @@ fn build_zone(zone: &str, file: &Path, stamp: Stamp, text: String) -> Result<Loa
         stamp,
         serial,
         handler: Arc::new(handler),
+        cnames,
     })
 }
 
@@ -419,6 +442,15 @@ fn build_catalog(slots: &HashMap<String, Slot>) -> Catalog {
     catalog
 }
 
+fn build_cnames(slots: &HashMap<String, Slot>) -> Cnames {
+    Cnames::new(
+        slots
+            .values()
+            .filter_map(|s| s.served.as_ref())
+            .map(|l| (l.handler.origin(), l.cnames.as_slice())),
+    )
+}
+
 /// The request handler the UDP and TCP paths call: access rules, zone
 /// transfers and NOTIFY here, everything else to the current catalog.
 pub(crate) struct Front {
@@ -430,7 +462,7 @@ impl RequestHandler for Front {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
-        response_handle: R,
+        mut response_handle: R,
     ) -> ResponseInfo {
         let catalog = self.inner.catalog.load_full();
         match request.metadata.op_code {
@@ -470,6 +502,13 @@ impl RequestHandler for Front {
                 if axfr {
                     return crate::live::axfr::transfer::<R, T>(&catalog, request, response_handle)
                         .await;
+                }
+                // A CNAME into another zone we serve: the whole chain.
+                let cnames = self.inner.cnames.load();
+                if let Some(info) =
+                    chase::answer(&catalog, &cnames, request, &mut response_handle).await
+                {
+                    return info;
                 }
             }
             _ => {}
@@ -531,18 +570,23 @@ async fn reply<R: ResponseHandler>(
         Ok(info) => info,
         Err(e) => {
             log::warn!("cannot answer {}: {e}", request.src());
-            let mut failed = Metadata::new(
-                request.metadata.id,
-                MessageType::Response,
-                request.metadata.op_code,
-            );
-            failed.response_code = ResponseCode::ServFail;
-            ResponseInfo::from(Header {
-                metadata: failed,
-                counts: HeaderCounts::default(),
-            })
+            failed(request)
         }
     }
+}
+
+/// What a request whose answer could not be sent counts as: SERVFAIL.
+pub(crate) fn failed(request: &Request) -> ResponseInfo {
+    let mut failed = Metadata::new(
+        request.metadata.id,
+        MessageType::Response,
+        request.metadata.op_code,
+    );
+    failed.response_code = ResponseCode::ServFail;
+    ResponseInfo::from(Header {
+        metadata: failed,
+        counts: HeaderCounts::default(),
+    })
 }
 
 #[cfg(test)]

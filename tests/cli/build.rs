@@ -840,7 +840,8 @@ fn list_judges_with_the_challenge_aliases_of_the_sources() {
             t.path("zones/extra/broken").display()
         )
     );
-    assert_eq!(list.stdout.lines().count(), 3, "{}", list.stdout);
+    // The header and the three files.
+    assert_eq!(list.stdout.lines().count(), 4, "{}", list.stdout);
 }
 
 /// A secondary on a UDP socket of its own: it acknowledges every NOTIFY

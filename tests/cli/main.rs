@@ -12,6 +12,7 @@ mod diskfull;
 mod examples;
 mod hook;
 mod live;
+mod messages;
 mod netlimits;
 mod rollover;
 mod servers;
