@@ -137,7 +137,12 @@ fn refuse_unmanaged(config: &Config, dir: &Path, owner: &str) -> Result<(), Hook
 /// `zonedrop watch [--poll DURATION]`.
 pub fn watch(ctx: &Context, poll: Option<Duration>) -> Result<u8, Error> {
     let config = Config::load_required(ctx.config.as_deref())?;
-    crate::live::watch::run(&config, &crate::live::watch::Options { poll }, |_| {})?;
+    crate::live::watch::run(
+        &config,
+        &crate::live::watch::Options { poll },
+        |_| {},
+        |_| {},
+    )?;
     Ok(exit::OK)
 }
 
@@ -182,15 +187,27 @@ pub fn run(ctx: &Context, poll: Option<Duration>, listen: &[SocketAddr]) -> Resu
         responder,
         runtime,
     } = Responding::new(ctx, listen, true)?;
-    let (cfg, swap) = (config.clone(), responder.clone());
+    let listen_at_start = config.serve.listen.clone();
+    let (cfg, swap, serving) = (config.clone(), responder.clone(), responder.clone());
     let watcher = std::thread::spawn(move || {
-        crate::live::watch::run(&cfg, &crate::live::watch::Options { poll }, |report| {
-            for p in &report.published {
-                if let Err(e) = swap.reload(&p.zone) {
-                    log::error!("{e}");
+        crate::live::watch::run(
+            &cfg,
+            &crate::live::watch::Options { poll },
+            |report| {
+                for p in &report.published {
+                    if let Err(e) = swap.reload(&p.zone) {
+                        log::error!("{e}");
+                    }
                 }
-            }
-        })
+            },
+            // SIGHUP: serve the zones of the new config; sockets stay.
+            |new| {
+                serving.set_zones(new);
+                if new.serve.listen != listen_at_start {
+                    log::warn!("[serve] listen changed: restart zonedrop run to listen there; it goes on listening where it did");
+                }
+            },
+        )
     });
     let served = runtime.block_on(async {
         tokio::select! {

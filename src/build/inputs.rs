@@ -20,7 +20,7 @@ pub struct Input {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// The config file (read at the start of a process; `watch` and `run`
-    /// need a restart to take a change in).
+    /// read it again at SIGHUP).
     Config,
     /// soa/ or primary/: the folder of the zone files, and of the files
     /// they `$INCLUDE` (in folders below it).

@@ -142,8 +142,9 @@ struct Slot {
 }
 
 struct Inner {
-    /// Configured zones: name (absolute, lowercase) and published file.
-    zones: Vec<(String, PathBuf)>,
+    /// Configured zones: name (absolute, lowercase) and published file;
+    /// replaced when the config is read again ([`Responder::set_zones`]).
+    zones: ArcSwap<Vec<(String, PathBuf)>>,
     /// `[serve]`: who may transfer, and the limits.
     serve: Serve,
     /// What peers made the responder refuse or drop, logged bounded.
@@ -182,11 +183,7 @@ impl Responder {
         if config.zones.is_empty() {
             return Err(ServeError::NoZones);
         }
-        let zones: Vec<(String, PathBuf)> = config
-            .zones
-            .iter()
-            .map(|z| (z.name.clone(), config.published_path(&z.name)))
-            .collect();
+        let zones = zone_files(config);
         let mut slots = HashMap::new();
         for (zone, file) in &zones {
             let served = match load_file(zone, file) {
@@ -216,7 +213,7 @@ impl Responder {
         let cnames = build_cnames(&slots);
         Ok(Responder {
             inner: Arc::new(Inner {
-                zones,
+                zones: ArcSwap::from_pointee(zones),
                 serve: config.serve.clone(),
                 tally: Arc::new(Tally::new(config.serve.log_interval)),
                 slots: Mutex::new(slots),
@@ -268,17 +265,37 @@ impl Responder {
         );
         slot.served = Some(loaded);
         slot.failed = None;
-        self.inner.cnames.store(Arc::new(build_cnames(&slots)));
-        self.inner.catalog.store(Arc::new(build_catalog(&slots)));
-        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        self.inner.swap(&slots);
         Ok(())
+    }
+
+    /// Serve the zones of `config` from now on (the config was read
+    /// again): a zone no longer configured stops being served (REFUSED, as
+    /// for any name outside our zones); a new one is served once its file
+    /// is published (the next poll, or [`Responder::reload`]).
+    pub fn set_zones(&self, config: &Config) {
+        let zones = zone_files(config);
+        let mut slots = self.inner.lock();
+        let before = slots.len();
+        slots.retain(|name, _| zones.iter().any(|(z, _)| z == name));
+        let removed = before - slots.len();
+        for (zone, _) in &zones {
+            slots.entry(zone.clone()).or_insert(Slot {
+                served: None,
+                failed: None,
+            });
+        }
+        self.inner.zones.store(Arc::new(zones));
+        if removed > 0 {
+            self.inner.swap(&slots);
+        }
     }
 
     /// Look at every published file once; reload those that changed since
     /// they were loaded. Failures are logged (once per version of a file)
     /// and keep the old zone.
     pub fn poll(&self) {
-        for (zone, file) in &self.inner.zones {
+        for (zone, file) in self.inner.zones.load().iter() {
             self.poll_zone(zone, file);
         }
     }
@@ -358,10 +375,19 @@ impl Inner {
             want.push('.');
         }
         self.zones
+            .load()
             .iter()
             .find(|(z, _)| *z == want)
             .cloned()
             .ok_or_else(|| ServeError::UnknownZone(name.to_string()))
+    }
+
+    /// Put what `slots` serve in front of the next query: the catalog, its
+    /// CNAMEs, and a new generation for the UDP path's cached answers.
+    fn swap(&self, slots: &HashMap<String, Slot>) {
+        self.cnames.store(Arc::new(build_cnames(slots)));
+        self.catalog.store(Arc::new(build_catalog(slots)));
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     fn allows_axfr(&self, ip: IpAddr) -> bool {
@@ -429,6 +455,15 @@ fn build_zone(zone: &str, file: &Path, stamp: Stamp, text: String) -> Result<Loa
         handler: Arc::new(handler),
         cnames,
     })
+}
+
+/// The configured zones (absolute, lowercase) and their published files.
+fn zone_files(config: &Config) -> Vec<(String, PathBuf)> {
+    config
+        .zones
+        .iter()
+        .map(|z| (z.name.clone(), config.published_path(&z.name)))
+        .collect()
 }
 
 fn build_catalog(slots: &HashMap<String, Slot>) -> Catalog {
