@@ -188,6 +188,17 @@ pub struct ZoneConf {
     pub name: String,
     #[serde(default)]
     pub serial: SerialPolicy,
+    /// One zone file holding the SOA and the records, as name servers keep
+    /// them (e.g. an existing `example.org.zone`), instead of soa/<zone> and
+    /// primary/<zone>.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// The SOA part under another name than soa/<zone>.
+    #[serde(default)]
+    pub soa: Option<PathBuf>,
+    /// The records under another name than primary/<zone>.
+    #[serde(default)]
+    pub primary: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -589,6 +600,15 @@ impl Config {
                     format!("zone `{}` is configured twice", zone.name),
                 ));
             }
+            if zone.file.is_some() && (zone.soa.is_some() || zone.primary.is_some()) {
+                return Err(invalid(
+                    "zone.file",
+                    format!(
+                        "zone `{}`: `file` holds the SOA and the records: give it alone, or `soa` and `primary`",
+                        zone.name
+                    ),
+                ));
+            }
         }
         for drop in &self.drops {
             for pattern in drop.names.iter().flatten() {
@@ -649,6 +669,14 @@ impl Config {
         join(&mut self.paths.unsigned);
         join(&mut self.paths.state);
         self.drops.iter_mut().for_each(|d| join(&mut d.path));
+        for z in &mut self.zones {
+            for p in [&mut z.file, &mut z.soa, &mut z.primary]
+                .into_iter()
+                .flatten()
+            {
+                join(p);
+            }
+        }
         if let Some(d) = self.hook.drop.as_mut() {
             join(d);
         }
@@ -669,6 +697,24 @@ impl Config {
             .iter()
             .filter(|z| name::in_zone(name, &z.name))
             .max_by_key(|z| z.name.len())
+    }
+
+    /// The file the SOA part of `zone` is read from: its `file`, its `soa`,
+    /// else `soa/<zone>`.
+    pub fn soa_file(&self, zone: &ZoneConf) -> PathBuf {
+        zone.file
+            .clone()
+            .or_else(|| zone.soa.clone())
+            .unwrap_or_else(|| self.paths.soa.join(zone.name.trim_end_matches('.')))
+    }
+
+    /// The file the records of `zone` are read from: its `file` (the same
+    /// as [`Config::soa_file`]), its `primary`, else `primary/<zone>`.
+    pub fn primary_file(&self, zone: &ZoneConf) -> PathBuf {
+        zone.file
+            .clone()
+            .or_else(|| zone.primary.clone())
+            .unwrap_or_else(|| self.paths.primary.join(zone.name.trim_end_matches('.')))
     }
 
     /// Where `zone` (absolute) is published: `unsigned/<zone without the

@@ -27,7 +27,9 @@ pub enum Kind {
     SourceFolder,
     /// extra/: every file in it, at any depth, is read.
     Extra,
-    /// A zone's `soa/<zone>` or `primary/<zone>` file.
+    /// A zone's `soa/<zone>` or `primary/<zone>` file, or the files its
+    /// `[[zone]]` names instead (`file`, or `soa` and `primary`), which may
+    /// lie outside the source folders.
     ZoneFile,
     /// A drop directory: every entry in it is read.
     Drop,
@@ -46,8 +48,8 @@ impl Kind {
 }
 
 /// What a build of `zone` (None: of every zone) reads, as far as it is
-/// known before reading: the config file, soa/ and primary/ and the zone
-/// files in them, extra/ (any entry in it may fall in any zone), every drop
+/// known before reading: the config file, soa/ and primary/ and each
+/// zone's files (in them, or where its `[[zone]]` says), extra/ (any entry in it may fall in any zone), every drop
 /// directory (a fragment for any zone, or aliased into it, may be in any of
 /// them), and the key inputs whose records fall in the zone.
 pub fn inputs(config: &Config, zone: Option<&str>) -> Vec<Input> {
@@ -71,9 +73,11 @@ pub fn inputs(config: &Config, zone: Option<&str>) -> Vec<Input> {
     }
     for z in &config.zones {
         if zone.is_none_or(|zone| zone == z.name) {
-            let file = z.name.trim_end_matches('.');
-            add(Kind::ZoneFile, &paths.soa.join(file));
-            add(Kind::ZoneFile, &paths.primary.join(file));
+            let (soa, primary) = (config.soa_file(z), config.primary_file(z));
+            add(Kind::ZoneFile, &soa);
+            if primary != soa {
+                add(Kind::ZoneFile, &primary);
+            }
         }
     }
     for key in key_inputs(config, zone) {

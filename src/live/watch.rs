@@ -76,9 +76,16 @@ pub fn watched_paths(config: &Config) -> BTreeMap<PathBuf, RecursiveMode> {
                 watch(&input.path, RecursiveMode::NonRecursive);
                 continue;
             }
-            // A zone file lies in a source folder, watched whole; the
-            // config is read once, at the start.
-            Kind::ZoneFile | Kind::Config => continue,
+            // A zone file in a source folder is watched with it; one kept
+            // elsewhere (`[[zone]] file`) through its folder. The config
+            // is read at the start and at SIGHUP.
+            Kind::ZoneFile => {
+                if let Some(dir) = input.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    watch(dir, RecursiveMode::NonRecursive);
+                }
+                continue;
+            }
+            Kind::Config => continue,
         };
         watch(&dir, mode);
         // The parent sees the folder itself vanish and come back.

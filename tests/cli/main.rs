@@ -17,4 +17,5 @@ mod netlimits;
 mod reload;
 mod rollover;
 mod servers;
+mod sources;
 mod support;
