@@ -447,49 +447,30 @@ pub fn build(
     })
 }
 
-/// `zonedrop init [DIR] --zone NAME`: a working tree in one command.
-pub fn init(dir: &Path, zone: &str) -> Result<u8, Error> {
-    let zone = name::parse_fqdn(zone).map_err(|e| Error::Usage(format!("--zone: {e}")))?;
-    let bare = zone.trim_end_matches('.');
-    let fill = |t: &str| t.replace("{zone}", bare);
-    let files = [
-        (
-            dir.join("zonedrop.toml"),
-            fill(include_str!("../templates/zonedrop.toml")),
-        ),
-        (
-            dir.join("zones/soa").join(bare),
-            fill(include_str!("../templates/soa.zone")),
-        ),
-        (
-            dir.join("zones/primary").join(bare),
-            fill(include_str!("../templates/primary.zone")),
-        ),
-    ];
-    // Check everything first: init never overwrites and never half-writes.
-    for (path, _) in &files {
-        if path.exists() {
-            return Err(Error::Failed(format!(
-                "{} already exists; init writes only into a fresh tree",
-                path.display()
-            )));
+/// `zonedrop init [DIR] --zone NAME...`: a working tree in one command;
+/// `zonedrop init [DIR] --add-zone NAME`: one more zone in it.
+pub fn init(dir: &Path, zones: &[String], add: Option<&str>) -> Result<u8, Error> {
+    match add {
+        Some(zone) => {
+            let config = crate::init::add_zone(dir, zone)?;
+            println!(
+                "{}: zone {} added. Next: fill in its soa/ and primary/ files, then zonedrop build",
+                config.display(),
+                zone.trim_end_matches('.').to_ascii_lowercase()
+            );
+        }
+        None => {
+            let config = crate::init::init(dir, zones)?;
+            println!(
+                "{}: ready. Next: cd {} && zonedrop build",
+                config.display(),
+                dir.display()
+            );
         }
     }
-    for d in ["zones/extra", "drop"] {
-        std::fs::create_dir_all(dir.join(d))
-            .map_err(|e| Error::Failed(format!("{}: {e}", dir.join(d).display())))?;
-    }
-    for (path, text) in &files {
-        crate::build::publish::write_atomic(path, &[text.as_bytes()])
-            .map_err(|e| Error::Failed(e.to_string()))?;
-    }
-    println!(
-        "{}: ready. Next: cd {} && zonedrop build",
-        dir.join("zonedrop.toml").display(),
-        dir.display()
-    );
     Ok(exit::OK)
 }
+
 /// `zonedrop serve [--listen ADDR]...`: answer from the published zones
 /// until SIGINT or SIGTERM.
 pub fn serve(ctx: &Context, listen: &[SocketAddr]) -> Result<u8, Error> {

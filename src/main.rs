@@ -90,14 +90,21 @@ enum Command {
         #[arg(long = "zone", value_name = "NAME")]
         zones: Vec<String>,
     },
-    /// Write a commented config, soa/ and primary/ skeletons and an empty drop directory.
+    /// Write a commented config, soa/ and primary/ skeletons and an empty drop directory; or add a zone to such a tree.
     Init {
-        /// The folder to write the tree into (made if missing).
+        /// The folder to write the tree into (made if missing), or with --add-zone the tree to add to.
         #[arg(default_value = ".")]
         dir: PathBuf,
-        /// The zone to set up, e.g. example.org.
-        #[arg(long, value_name = "NAME")]
-        zone: String,
+        /// A zone to set up, e.g. example.org; repeat for more.
+        #[arg(
+            long = "zone",
+            value_name = "NAME",
+            required_unless_present = "add_zone"
+        )]
+        zones: Vec<String>,
+        /// Add this zone to the tree in DIR: its soa/ and primary/ files, a [[zone]], and its names in every [[drop]] names list (the config's comments kept).
+        #[arg(long = "add-zone", value_name = "NAME", conflicts_with = "zones")]
+        add_zone: Option<String>,
     },
     /// List the fragments in the drop directories (with a config: whether each would be accepted).
     List {
@@ -321,7 +328,11 @@ fn main() -> ExitCode {
             },
             false,
         ),
-        Command::Init { dir, zone } => commands::init(dir, zone),
+        Command::Init {
+            dir,
+            zones,
+            add_zone,
+        } => commands::init(dir, zones, add_zone.as_deref()),
         Command::Serve { listen } => commands::serve(&ctx, listen),
         Command::Watch { poll } => commands::watch(&ctx, *poll),
         Command::Run { poll, listen } => commands::run(&ctx, *poll, listen),

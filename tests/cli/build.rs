@@ -559,7 +559,7 @@ fn init_makes_a_working_tree() {
     let r = t.run(&["init", "site", "--zone", "mail.example.org"]);
     assert_eq!(r.code, 1);
     assert!(
-        r.stderr.contains("site/zonedrop.toml already exists"),
+        r.stderr.contains("site/zonedrop.toml: already exists"),
         "{}",
         r.stderr
     );

@@ -169,3 +169,111 @@ fn watch_follows_a_zone_file_kept_outside_the_source_folders() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `zonedrop ARGS` run in `dir`.
+fn run_in(t: &Tree, dir: &str, args: &[&str]) -> Run {
+    t.cmd(args)
+        .current_dir(t.path(dir))
+        .output()
+        .unwrap()
+        .into()
+}
+
+#[test]
+fn init_sets_up_several_zones_and_adds_one_keeping_the_comments() {
+    let t = Tree::new();
+    let r = t.run(&[
+        "init",
+        "site",
+        "--zone",
+        "a.example",
+        "--zone",
+        "B.example.",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let config = t.path("site/zonedrop.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    // A binary install has no examples/ nor README: the config points at
+    // nothing but the files init wrote and the command's own help.
+    for absent in ["examples/", "README", "../"] {
+        assert!(!text.contains(absent), "{absent} in\n{text}");
+    }
+    assert!(
+        text.contains("names = [\"a.example\", \"*.a.example\", \"b.example\", \"*.b.example\"]"),
+        "{text}"
+    );
+    for rel in [
+        "zones/soa/a.example",
+        "zones/primary/b.example",
+        "zones/extra",
+        "drop",
+    ] {
+        assert!(t.path(&format!("site/{rel}")).exists(), "{rel}");
+    }
+    let r = run_in(&t, "site", &["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.lines().count(), 2, "{}", r.stdout);
+    named_checkzone("b.example", &t.path("site/unsigned/b.example"));
+
+    // One more, in the tree as it is: comments and layout kept.
+    let r = t.run(&["init", "site", "--add-zone", "c.example"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        "site/zonedrop.toml: zone c.example added. Next: fill in its soa/ and primary/ files, then zonedrop build\n"
+    );
+    let edited = std::fs::read_to_string(&config).unwrap();
+    for line in text.lines().filter(|l| !l.starts_with("names = ")) {
+        assert!(edited.contains(line), "{line:?} lost:\n{edited}");
+    }
+    assert!(edited.contains("names = [\"a.example\", \"*.a.example\", \"b.example\", \"*.b.example\", \"c.example\", \"*.c.example\"]"), "{edited}");
+    assert!(
+        edited.contains("[[zone]]\nname = \"c.example\"\nserial = \"date\"\n"),
+        "{edited}"
+    );
+    // The new zone builds, and the hook side takes its challenges.
+    let r = run_in(&t, "site", &["add", "_acme-challenge.www.c.example", V1]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_in(&t, "site", &["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("c.example: serial none -> "),
+        "{}",
+        r.stdout
+    );
+    named_checkzone("c.example", &t.path("site/unsigned/c.example"));
+
+    // Refusals, with nothing written.
+    let before = std::fs::read_to_string(&config).unwrap();
+    let r = t.run(&["init", "site", "--add-zone", "c.example"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr,
+        "zonedrop: site/zonedrop.toml: zone c.example is configured already\n"
+    );
+    let r = t.run(&["init", "elsewhere", "--add-zone", "d.example"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("no config to add a zone to"),
+        "{}",
+        r.stderr
+    );
+    let r = t.run(&[
+        "init",
+        "site",
+        "--zone",
+        "d.example",
+        "--add-zone",
+        "e.example",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = t.run(&["init", "site", "--zone", "d.example"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("zonedrop.toml: already exists"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+    assert!(!t.path("site/zones/soa/d.example").exists());
+}
