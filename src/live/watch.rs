@@ -156,7 +156,13 @@ pub fn run(
     // Registered before the first build: from here on SIGHUP no longer
     // ends the process.
     hangups(tx.clone())?;
-    let handler = move |_: notify::Result<Event>| {
+    let handler = move |event: notify::Result<Event>| {
+        // inotify reports opens and closes of the files a build reads
+        // (notify asks for IN_OPEN): they change nothing, and taken as
+        // changes they would start the next build, which reads again.
+        if matches!(&event, Ok(e) if e.kind.is_access()) {
+            return;
+        }
         let _ = tx.send(Wake::Changed);
     };
     // Polling is not notify's PollWatcher: it compares mtimes in whole

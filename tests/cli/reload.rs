@@ -1,7 +1,8 @@
 //! SIGHUP reads the config again in `watch` and `run` (issue 11 item 9;
 //! what `systemctl reload` and rc.d's `reload` send): a zone added is
 //! built (and served), a zone removed is no longer built nor served, and
-//! a config that does not load is logged while the one in use stays.
+//! a config that does not load is logged while the one in use stays. And
+//! what `watch` takes for a change: not the reads of its own builds.
 
 use crate::support::*;
 use std::net::SocketAddr;
@@ -169,4 +170,29 @@ fn run_serves_the_zones_of_the_config_read_at_sighup() {
         query_txt(addr, "_acme-challenge.example.net").is_some_and(|(_, v)| v == [V1])
     });
     assert!(d.child.try_wait().unwrap().is_none(), "run ended");
+}
+
+/// The files a build reads are opened, and inotify says so: taken as
+/// changes, those opens made `watch` build again at once, and a zone that
+/// fails (the manifest is dropped, so every build reads) was built some
+/// fifty times a second, its error logged each time.
+#[test]
+fn reading_the_sources_is_no_change_to_watch() {
+    let t = Tree::one_zone("", "");
+    // No NS at the apex: the zone fails at every build.
+    t.write("zones/primary/example.test", "ns1 IN A 192.0.2.53\n");
+    // The log outside the watched folders (its own lines would be changes).
+    let logs = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        "zonedrop watch",
+        &mut t.cmd(&["watch"]),
+        logs.path().join("watch.log"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let builds = d.log().matches("no NS record at the apex").count();
+    assert!(
+        (1..=3).contains(&builds),
+        "{builds} builds in 2 s:\n{}",
+        d.log()
+    );
 }
