@@ -46,8 +46,13 @@ enum Command {
         /// TTL for the record (default: policy.ttl_default).
         #[arg(long)]
         ttl: Option<u32>,
-        /// With --wait: a server to ask, IP or host name, port 53 unless given (default: [hook] servers, else the zone's NS); repeat for more.
-        #[arg(long = "server", value_name = "HOST[:PORT]")]
+        /// With --wait: a server to ask, IP or host name, port 53 unless given (default: [hook] servers, else the zone's NS); repeat for more, or give a comma-separated list in ZONEDROP_SERVERS (for clients that call a zonedrop-CLIENT link).
+        #[arg(
+            long = "server",
+            value_name = "HOST[:PORT]",
+            env = "ZONEDROP_SERVERS",
+            value_delimiter = ','
+        )]
         servers: Vec<Server>,
     },
     /// Remove a challenge: delete exactly the fragments carrying FQDN and VALUE.
@@ -59,8 +64,13 @@ enum Command {
     },
     /// Be the hook of an ACME client: certbot, lego, dehydrated, uacme, acmetool, getssl.
     Hook {
-        /// With --wait: a server to ask, IP or host name, port 53 unless given (default: [hook] servers, else the zone's NS); repeat for more.
-        #[arg(long = "server", value_name = "HOST[:PORT]")]
+        /// With --wait: a server to ask, IP or host name, port 53 unless given (default: [hook] servers, else the zone's NS); repeat for more, or give a comma-separated list in ZONEDROP_SERVERS (for clients that call a zonedrop-CLIENT link).
+        #[arg(
+            long = "server",
+            value_name = "HOST[:PORT]",
+            env = "ZONEDROP_SERVERS",
+            value_delimiter = ','
+        )]
         servers: Vec<Server>,
         /// The ACME client whose calling convention to follow: certbot, lego, dehydrated, uacme, acmetool or getssl.
         client: String,

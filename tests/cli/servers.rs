@@ -80,6 +80,27 @@ fn host_names_and_port_53_are_taken_wherever_a_server_is_named() {
         V2,
     ]);
     assert_eq!((r.code, r.stderr.as_str()), (0, ""));
+    // A client that calls a zonedrop-CLIENT link passes no options: its
+    // servers come from ZONEDROP_SERVERS (here one that never answers).
+    let link = t.symlink_bin("zonedrop-lego");
+    let r: Run = t
+        .cmd_at(
+            &link,
+            &["present", "_acme-challenge.www.example.test.", V1, "60"],
+        )
+        .env("ZONEDROP_WAIT", "1s")
+        .env("ZONEDROP_SERVERS", format!("{server},127.0.0.9:5399"))
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(" is not visible after 1s on 127.0.0.9:5399 ("),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains(&server), "{}", r.stderr);
     // notify --to by name; [build] notify by name was sent by run's builds
     // (which its own responder acknowledged: no error in its log).
     let r = t.run(&["notify", "example.test", "--to", &server]);
