@@ -5,6 +5,7 @@
 
 use crate::base::config::{Config, DropDir, Proto, SshfpHash, TlsaParams};
 use crate::base::name;
+use crate::base::server::Server;
 use crate::build::list;
 use crate::build::zone::read_aliases;
 use crate::build::{self, report::Shown};
@@ -24,6 +25,8 @@ pub struct Context {
     pub drop: Option<PathBuf>,
     /// `--wait` (or `$ZONEDROP_WAIT`): hooks return once the record is visible.
     pub wait: Option<Duration>,
+    /// `--server` of `add` and `hook`: where to look (default: `[hook] servers`).
+    pub servers: Vec<Server>,
 }
 
 impl Context {
@@ -66,30 +69,80 @@ pub fn hook(ctx: &Context, client: &str, args: &[String]) -> Result<u8, Error> {
 }
 
 fn apply(ctx: &Context, changes: &[Change]) -> Result<u8, Error> {
-    let config = ctx.optional_config()?;
+    let found = Config::load_optional(ctx.config.as_deref())?;
+    let managed = found.as_ref().is_some_and(|c| !c.zones.is_empty());
+    let config = found.unwrap_or_default();
     let dir = ctx.drop_dir(&config)?;
-    let applied = hook::apply(&dir, changes, &config.policy)?;
     // certbot, dehydrated, uacme, acmetool and getssl check nothing before
     // telling the CA to look: this replaces the blind sleeps of hook scripts.
     let wait = ctx.wait.unwrap_or(config.hook.wait);
-    if !wait.is_zero() {
-        for c in applied.iter().filter(|c| c.op == Op::Add) {
-            wait::wait_visible(
-                &config,
-                &c.fragment.owner,
-                &c.fragment.value,
-                &config.hook.servers,
-                wait,
-            )?;
+    let mut servers: Vec<Vec<Server>> = Vec::new();
+    let applied = hook::apply(&dir, changes, &config.policy, |checked| {
+        let adds = || checked.iter().filter(|c| c.op == Op::Add);
+        if managed {
+            for c in adds() {
+                refuse_unmanaged(&config, &dir, &c.fragment.owner)?;
+            }
         }
+        if !wait.is_zero() {
+            for c in adds() {
+                let found = wait::servers_for(&config, &c.fragment.owner, &ctx.servers)
+                    .map_err(|e| HookError::Usage(format!("--wait: {e}; nothing was written")))?;
+                servers.push(found);
+            }
+        }
+        Ok(())
+    })?;
+    let added = applied.iter().filter(|c| c.op == Op::Add);
+    for (c, servers) in added.zip(&servers) {
+        wait::wait_visible(&config, &c.fragment.owner, &c.fragment.value, servers, wait).map_err(
+            |e| {
+                Error::Failed(format!(
+                    "{e}; the challenge stays written in {}",
+                    dir.display()
+                ))
+            },
+        )?;
     }
     Ok(exit::OK)
+}
+
+/// The hook side, with a config that manages zones, writes only what its
+/// builder would take: an owner in a configured zone, and within the
+/// `[[drop]] names` of the directory written to.
+fn refuse_unmanaged(config: &Config, dir: &Path, owner: &str) -> Result<(), HookError> {
+    let file = config
+        .file
+        .as_deref()
+        .map_or_else(String::new, |f| format!(" ({})", f.display()));
+    if config.zone_of(owner).is_none() {
+        return Err(HookError::Refused(format!(
+            "`{owner}` lies in no zone the config{file} manages; nothing was written"
+        )));
+    }
+    let names = config
+        .drops
+        .iter()
+        .find(|d| same_file(&d.path, dir))
+        .and_then(|d| d.names.as_deref());
+    if !crate::base::rules::drop_allows(names, owner) {
+        return Err(HookError::Refused(format!(
+            "`{owner}` is outside the names the drop directory {} may carry ([[drop]] names in the config{file}); nothing was written",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// `zonedrop watch [--poll DURATION]`.
 pub fn watch(ctx: &Context, poll: Option<Duration>) -> Result<u8, Error> {
     let config = Config::load_required(ctx.config.as_deref())?;
-    crate::live::watch::run(&config, &crate::live::watch::Options { poll }, |_| {})?;
+    crate::live::watch::run(
+        &config,
+        &crate::live::watch::Options { poll },
+        |_| {},
+        |_| {},
+    )?;
     Ok(exit::OK)
 }
 
@@ -102,14 +155,15 @@ struct Responding {
 }
 
 impl Responding {
-    fn new(ctx: &Context, listen: &[SocketAddr]) -> Result<Responding, Error> {
+    /// `builds`: this process publishes the zones itself (`run`).
+    fn new(ctx: &Context, listen: &[SocketAddr], builds: bool) -> Result<Responding, Error> {
         let config = Config::load_required(ctx.config.as_deref())?;
         let listen = if listen.is_empty() {
             config.serve.listen.clone()
         } else {
             listen.to_vec()
         };
-        let responder = Responder::load(&config)?;
+        let responder = Responder::load_announcing(&config, !builds)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -132,16 +186,28 @@ pub fn run(ctx: &Context, poll: Option<Duration>, listen: &[SocketAddr]) -> Resu
         listen,
         responder,
         runtime,
-    } = Responding::new(ctx, listen)?;
-    let (cfg, swap) = (config.clone(), responder.clone());
+    } = Responding::new(ctx, listen, true)?;
+    let listen_at_start = config.serve.listen.clone();
+    let (cfg, swap, serving) = (config.clone(), responder.clone(), responder.clone());
     let watcher = std::thread::spawn(move || {
-        crate::live::watch::run(&cfg, &crate::live::watch::Options { poll }, |report| {
-            for p in &report.published {
-                if let Err(e) = swap.reload(&p.zone) {
-                    log::error!("{e}");
+        crate::live::watch::run(
+            &cfg,
+            &crate::live::watch::Options { poll },
+            |report| {
+                for p in &report.published {
+                    if let Err(e) = swap.reload(&p.zone) {
+                        log::error!("{e}");
+                    }
                 }
-            }
-        })
+            },
+            // SIGHUP: serve the zones of the new config; sockets stay.
+            |new| {
+                serving.set_zones(new);
+                if new.serve.listen != listen_at_start {
+                    log::warn!("[serve] listen changed: restart zonedrop run to listen there; it goes on listening where it did");
+                }
+            },
+        )
     });
     let served = runtime.block_on(async {
         tokio::select! {
@@ -352,13 +418,13 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// `zonedrop build` and `zonedrop check`.
+/// `zonedrop build` and `zonedrop check` (`opts.dry_run`): `opts` as the
+/// command line gave them, but for the zones, which come as typed.
 pub fn build(
     ctx: &Context,
     zones: &[String],
-    force: bool,
+    opts: &build::Options,
     quiet: bool,
-    dry_run: bool,
 ) -> Result<u8, Error> {
     let config = Config::load_required(ctx.config.as_deref())?;
     let zones = zones
@@ -367,13 +433,12 @@ pub fn build(
         .collect::<Result<Vec<_>, _>>()?;
     let opts = build::Options {
         zones,
-        force,
-        dry_run,
+        ..opts.clone()
     };
     let report = build::run(&config, &opts, SystemTime::now())?;
     report.show(Shown::Terminal {
         quiet,
-        check: dry_run,
+        check: opts.dry_run,
     });
     Ok(if report.failed() {
         exit::FAILED
@@ -382,49 +447,30 @@ pub fn build(
     })
 }
 
-/// `zonedrop init [DIR] --zone NAME`: a working tree in one command.
-pub fn init(dir: &Path, zone: &str) -> Result<u8, Error> {
-    let zone = name::parse_fqdn(zone).map_err(|e| Error::Usage(format!("--zone: {e}")))?;
-    let bare = zone.trim_end_matches('.');
-    let fill = |t: &str| t.replace("{zone}", bare);
-    let files = [
-        (
-            dir.join("zonedrop.toml"),
-            fill(include_str!("../templates/zonedrop.toml")),
-        ),
-        (
-            dir.join("zones/soa").join(bare),
-            fill(include_str!("../templates/soa.zone")),
-        ),
-        (
-            dir.join("zones/primary").join(bare),
-            fill(include_str!("../templates/primary.zone")),
-        ),
-    ];
-    // Check everything first: init never overwrites and never half-writes.
-    for (path, _) in &files {
-        if path.exists() {
-            return Err(Error::Failed(format!(
-                "{} already exists; init writes only into a fresh tree",
-                path.display()
-            )));
+/// `zonedrop init [DIR] --zone NAME...`: a working tree in one command;
+/// `zonedrop init [DIR] --add-zone NAME`: one more zone in it.
+pub fn init(dir: &Path, zones: &[String], add: Option<&str>) -> Result<u8, Error> {
+    match add {
+        Some(zone) => {
+            let config = crate::init::add_zone(dir, zone)?;
+            println!(
+                "{}: zone {} added. Next: fill in its soa/ and primary/ files, then zonedrop build",
+                config.display(),
+                zone.trim_end_matches('.').to_ascii_lowercase()
+            );
+        }
+        None => {
+            let config = crate::init::init(dir, zones)?;
+            println!(
+                "{}: ready. Next: cd {} && zonedrop build",
+                config.display(),
+                dir.display()
+            );
         }
     }
-    for d in ["zones/extra", "drop"] {
-        std::fs::create_dir_all(dir.join(d))
-            .map_err(|e| Error::Failed(format!("{}: {e}", dir.join(d).display())))?;
-    }
-    for (path, text) in &files {
-        crate::build::publish::write_atomic(path, &[text.as_bytes()])
-            .map_err(|e| Error::Failed(e.to_string()))?;
-    }
-    println!(
-        "{}: ready. Next: cd {} && zonedrop build",
-        dir.join("zonedrop.toml").display(),
-        dir.display()
-    );
     Ok(exit::OK)
 }
+
 /// `zonedrop serve [--listen ADDR]...`: answer from the published zones
 /// until SIGINT or SIGTERM.
 pub fn serve(ctx: &Context, listen: &[SocketAddr]) -> Result<u8, Error> {
@@ -433,7 +479,7 @@ pub fn serve(ctx: &Context, listen: &[SocketAddr]) -> Result<u8, Error> {
         listen,
         responder,
         runtime,
-    } = Responding::new(ctx, listen)?;
+    } = Responding::new(ctx, listen, false)?;
     runtime.block_on(responder.serve(&listen, shutdown_signal()))?;
     Ok(exit::OK)
 }
@@ -460,7 +506,7 @@ pub fn wait(
     ctx: &Context,
     fqdn: &str,
     value: &str,
-    servers: &[SocketAddr],
+    servers: &[Server],
     timeout: Option<Duration>,
     interval: Option<Duration>,
 ) -> Result<u8, Error> {
@@ -482,7 +528,7 @@ pub fn wait(
 /// `zonedrop notify ZONE [--to ADDR]...`: NOTIFY the secondaries (default
 /// `[build] notify`) that ZONE changed. Prints one line per target that did
 /// not acknowledge.
-pub fn notify(ctx: &Context, zone: &str, to: &[SocketAddr]) -> Result<u8, Error> {
+pub fn notify(ctx: &Context, zone: &str, to: &[Server]) -> Result<u8, Error> {
     let config = Config::load_required(ctx.config.as_deref())?;
     let zone = name::parse_fqdn(zone).map_err(|e| Error::Usage(e.to_string()))?;
     if config.zones.iter().all(|z| z.name != zone) {

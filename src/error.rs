@@ -36,6 +36,8 @@ pub enum Error {
     Dane(#[from] crate::dane::tlsa::DaneError),
     #[error(transparent)]
     Sshfp(#[from] crate::dane::sshfp::SshfpError),
+    #[error(transparent)]
+    Init(#[from] crate::init::InitError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -50,9 +52,12 @@ impl Error {
         match self {
             Error::Config(_)
             | Error::Usage(_)
+            | Error::Init(crate::init::InitError::Name(_) | crate::init::InitError::Config(_))
             | Error::Hook(HookError::Usage(_))
             | Error::Hook(HookError::NoDrop)
-            | Error::Build(crate::build::BuildError::UnknownZone(_))
+            | Error::Build(
+                crate::build::BuildError::UnknownZone(_) | crate::build::BuildError::KeepSerial(_),
+            )
             | Error::Serve(
                 ServeError::NoListen | ServeError::NoZones | ServeError::UnknownZone(_),
             )

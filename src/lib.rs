@@ -15,6 +15,7 @@ pub mod commands;
 pub mod dane;
 pub mod error;
 pub mod hook;
+pub mod init;
 pub mod live;
 
 pub use error::Error;

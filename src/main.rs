@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use zonedrop::base::server::Server;
+use zonedrop::build;
 use zonedrop::commands::{self, Context};
 use zonedrop::config::{SshfpHash, TlsaParams};
 use zonedrop::hook::Op;
 
-const EXIT_CODES: &str = "Exit status: 0 all good; 1 a zone failed, a challenge was refused, an on_change command failed, a certificate or key file could not be used, `wait` timed out, `notify` was not acknowledged, or `serve` could not listen; 2 bad usage or config.
+const EXIT_CODES: &str = "Exit status: 0 all good; 1 a zone failed, a challenge was refused, an on_change command failed, a certificate or key file could not be used, `wait` timed out (for a hook: its challenge stays written), `notify` was not acknowledged, or `serve` could not listen; 2 bad usage or config, or a hook asked to wait with no server to ask (nothing written).
 Invoked as zonedrop-certbot, zonedrop-lego, zonedrop-dehydrated, zonedrop-uacme or zonedrop-acmetool (a symlink), it runs `zonedrop hook <client>` with its arguments.";
 
 #[derive(Parser)]
@@ -39,16 +41,40 @@ enum Command {
     Add {
         /// The TXT owner, e.g. _acme-challenge.example.com (trailing dot optional).
         fqdn: String,
+        /// The challenge's TXT value (for ACME: the 43-character digest the client prints).
         value: String,
         /// TTL for the record (default: policy.ttl_default).
         #[arg(long)]
         ttl: Option<u32>,
+        /// With --wait: a server to ask, IP or host name, port 53 unless given (default: [hook] servers, else the zone's NS); repeat for more, or give a comma-separated list in ZONEDROP_SERVERS (for clients that call a zonedrop-CLIENT link).
+        #[arg(
+            long = "server",
+            value_name = "HOST[:PORT]",
+            env = "ZONEDROP_SERVERS",
+            value_delimiter = ','
+        )]
+        servers: Vec<Server>,
     },
     /// Remove a challenge: delete exactly the fragments carrying FQDN and VALUE.
-    Del { fqdn: String, value: String },
+    Del {
+        /// The TXT owner the challenge was added at, e.g. _acme-challenge.example.com.
+        fqdn: String,
+        /// The TXT value that was added; only fragments with exactly this owner and value go.
+        value: String,
+    },
     /// Be the hook of an ACME client: certbot, lego, dehydrated, uacme, acmetool, getssl.
     Hook {
+        /// With --wait: a server to ask, IP or host name, port 53 unless given (default: [hook] servers, else the zone's NS); repeat for more, or give a comma-separated list in ZONEDROP_SERVERS (for clients that call a zonedrop-CLIENT link).
+        #[arg(
+            long = "server",
+            value_name = "HOST[:PORT]",
+            env = "ZONEDROP_SERVERS",
+            value_delimiter = ','
+        )]
+        servers: Vec<Server>,
+        /// The ACME client whose calling convention to follow: certbot, lego, dehydrated, uacme, acmetool or getssl.
         client: String,
+        /// The arguments the client passes to its hook, as it passes them.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -60,24 +86,39 @@ enum Command {
         /// Rebuild even if no input moved since the last build.
         #[arg(long)]
         force: bool,
+        /// Give each zone (or each --zone) a new serial by its policy and publish it even if
+        /// nothing changed, for re-signing; refused (exit 2) under serial = "keep".
+        #[arg(long)]
+        bump: bool,
         /// Print errors only.
         #[arg(long)]
         quiet: bool,
     },
     /// Do the work of build without publishing: print every refusal and zone error.
     Check {
+        /// Only this zone (may repeat).
         #[arg(long = "zone", value_name = "NAME")]
         zones: Vec<String>,
     },
-    /// Write a commented config, soa/ and primary/ skeletons and an empty drop directory.
+    /// Write a commented config, soa/ and primary/ skeletons and an empty drop directory; or add a zone to such a tree.
     Init {
+        /// The folder to write the tree into (made if missing), or with --add-zone the tree to add to.
         #[arg(default_value = ".")]
         dir: PathBuf,
-        #[arg(long, value_name = "NAME")]
-        zone: String,
+        /// A zone to set up, e.g. example.org; repeat for more.
+        #[arg(
+            long = "zone",
+            value_name = "NAME",
+            required_unless_present = "add_zone"
+        )]
+        zones: Vec<String>,
+        /// Add this zone to the tree in DIR: its soa/ and primary/ files, a [[zone]], and its names in every [[drop]] names list (the config's comments kept).
+        #[arg(long = "add-zone", value_name = "NAME", conflicts_with = "zones")]
+        add_zone: Option<String>,
     },
     /// List the fragments in the drop directories (with a config: whether each would be accepted).
     List {
+        /// Print JSON (one object per file) instead of the table.
         #[arg(long)]
         json: bool,
         /// List the TLSA and SSHFP fingerprints instead: current, next, or retiring until when.
@@ -95,6 +136,7 @@ enum Command {
         /// The port (repeatable).
         #[arg(long = "port", value_name = "N", required = true)]
         ports: Vec<u16>,
+        /// The transport protocol of the service.
         #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp", "sctp"])]
         proto: String,
         /// 0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE.
@@ -106,8 +148,10 @@ enum Command {
         /// 0 full data, 1 SHA-256, 2 SHA-512.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
         matching: u8,
+        /// The TTL written in each record.
         #[arg(long, default_value_t = 3600)]
         ttl: u32,
+        /// Certificates (PEM or DER, a chain for usages 0 and 2), CSRs or public keys.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
@@ -119,6 +163,7 @@ enum Command {
         /// Fingerprint types: sha1 (1), sha256 (2) or all.
         #[arg(long, default_value = "sha256", value_parser = ["sha1", "sha256", "all"])]
         hash: String,
+        /// The TTL written in each record (default: none, the zone's default TTL applies).
         #[arg(long)]
         ttl: Option<u32>,
         /// Key files; `-` reads standard input (e.g. from ssh-keyscan).
@@ -136,23 +181,25 @@ enum Command {
         /// Poll every DURATION instead of using change events (nullfs, NFS).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         poll: Option<Duration>,
-        /// Where to listen (default: [serve] listen); repeat for more addresses.
-        #[arg(long, value_name = "ADDR")]
+        /// Where to listen, an IP address, port 53 unless given (default: [serve] listen); repeat for more.
+        #[arg(long, value_name = "IP[:PORT]", value_parser = zonedrop::base::server::parse_listen)]
         listen: Vec<SocketAddr>,
     },
     /// Answer DNS queries (UDP and TCP) authoritatively from the published zones, reloading them as they change.
     Serve {
-        /// Where to listen (default: [serve] listen); repeat for more addresses.
-        #[arg(long, value_name = "ADDR")]
+        /// Where to listen, an IP address, port 53 unless given (default: [serve] listen); repeat for more.
+        #[arg(long, value_name = "IP[:PORT]", value_parser = zonedrop::base::server::parse_listen)]
         listen: Vec<SocketAddr>,
     },
     /// Wait until every server serves TXT VALUE at FQDN (exit 1 naming the servers that don't at timeout).
     Wait {
+        /// The TXT owner to look at, e.g. _acme-challenge.example.com (a CNAME there is followed).
         fqdn: String,
+        /// The TXT value every server must serve.
         value: String,
-        /// A server to ask (default: [hook] servers, else the zone's NS); repeat for more.
-        #[arg(long, value_name = "ADDR")]
-        server: Vec<SocketAddr>,
+        /// A server to ask, IP or host name, port 53 unless given (default: [hook] servers, else the zone's NS); repeat for more.
+        #[arg(long, value_name = "HOST[:PORT]")]
+        server: Vec<Server>,
         /// How long to wait (default: [hook] wait if set, else 120s).
         #[arg(long, value_name = "DURATION", value_parser = zonedrop::config::parse_duration)]
         timeout: Option<Duration>,
@@ -162,10 +209,11 @@ enum Command {
     },
     /// Send DNS NOTIFY for ZONE to its secondaries (default: [build] notify).
     Notify {
+        /// The configured zone that changed.
         zone: String,
-        /// A secondary to notify; repeat for more.
-        #[arg(long, value_name = "ADDR")]
-        to: Vec<SocketAddr>,
+        /// A secondary to notify, IP or host name, port 53 unless given; repeat for more.
+        #[arg(long, value_name = "HOST[:PORT]")]
+        to: Vec<Server>,
     },
 }
 
@@ -191,9 +239,53 @@ fn multi_call(args: Vec<String>) -> Vec<String> {
     }
 }
 
+/// Which of the global options each command uses; the others stay
+/// accepted everywhere (scripts that pass them keep working) but are left
+/// out of that command's `--help`.
+const USES: &[(&str, &[&str])] = &[
+    ("add", &["config", "drop", "wait"]),
+    ("del", &["config", "drop"]),
+    ("hook", &["config", "drop", "wait"]),
+    ("build", &["config"]),
+    ("check", &["config"]),
+    ("init", &[]),
+    ("list", &["config", "drop"]),
+    ("tlsa", &[]),
+    ("sshfp", &[]),
+    ("watch", &["config"]),
+    ("run", &["config"]),
+    ("serve", &["config"]),
+    ("wait", &["config"]),
+    ("notify", &["config"]),
+];
+
+/// The command line, with each command's help showing only what applies
+/// to it ([`USES`]).
+fn command() -> clap::Command {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    // Propagate the global options into the commands (a built command has
+    // them), then hide them where they do nothing.
+    cmd.build();
+    for (name, uses) in USES {
+        // `mut_args` keeps the order of the arguments, which the built
+        // command's key map points into (`mut_arg` would move one last).
+        cmd = cmd.mut_subcommand(*name, |sub| {
+            sub.mut_args(|a| {
+                let id = a.get_id().as_str();
+                let unused = ["config", "drop", "wait"].contains(&id) && !uses.contains(&id);
+                a.hide(unused)
+            })
+        });
+    }
+    cmd
+}
+
 fn main() -> ExitCode {
     let args = multi_call(std::env::args().collect());
-    let cli = match Cli::try_parse_from(args) {
+    let parsed = command()
+        .try_get_matches_from(args)
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -206,22 +298,51 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let servers = match &cli.command {
+        Command::Add { servers, .. } | Command::Hook { servers, .. } => servers.clone(),
+        _ => Vec::new(),
+    };
     let ctx = Context {
         config: cli.config,
         drop: cli.drop,
         wait: cli.wait,
+        servers,
     };
     let result = match &cli.command {
-        Command::Add { fqdn, value, ttl } => commands::add_del(&ctx, Op::Add, fqdn, value, *ttl),
+        Command::Add {
+            fqdn, value, ttl, ..
+        } => commands::add_del(&ctx, Op::Add, fqdn, value, *ttl),
         Command::Del { fqdn, value } => commands::add_del(&ctx, Op::Del, fqdn, value, None),
-        Command::Hook { client, args } => commands::hook(&ctx, client, args),
+        Command::Hook { client, args, .. } => commands::hook(&ctx, client, args),
         Command::Build {
             zones,
             force,
+            bump,
             quiet,
-        } => commands::build(&ctx, zones, *force, *quiet, false),
-        Command::Check { zones } => commands::build(&ctx, zones, false, false, true),
-        Command::Init { dir, zone } => commands::init(dir, zone),
+        } => commands::build(
+            &ctx,
+            zones,
+            &build::Options {
+                force: *force,
+                bump: *bump,
+                ..Default::default()
+            },
+            *quiet,
+        ),
+        Command::Check { zones } => commands::build(
+            &ctx,
+            zones,
+            &build::Options {
+                dry_run: true,
+                ..Default::default()
+            },
+            false,
+        ),
+        Command::Init {
+            dir,
+            zones,
+            add_zone,
+        } => commands::init(dir, zones, add_zone.as_deref()),
         Command::Serve { listen } => commands::serve(&ctx, listen),
         Command::Watch { poll } => commands::watch(&ctx, *poll),
         Command::Run { poll, listen } => commands::run(&ctx, *poll, listen),

@@ -7,6 +7,7 @@
 //! hook side runs without any config: [`Config::default`] is what it sees.
 
 use crate::base::name;
+use crate::base::server::{self, Server};
 use serde::{Deserialize, Deserializer};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -70,6 +71,28 @@ pub struct Config {
     pub tlsa: Vec<Tlsa>,
     #[serde(default)]
     pub sshfp: Vec<Sshfp>,
+    #[serde(default)]
+    pub dane: Dane,
+}
+
+/// Key rollover of the `[[tlsa]]` and `[[sshfp]]` records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dane {
+    /// How long a published change takes to reach every server that
+    /// answers for the zone (signing, reloads, transfers to secondaries):
+    /// a new key is safe to use once it was published this long plus its
+    /// TTL ago.
+    #[serde(deserialize_with = "duration")]
+    pub propagation_margin: Duration,
+}
+
+impl Default for Dane {
+    fn default() -> Self {
+        Dane {
+            propagation_margin: Duration::from_secs(3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,6 +188,17 @@ pub struct ZoneConf {
     pub name: String,
     #[serde(default)]
     pub serial: SerialPolicy,
+    /// One zone file holding the SOA and the records, as name servers keep
+    /// them (e.g. an existing `example.org.zone`), instead of soa/<zone> and
+    /// primary/<zone>.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// The SOA part under another name than soa/<zone>.
+    #[serde(default)]
+    pub soa: Option<PathBuf>,
+    /// The records under another name than primary/<zone>.
+    #[serde(default)]
+    pub primary: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -172,8 +206,10 @@ pub struct ZoneConf {
 pub struct Build {
     /// Run once per changed zone; `{zone}` and `{file}` are substituted.
     pub on_change: Option<String>,
-    /// Where to send DNS NOTIFY after a zone changed.
-    pub notify: Vec<SocketAddr>,
+    /// Where to send DNS NOTIFY after a zone changed (names resolved at
+    /// each NOTIFY, port 53 unless given).
+    #[serde(deserialize_with = "server::servers")]
+    pub notify: Vec<Server>,
     /// How long a second builder waits for the lock.
     #[serde(deserialize_with = "duration")]
     pub lock_wait: Duration,
@@ -197,8 +233,10 @@ pub struct Hook {
     /// Wait until the record is visible, up to this long (0: don't wait).
     #[serde(deserialize_with = "duration")]
     pub wait: Duration,
-    /// Where to look; default: the zone's NS.
-    pub servers: Vec<SocketAddr>,
+    /// Where to look (names resolved at each wait, port 53 unless given);
+    /// default: the zone's NS.
+    #[serde(deserialize_with = "server::servers")]
+    pub servers: Vec<Server>,
 }
 
 /// The embedded responder: where it listens, who may transfer zones, and
@@ -206,6 +244,8 @@ pub struct Hook {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Serve {
+    /// IP addresses, port 53 unless given.
+    #[serde(deserialize_with = "server::listen")]
     pub listen: Vec<SocketAddr>,
     pub allow_axfr: Vec<IpAddr>,
     /// TCP connections open at once, in total (clamped to what the
@@ -560,6 +600,15 @@ impl Config {
                     format!("zone `{}` is configured twice", zone.name),
                 ));
             }
+            if zone.file.is_some() && (zone.soa.is_some() || zone.primary.is_some()) {
+                return Err(invalid(
+                    "zone.file",
+                    format!(
+                        "zone `{}`: `file` holds the SOA and the records: give it alone, or `soa` and `primary`",
+                        zone.name
+                    ),
+                ));
+            }
         }
         for drop in &self.drops {
             for pattern in drop.names.iter().flatten() {
@@ -583,6 +632,28 @@ impl Config {
                 ));
             }
         }
+        // A retired fingerprint leaving before the caches of its RRset
+        // expire breaks the connections of every client that cached it.
+        let holds = self
+            .tlsa
+            .iter()
+            .map(|t| ("tlsa.hold", t.cert.display().to_string(), t.hold, t.ttl))
+            .chain(
+                self.sshfp
+                    .iter()
+                    .map(|s| ("sshfp.hold", s.name.clone(), s.hold, s.ttl)),
+            );
+        for (key, what, hold, ttl) in holds {
+            if let Some(hold) = hold.filter(|h| h.as_secs() < u64::from(ttl)) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{what}: hold = \"{}\" is shorter than the TTL ({ttl} s): a retired fingerprint must stay at least as long as resolvers may cache its record set",
+                        humantime::format_duration(hold)
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -598,6 +669,14 @@ impl Config {
         join(&mut self.paths.unsigned);
         join(&mut self.paths.state);
         self.drops.iter_mut().for_each(|d| join(&mut d.path));
+        for z in &mut self.zones {
+            for p in [&mut z.file, &mut z.soa, &mut z.primary]
+                .into_iter()
+                .flatten()
+            {
+                join(p);
+            }
+        }
         if let Some(d) = self.hook.drop.as_mut() {
             join(d);
         }
@@ -618,6 +697,24 @@ impl Config {
             .iter()
             .filter(|z| name::in_zone(name, &z.name))
             .max_by_key(|z| z.name.len())
+    }
+
+    /// The file the SOA part of `zone` is read from: its `file`, its `soa`,
+    /// else `soa/<zone>`.
+    pub fn soa_file(&self, zone: &ZoneConf) -> PathBuf {
+        zone.file
+            .clone()
+            .or_else(|| zone.soa.clone())
+            .unwrap_or_else(|| self.paths.soa.join(zone.name.trim_end_matches('.')))
+    }
+
+    /// The file the records of `zone` are read from: its `file` (the same
+    /// as [`Config::soa_file`]), its `primary`, else `primary/<zone>`.
+    pub fn primary_file(&self, zone: &ZoneConf) -> PathBuf {
+        zone.file
+            .clone()
+            .or_else(|| zone.primary.clone())
+            .unwrap_or_else(|| self.paths.primary.join(zone.name.trim_end_matches('.')))
     }
 
     /// Where `zone` (absolute) is published: `unsigned/<zone without the

@@ -1,12 +1,13 @@
 //! The foundation every side imports: the config ([`config`]), domain
 //! names as zonedrop accepts them ([`name`]), the label and value rules of
-//! a challenge ([`rules`]), file plumbing ([`fs`]), and two small helpers. Nothing here knows about hooks, builds, keys or the
+//! a challenge ([`rules`]), server and listen addresses ([`server`]), file plumbing ([`fs`]), and two small helpers. Nothing here knows about hooks, builds, keys or the
 //! network.
 
 pub mod config;
 pub mod fs;
 pub mod name;
 pub mod rules;
+pub mod server;
 
 /// Lowercase hexadecimal, as RFC 6698 §2.2 and RFC 4255 §3.1 present
 /// fingerprints (and as digests are written in file names and state).

@@ -20,14 +20,16 @@ pub struct Input {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// The config file (read at the start of a process; `watch` and `run`
-    /// need a restart to take a change in).
+    /// read it again at SIGHUP).
     Config,
     /// soa/ or primary/: the folder of the zone files, and of the files
     /// they `$INCLUDE` (in folders below it).
     SourceFolder,
     /// extra/: every file in it, at any depth, is read.
     Extra,
-    /// A zone's `soa/<zone>` or `primary/<zone>` file.
+    /// A zone's `soa/<zone>` or `primary/<zone>` file, or the files its
+    /// `[[zone]]` names instead (`file`, or `soa` and `primary`), which may
+    /// lie outside the source folders.
     ZoneFile,
     /// A drop directory: every entry in it is read.
     Drop,
@@ -46,8 +48,8 @@ impl Kind {
 }
 
 /// What a build of `zone` (None: of every zone) reads, as far as it is
-/// known before reading: the config file, soa/ and primary/ and the zone
-/// files in them, extra/ (any entry in it may fall in any zone), every drop
+/// known before reading: the config file, soa/ and primary/ and each
+/// zone's files (in them, or where its `[[zone]]` says), extra/ (any entry in it may fall in any zone), every drop
 /// directory (a fragment for any zone, or aliased into it, may be in any of
 /// them), and the key inputs whose records fall in the zone.
 pub fn inputs(config: &Config, zone: Option<&str>) -> Vec<Input> {
@@ -71,9 +73,11 @@ pub fn inputs(config: &Config, zone: Option<&str>) -> Vec<Input> {
     }
     for z in &config.zones {
         if zone.is_none_or(|zone| zone == z.name) {
-            let file = z.name.trim_end_matches('.');
-            add(Kind::ZoneFile, &paths.soa.join(file));
-            add(Kind::ZoneFile, &paths.primary.join(file));
+            let (soa, primary) = (config.soa_file(z), config.primary_file(z));
+            add(Kind::ZoneFile, &soa);
+            if primary != soa {
+                add(Kind::ZoneFile, &primary);
+            }
         }
     }
     for key in key_inputs(config, zone) {

@@ -24,6 +24,12 @@ pub struct Listed {
     /// With a config: whether the builder would publish it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accepted: Option<bool>,
+    /// Where an accepted challenge is published: the zone, and the owner
+    /// in it (the end of its CNAME chain for an aliased challenge).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<String>,
     /// Why not, when not (or why the file could not be read at all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -51,8 +57,14 @@ pub fn list(
                 Ok(f) => (Some(f.owner.clone()), Some(f.value.clone()), f.ttl, None),
                 Err(why) => (None, None, None, Some(why.to_string())),
             };
-            if let Some(Err(v)) = &verdict {
-                reason = Some(v.reason().to_string());
+            let (mut zone, mut published_at) = (None, None);
+            match &verdict {
+                Some(Err(v)) => reason = Some(v.reason().to_string()),
+                Some(Ok(c)) => {
+                    zone = Some(c.zone.clone());
+                    published_at = Some(c.owner.clone());
+                }
+                None => {}
             }
             out.push(Listed {
                 file: entry.path,
@@ -61,6 +73,8 @@ pub fn list(
                 ttl,
                 age,
                 accepted: verdict.map(|v| v.is_ok()),
+                zone,
+                published_at,
                 reason,
             });
         }
@@ -68,9 +82,11 @@ pub fn list(
     Ok(out)
 }
 
-/// The plain-text table: one line per file.
+/// The plain-text table: a header, then one line per file. ZONE and AT
+/// say where an accepted challenge is published (an aliased one lands at
+/// the end of its CNAME chain, maybe in another zone).
 pub fn render_text(items: &[Listed]) -> String {
-    let mut s = String::new();
+    let mut s = String::from("OWNER\tVALUE\tTTL\tAGE\tZONE\tAT\tFILE\tVERDICT\n");
     for i in items {
         let verdict = match (i.accepted, &i.reason) {
             (Some(true), _) => "accepted".to_string(),
@@ -78,11 +94,13 @@ pub fn render_text(items: &[Listed]) -> String {
             (Some(false), None) | (None, None) => String::new(),
         };
         s.push_str(&format!(
-            "{}\t{}\t{}\t{}s\t{}\t{}\n",
+            "{}\t{}\t{}\t{}s\t{}\t{}\t{}\t{}\n",
             i.owner.as_deref().unwrap_or("-"),
             i.value.as_deref().unwrap_or("-"),
             i.ttl.map_or("-".to_string(), |t| t.to_string()),
             i.age,
+            i.zone.as_deref().unwrap_or("-"),
+            i.published_at.as_deref().unwrap_or("-"),
             i.file.display(),
             verdict
         ));

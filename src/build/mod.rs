@@ -31,7 +31,7 @@ pub mod zone;
 
 pub use report::{Published, Report};
 
-use crate::base::config::{Config, ZoneConf};
+use crate::base::config::{Config, SerialPolicy, ZoneConf};
 use crate::base::fs;
 use publish::{Lock, PublishError};
 use std::path::PathBuf;
@@ -47,6 +47,8 @@ pub enum BuildError {
     Zone(#[from] ZoneError),
     #[error("--zone {0}: no such zone in the config")]
     UnknownZone(String),
+    #[error("--bump: zone {0} keeps the serial written in its SOA (serial = \"keep\"): raise it there, or give --zone for the other zones")]
+    KeepSerial(String),
 }
 
 /// What the command line asked for.
@@ -58,6 +60,9 @@ pub struct Options {
     pub force: bool,
     /// Dry run (`zonedrop check`): publish nothing, write nothing, remove nothing.
     pub dry_run: bool,
+    /// Give every selected zone a new serial by its policy and publish it,
+    /// changed or not (`build --bump`: re-signing needs a serial that moves).
+    pub bump: bool,
 }
 
 impl Options {
@@ -70,9 +75,21 @@ impl Options {
 /// Run one build (or, with `dry_run`, one check).
 pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, BuildError> {
     let zones = selected(config, opts)?;
+    if opts.bump {
+        if let Some(z) = zones.iter().find(|z| z.serial == SerialPolicy::Keep) {
+            return Err(BuildError::KeepSerial(
+                z.name.trim_end_matches('.').to_string(),
+            ));
+        }
+    }
     let _lock = lock(config, opts)?;
     let now_unix = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    if opts.whole() && !opts.force && !opts.dry_run && manifest::unchanged(config, now_unix) {
+    if opts.whole()
+        && !opts.force
+        && !opts.bump
+        && !opts.dry_run
+        && manifest::unchanged(config, now_unix)
+    {
         return Ok(Report {
             skipped: true,
             ..Report::default()
@@ -151,8 +168,16 @@ fn build_zone(
         &assembled,
         settled.challenges,
         now_unix,
+        opts.bump,
     ) {
         Ok(Some(p)) => {
+            if serial::date_ran_out(zone.serial, p.old_serial, p.serial, now_unix as i64) {
+                report.alerts.push(format!(
+                    "{}: serial {} is past today's last date serial (YYYYMMDD99): the 100 changes a day of serial = \"date\" ran out, and serials run ahead of the date until it catches up",
+                    zone.name.trim_end_matches('.'),
+                    p.serial
+                ));
+            }
             report.published.push(p);
             true
         }

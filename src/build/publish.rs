@@ -44,13 +44,16 @@ pub fn write_atomic(path: &Path, parts: &[&[u8]]) -> Result<(), PublishError> {
     files::write_atomic(path, parts).map_err(write_err(path))
 }
 
-/// Publish one checked zone if its content changed; choose its serial.
+/// Publish one checked zone if its content changed, or with `bump` in any
+/// case; choose its serial (a bumped zone gets the next one by its policy,
+/// changed or not).
 pub fn publish_zone(
     config: &Config,
     policy: SerialPolicy,
     a: &Assembled,
     challenges: usize,
     now_unix: u64,
+    bump: bool,
 ) -> Result<Option<Published>, PublishError> {
     let state_dir = &config.paths.state;
     let out = config.published_path(&a.zone);
@@ -62,7 +65,7 @@ pub fn publish_zone(
     let hash = hex(&hasher.finalize());
     let previous = load_zone_state(state_dir, &a.zone);
     if let Some(p) = &previous {
-        if p.hash == hash && out.exists() {
+        if p.hash == hash && out.exists() && !bump {
             return Ok(None);
         }
     }
@@ -70,7 +73,7 @@ pub fn publish_zone(
         .as_ref()
         .map(|p| p.serial)
         .or_else(|| published_serial(&out));
-    let new_serial = match previous.as_ref().filter(|p| p.hash == hash) {
+    let new_serial = match previous.as_ref().filter(|p| p.hash == hash && !bump) {
         // Same content, output lost: publish it again as it was.
         Some(p) => p.serial,
         None => serial::next(policy, old_serial, a.soa.serial, now_unix as i64),

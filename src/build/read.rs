@@ -92,6 +92,7 @@ impl Read<'_> {
         };
         report.errors.extend(keys.errors);
         report.warnings.extend(keys.warnings);
+        report.alerts.extend(keys.alerts);
         let source = config.file.clone().unwrap_or_default();
         for k in keys.records {
             match config.zone_of(&k.owner) {

@@ -41,6 +41,10 @@ pub struct Report {
     pub errors: Vec<String>,
     /// Informational lines (expired certificates and the like).
     pub warnings: Vec<String>,
+    /// Warnings a build gives once, when what they warn about happens (a
+    /// key switched without pre-publication, a `date` serial run out of
+    /// its day): shown even with `--quiet`, since no later build repeats them.
+    pub alerts: Vec<String>,
 }
 
 impl Report {
@@ -65,6 +69,7 @@ pub enum Shown {
 enum Line {
     Refusal,
     Warning,
+    Alert,
     Error,
     Published,
 }
@@ -77,18 +82,20 @@ impl Report {
             return;
         }
         let wanted = |line| match (to, line) {
-            (Shown::Log, _) | (_, Line::Error) => true,
+            (Shown::Log, _) | (_, Line::Error | Line::Alert) => true,
             (Shown::Terminal { quiet, check }, Line::Refusal) => !quiet || check,
             (Shown::Terminal { quiet, .. }, _) => !quiet,
         };
         let show = |line, text: &dyn std::fmt::Display| {
             if wanted(line) {
                 match (to, line) {
-                    (Shown::Log, Line::Refusal | Line::Warning) => log::warn!("{text}"),
+                    (Shown::Log, Line::Refusal | Line::Warning | Line::Alert) => {
+                        log::warn!("{text}")
+                    }
                     (Shown::Log, Line::Error) => log::error!("{text}"),
                     (Shown::Log, Line::Published) => log::info!("{text}"),
                     (Shown::Terminal { .. }, Line::Published) => println!("{text}"),
-                    (Shown::Terminal { .. }, Line::Warning) => {
+                    (Shown::Terminal { .. }, Line::Warning | Line::Alert) => {
                         eprintln!("zonedrop: warning: {text}")
                     }
                     (Shown::Terminal { .. }, _) => eprintln!("zonedrop: {text}"),
@@ -100,6 +107,9 @@ impl Report {
         }
         for w in &self.warnings {
             show(Line::Warning, w);
+        }
+        for a in &self.alerts {
+            show(Line::Alert, a);
         }
         for e in &self.errors {
             show(Line::Error, e);

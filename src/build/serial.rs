@@ -51,6 +51,17 @@ pub fn next(policy: SerialPolicy, previous: Option<u32>, written: u32, now: i64)
     }
 }
 
+/// Whether a `date` serial just ran out of its day: `previous` was at most
+/// today's last (`YYYYMMDD99`) and `new` is past it, so the serial now runs
+/// ahead of the date. Said once, when it happens: the next serials are
+/// ahead already and say nothing.
+pub fn date_ran_out(policy: SerialPolicy, previous: Option<u32>, new: u32, now: i64) -> bool {
+    let last = date_serial(now).wrapping_add(99);
+    policy == SerialPolicy::Date
+        && previous.is_some_and(|p| !greater(p, last))
+        && greater(new, last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +93,10 @@ mod tests {
         assert_eq!(next(Date, Some(2026112499), 1, NOW), 2026112500);
         assert_eq!(next(Date, None, 1, NOW), 2026112400);
         assert_eq!(next(Unixtime, Some(5), 1, NOW), NOW as u32);
+        assert!(!date_ran_out(Date, Some(2026112498), 2026112499, NOW));
+        assert!(date_ran_out(Date, Some(2026112499), 2026112500, NOW));
+        assert!(!date_ran_out(Date, Some(2026112500), 2026112501, NOW));
+        assert!(!date_ran_out(Increment, Some(2026112499), 2026112500, NOW));
         assert_eq!(
             next(Unixtime, Some(NOW as u32 + 10), 1, NOW),
             NOW as u32 + 11

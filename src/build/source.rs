@@ -25,11 +25,21 @@ use thiserror::Error;
 const MAX_INCLUDE_DEPTH: usize = 8;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("{}:{line}: {message}", file.display())]
+#[error("{}{}: {message}", file.display(), at_line(*line))]
 pub struct SourceError {
     pub file: PathBuf,
     pub line: usize,
     pub message: String,
+}
+
+/// `:LINE` after a file name in a message; nothing for line 0, which
+/// stands for the file as a whole (one that cannot be read, or is missing).
+pub fn at_line(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
 }
 
 /// The context an entry is read in.

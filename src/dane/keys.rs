@@ -55,6 +55,9 @@ pub struct KeyRecords {
     pub errors: Vec<String>,
     /// One line each, naming the file (expired certificates).
     pub warnings: Vec<String>,
+    /// Said once, by the build that switched keys too early (see
+    /// [`crate::build::Report::alerts`]).
+    pub alerts: Vec<String>,
 }
 
 /// Why a fingerprint is published.
@@ -131,6 +134,11 @@ pub fn key_status(config: &Config, now: SystemTime) -> (Vec<KeyStatus>, KeyRecor
     };
     let mut plan = plan(config, now, &old);
     plan.records.errors.splice(0..0, errors);
+    let r = &mut plan.records;
+    r.warnings.append(&mut r.alerts);
+    r.warnings.append(&mut plan.held_warnings);
+    plan.records.warnings.sort();
+    plan.records.warnings.dedup();
     (plan.statuses, plan.records)
 }
 
@@ -191,6 +199,15 @@ struct Stored {
     hold: u64,
     next: bool,
     source: PathBuf,
+    /// Unix seconds: the build that first published it (as current or
+    /// next); 0 in memories written before this was kept (taken as long
+    /// ago) and in the per-source records.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    since: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +221,46 @@ struct Retiring {
     retired: u64,
     until: u64,
     source: PathBuf,
+    /// It was replaced by a key that had not been published for its TTL
+    /// plus the propagation margin: what replaced it, and until when
+    /// clients may still fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    abrupt: Option<Abrupt>,
+}
+
+/// A switch to a key that was not pre-published long enough.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Abrupt {
+    /// The file the new key came from.
+    source: PathBuf,
+    ttl: u32,
+    /// Unix seconds until which a cached copy of the old RRset may lack
+    /// the new key: when the new key was published, plus TTL and margin.
+    until: u64,
+}
+
+impl Retiring {
+    /// The warning for a switch to a key that was not pre-published.
+    fn abrupt_warning(&self, margin: Duration) -> Option<String> {
+        let a = self.abrupt.as_ref()?;
+        let at = |s: u64| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(s));
+        let how = if self.rtype == "TLSA" {
+            "`next =`"
+        } else {
+            "a second key file in `keys`"
+        };
+        Some(format!(
+            "{} {}: the key from {} replaced the published one at {} without being pre-published for its TTL ({} s) plus [dane] propagation_margin ({}); clients holding the old record set in cache may fail until {}: publish the next key beside the current one first ({how})",
+            self.owner,
+            self.rtype,
+            a.source.display(),
+            at(self.retired),
+            a.ttl,
+            humantime::format_duration(margin),
+            at(a.until),
+        ))
+    }
 }
 
 type RecordKey = (String, String, String);
@@ -284,13 +341,47 @@ fn compute(
                 hold: input.hold.as_secs(),
                 next: input.next,
                 source: input.path.clone(),
+                since: 0,
             })
         })
         .collect())
 }
 
+/// Whether `old`, retiring now, is replaced by a current key at its owner
+/// that was published less than its TTL plus `margin` ago, and if so by
+/// what, until when. RFC 7671 §8 (TLSA publisher requirements): the new
+/// record goes out first, and the server switches keys only once it has
+/// reached every authoritative server and cached copies of the old set
+/// (one TTL) are gone; the margin is that propagation.
+fn abrupt(
+    active: &BTreeMap<RecordKey, Stored>,
+    old: &Stored,
+    now_s: u64,
+    margin: Duration,
+) -> Option<Abrupt> {
+    active
+        .values()
+        .filter(|r| !r.next && r.owner == old.owner && r.rtype == old.rtype)
+        .map(|r| {
+            let safe = r
+                .since
+                .saturating_add(u64::from(r.ttl))
+                .saturating_add(margin.as_secs());
+            (r, safe)
+        })
+        .filter(|(_, safe)| *safe > now_s)
+        .max_by_key(|(_, safe)| *safe)
+        .map(|(r, until)| Abrupt {
+            source: r.source.clone(),
+            ttl: r.ttl,
+            until,
+        })
+}
+
 struct Plan {
     records: KeyRecords,
+    /// The warnings of switches made by earlier builds (see [`key_status`]).
+    held_warnings: Vec<String>,
     statuses: Vec<KeyStatus>,
     state: State,
 }
@@ -301,6 +392,7 @@ fn plan(config: &Config, now: SystemTime, old: &State) -> Plan {
     let now_s = unix(now);
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
+    let mut alerts = Vec::new();
     let mut sources = BTreeMap::new();
     let (inputs, unlisted) = inputs(config);
     for input in &inputs {
@@ -350,6 +442,16 @@ fn plan(config: &Config, now: SystemTime, old: &State) -> Plan {
             }
         }
     }
+    // When each was first published: kept from the last build, else now.
+    let published: BTreeMap<RecordKey, u64> = old
+        .active
+        .iter()
+        .map(|r| (key_of(&r.owner, &r.rtype, &r.rdata), r.since))
+        .collect();
+    for (k, r) in active.iter_mut() {
+        r.since = published.get(k).copied().unwrap_or(now_s);
+    }
+    let margin = config.dane.propagation_margin;
 
     // An old record goes only once no cache can still hold it (see the
     // module doc).
@@ -372,20 +474,28 @@ fn plan(config: &Config, now: SystemTime, old: &State) -> Plan {
         }
         let until = now_s.saturating_add(r.hold);
         if until > now_s {
-            retiring.insert(
-                k,
-                Retiring {
-                    owner: r.owner.clone(),
-                    rtype: r.rtype.clone(),
-                    rdata: r.rdata.clone(),
-                    ttl: r.ttl,
-                    retired: now_s,
-                    until,
-                    source: r.source.clone(),
-                },
-            );
+            let retired = Retiring {
+                owner: r.owner.clone(),
+                rtype: r.rtype.clone(),
+                rdata: r.rdata.clone(),
+                ttl: r.ttl,
+                retired: now_s,
+                until,
+                source: r.source.clone(),
+                abrupt: abrupt(&active, r, now_s, margin),
+            };
+            alerts.extend(retired.abrupt_warning(margin));
+            retiring.insert(k, retired);
         }
     }
+    // What `list --dane` says while clients may still fail after such a
+    // switch; a build said it once, when it happened.
+    let held_warnings = old
+        .retiring
+        .iter()
+        .filter(|r| r.abrupt.as_ref().is_some_and(|a| a.until > now_s))
+        .filter_map(|r| r.abrupt_warning(margin))
+        .collect();
 
     let mut statuses: Vec<KeyStatus> = active
         .values()
@@ -441,7 +551,9 @@ fn plan(config: &Config, now: SystemTime, old: &State) -> Plan {
             records,
             errors,
             warnings,
+            alerts,
         },
+        held_warnings,
         statuses,
         state: State {
             sources,
@@ -452,256 +564,5 @@ fn plan(config: &Config, now: SystemTime, old: &State) -> Plan {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::base::config::TlsaParams;
-    use crate::dane::entries::key_inputs;
-    use std::fs;
-
-    const HOUR: Duration = Duration::from_secs(3600);
-
-    // Two Ed25519 SubjectPublicKeyInfos (`openssl genpkey -algorithm
-    // ed25519 | openssl pkey -pubout`) standing for the current and the
-    // next key.
-    const KEY_A: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAyNmTdp5UhmxCLZbEVOlF8zLJaAVZvrgS3OqtYRpsAPw=\n-----END PUBLIC KEY-----\n";
-    const KEY_B: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAaioSt0V3duKwZreVFVLIC2TCWYIFqFNUw02jST6W3zI=\n-----END PUBLIC KEY-----\n";
-    const SSH_A: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIP/+VMZXanuZdNOgY0Dqh1BZuz0I18gg9UCUDqGIElv a";
-    const SSH_B: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFwS8QqsZVMxAyt+Z+6HIdvWzN6+id0M46qa+EGVtje4 b";
-
-    struct Setup {
-        dir: tempfile::TempDir,
-        config: Config,
-    }
-
-    fn setup(extra: &str) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("zonedrop.toml");
-        let text = format!(
-            "[[tlsa]]\ncert = \"www.pem\"\nnames = [\"www.example.test\"]\nports = [443, 25]\nttl = 600\n{extra}"
-        );
-        fs::write(&path, text).unwrap();
-        let config = Config::load(&path).unwrap();
-        Setup { dir, config }
-    }
-
-    impl Setup {
-        fn write(&self, name: &str, text: &str) {
-            fs::write(self.dir.path().join(name), text).unwrap();
-        }
-        fn run(&self, at: SystemTime) -> KeyRecords {
-            zone_key_records(&self.config, at)
-        }
-    }
-
-    fn fingerprint(pem: &str) -> String {
-        let m = tlsa::parse(pem.as_bytes(), Path::new("k")).unwrap();
-        tlsa::rdata(&m, TlsaParams::default(), Path::new("k")).unwrap()[0].clone()
-    }
-
-    fn rdatas(r: &KeyRecords, owner: &str) -> Vec<String> {
-        r.records
-            .iter()
-            .filter(|k| k.owner == owner)
-            .map(|k| k.rdata.clone())
-            .collect()
-    }
-
-    fn t0() -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(1_800_000_000)
-    }
-
-    #[test]
-    fn records_for_each_name_and_port() {
-        let s = setup("");
-        s.write("www.pem", KEY_A);
-        let r = s.run(t0());
-        assert_eq!(r.errors, Vec::<String>::new());
-        let owners: Vec<&str> = r.records.iter().map(|k| k.owner.as_str()).collect();
-        assert_eq!(
-            owners,
-            ["_25._tcp.www.example.test.", "_443._tcp.www.example.test."]
-        );
-        assert!(r.records.iter().all(|k| k.ttl == 600 && k.rtype == "TLSA"));
-        assert_eq!(
-            rdatas(&r, "_443._tcp.www.example.test."),
-            [fingerprint(KEY_A)]
-        );
-        assert!(s.dir.path().join("state/keys.json").is_file());
-    }
-
-    #[test]
-    fn a_new_key_holds_the_old_fingerprint_then_drops_it() {
-        let s = setup("");
-        let owner = "_443._tcp.www.example.test.";
-        s.write("www.pem", KEY_A);
-        s.run(t0());
-        s.write("www.pem", KEY_B);
-        let r = s.run(t0() + HOUR);
-        let mut both = vec![fingerprint(KEY_A), fingerprint(KEY_B)];
-        both.sort();
-        assert_eq!(rdatas(&r, owner), both);
-        let (st, _) = key_status(&s.config, t0() + HOUR);
-        let old = st.iter().find(|k| k.rdata == fingerprint(KEY_A)).unwrap();
-        // Default hold: 2 × 600 s + 1 h from the build that saw it go.
-        let until = t0() + 2 * HOUR + Duration::from_secs(1200);
-        assert_eq!(old.state, KeyState::Retiring { until });
-        assert_eq!(next_key_change(&s.config), Some(until));
-        // Still there just before the hold ends, gone at its end.
-        let r = s.run(t0() + 2 * HOUR + Duration::from_secs(1199));
-        assert_eq!(rdatas(&r, owner).len(), 2);
-        let r = s.run(t0() + 2 * HOUR + Duration::from_secs(1200));
-        assert_eq!(rdatas(&r, owner), [fingerprint(KEY_B)]);
-        assert_eq!(next_key_change(&s.config), None);
-    }
-
-    #[test]
-    fn key_reuse_changes_nothing() {
-        let s = setup("");
-        s.write("www.pem", KEY_A);
-        let first = s.run(t0());
-        let state = s.dir.path().join("state/keys.json");
-        let before = fs::read(&state).unwrap();
-        // A renewal that keeps the key: same SPKI, same `3 1 1` record.
-        s.write("www.pem", &format!("# renewed\n{KEY_A}"));
-        let again = s.run(t0() + 100 * HOUR);
-        assert_eq!(first, again);
-        assert_eq!(fs::read(&state).unwrap(), before);
-    }
-
-    #[test]
-    fn next_is_published_before_the_switch() {
-        let s = setup("next = \"next.pem\"\n");
-        let owner = "_443._tcp.www.example.test.";
-        s.write("www.pem", KEY_A);
-        s.write("next.pem", KEY_B);
-        let r = s.run(t0());
-        assert_eq!(rdatas(&r, owner).len(), 2);
-        let (st, _) = key_status(&s.config, t0());
-        let b = st.iter().find(|k| k.rdata == fingerprint(KEY_B)).unwrap();
-        assert_eq!(b.state, KeyState::Next);
-        // The switch: B becomes current, A retires and is held.
-        s.write("www.pem", KEY_B);
-        let r = s.run(t0() + HOUR);
-        assert_eq!(rdatas(&r, owner).len(), 2);
-        let (st, _) = key_status(&s.config, t0() + HOUR);
-        let b = st.iter().find(|k| k.rdata == fingerprint(KEY_B)).unwrap();
-        assert_eq!(b.state, KeyState::Current);
-        let a = st.iter().find(|k| k.rdata == fingerprint(KEY_A)).unwrap();
-        assert!(matches!(a.state, KeyState::Retiring { .. }));
-        let r = s.run(t0() + 10 * HOUR);
-        assert_eq!(rdatas(&r, owner), [fingerprint(KEY_B)]);
-    }
-
-    #[test]
-    fn a_bad_source_keeps_its_last_good_records() {
-        let s = setup("");
-        let owner = "_443._tcp.www.example.test.";
-        s.write("www.pem", KEY_A);
-        let good = s.run(t0());
-        // Half-written, then garbage, then gone: the record stays, each
-        // build says why, and no hold clock starts.
-        for (i, text) in [&KEY_A[..40], "junk", ""].iter().enumerate() {
-            s.write("www.pem", text);
-            let r = s.run(t0() + (i as u32 + 1) * 100 * HOUR);
-            assert_eq!(r.records, good.records, "{text}");
-            assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
-            assert!(r.errors[0].contains("www.pem: "), "{:?}", r.errors);
-            assert!(r.errors[0].ends_with("its last good records stay published"));
-        }
-        fs::remove_file(s.dir.path().join("www.pem")).unwrap();
-        let r = s.run(t0() + 1000 * HOUR);
-        assert_eq!(rdatas(&r, owner), [fingerprint(KEY_A)]);
-        assert!(r.errors[0].contains("cannot read"), "{:?}", r.errors);
-        // Without a last good state there is nothing to keep.
-        let fresh = setup("");
-        fresh.write("www.pem", "junk");
-        let r = fresh.run(t0());
-        assert!(r.records.is_empty());
-        assert_eq!(r.errors.len(), 1);
-        assert!(!r.errors[0].contains("last good"), "{:?}", r.errors);
-    }
-
-    #[test]
-    fn an_expired_certificate_is_published_with_a_warning() {
-        let s = setup("");
-        s.write("www.pem", tlsa::tests::CERT);
-        // The certificate is valid until 2126-10-31T08:13:53Z.
-        let r = s.run(t0());
-        assert_eq!((r.records.len(), r.warnings.len()), (2, 0));
-        let later = UNIX_EPOCH + Duration::from_secs(5_000_000_000);
-        let r = s.run(later);
-        assert_eq!(r.records.len(), 2);
-        assert_eq!(r.errors, Vec::<String>::new());
-        assert_eq!(
-            r.warnings,
-            [format!(
-                "{}: certificate expired 2126-10-31T08:13:53Z; its TLSA record is published anyway: renew it",
-                s.dir.path().join("www.pem").display()
-            )]
-        );
-    }
-
-    #[test]
-    fn a_corrupt_memory_is_reported_and_left_alone() {
-        let s = setup("");
-        s.write("www.pem", KEY_A);
-        fs::create_dir_all(s.dir.path().join("state")).unwrap();
-        s.write("state/keys.json", "{");
-        let r = s.run(t0());
-        assert_eq!(r.records.len(), 2);
-        assert!(
-            r.errors[0].contains("keys.json: cannot parse"),
-            "{:?}",
-            r.errors
-        );
-        assert_eq!(
-            fs::read_to_string(s.dir.path().join("state/keys.json")).unwrap(),
-            "{"
-        );
-    }
-
-    #[test]
-    fn sshfp_folders_roll_over_per_file() {
-        let s = setup(
-            "[[sshfp]]\nname = \"host.example.test\"\nkeys = [\"keys\"]\nhash = \"all\"\nhold = \"2h\"\n\
-             [[zone]]\nname = \"example.test\"\n[[zone]]\nname = \"host.example.test\"\n",
-        );
-        s.write("www.pem", KEY_A);
-        fs::create_dir(s.dir.path().join("keys")).unwrap();
-        s.write("keys/a.pub", SSH_A);
-        s.write("keys/b.pub", SSH_B);
-        s.write("keys/ssh_host_ed25519_key", "private: not read");
-        let host = "host.example.test.";
-        let r = s.run(t0());
-        assert_eq!(r.errors, Vec::<String>::new());
-        assert_eq!(rdatas(&r, host).len(), 4);
-        assert!(r
-            .records
-            .iter()
-            .any(|k| k.rtype == "SSHFP" && k.rdata.starts_with("4 1 ")));
-        let inputs = key_inputs(&s.config, None);
-        // Per zone: the certificate's TLSA records lie in example.test, the
-        // SSHFP records in host.example.test.
-        let cert = s.dir.path().join("www.pem");
-        assert_eq!(
-            key_inputs(&s.config, Some("example.test.")),
-            [cert.as_path()]
-        );
-        let in_host = key_inputs(&s.config, Some("host.example.test."));
-        assert!(!in_host.contains(&cert) && in_host.len() == inputs.len() - 1);
-        assert!(inputs.contains(&s.dir.path().join("keys")));
-        assert!(inputs.contains(&s.dir.path().join("keys/b.pub")));
-        assert!(!inputs.contains(&s.dir.path().join("keys/ssh_host_ed25519_key")));
-        // Removing a key retires its fingerprints for the 2 h hold.
-        fs::remove_file(s.dir.path().join("keys/b.pub")).unwrap();
-        assert_eq!(rdatas(&s.run(t0() + HOUR), host).len(), 4);
-        assert_eq!(rdatas(&s.run(t0() + 3 * HOUR), host).len(), 2);
-        // A broken key keeps its last good records.
-        s.write("keys/a.pub", "ssh-ed25519 AAAA");
-        let r = s.run(t0() + 4 * HOUR);
-        assert_eq!(rdatas(&r, host).len(), 2);
-        assert!(r.errors[0].contains("a.pub: line 1:"), "{:?}", r.errors);
-    }
-}
+#[path = "keys_tests.rs"]
+mod tests;

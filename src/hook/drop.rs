@@ -30,7 +30,7 @@ use thiserror::Error;
 pub enum DropError {
     #[error("drop directory {0} does not exist")]
     Missing(PathBuf),
-    #[error("drop directory {0} is not a directory")]
+    #[error("{0} is not a directory; the drop directory (--drop, ZONEDROP_DROP, [hook] drop or a [[drop]] path) must name one")]
     NotDir(PathBuf),
     #[error("drop directory {path} is not writable: {source}")]
     NotWritable { path: PathBuf, source: io::Error },

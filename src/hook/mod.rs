@@ -98,7 +98,8 @@ fn change(op: Op, owner: String, value: &str) -> Change {
 }
 
 fn usage(client: &str, text: &str) -> HookError {
-    HookError::Usage(format!("zonedrop hook {client}: {text}"))
+    // main prints "zonedrop: " before it.
+    HookError::Usage(format!("hook {client}: {text}"))
 }
 
 /// Map one hook call of `client` to what it asks for. `env` looks up an
@@ -280,11 +281,21 @@ pub fn check(change: &Change, policy: &Policy) -> Result<Checked, HookError> {
 
 /// Check every change, then apply them to `dir`. Nothing is written unless
 /// all of them are valid.
-pub fn apply(dir: &Path, changes: &[Change], policy: &Policy) -> Result<Vec<Checked>, HookError> {
+///
+/// `gate` sees every change once all are valid, before anything is
+/// written: an error from it writes nothing (the caller's own refusals:
+/// a zone the config does not manage, no server to wait on).
+pub fn apply(
+    dir: &Path,
+    changes: &[Change],
+    policy: &Policy,
+    gate: impl FnOnce(&[Checked]) -> Result<(), HookError>,
+) -> Result<Vec<Checked>, HookError> {
     let checked = changes
         .iter()
         .map(|c| check(c, policy))
         .collect::<Result<Vec<_>, _>>()?;
+    gate(&checked)?;
     drop::check_dir(dir)?;
     for c in &checked {
         match c.op {

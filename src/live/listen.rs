@@ -186,17 +186,30 @@ fn share_port(socket: &socket2::Socket) -> std::io::Result<()> {
     socket.set_reuse_port_lb(true)
 }
 
+/// How this platform opens ports below 1024 to a user that is not root.
+#[cfg(target_os = "linux")]
+const PRIVILEGED_PORT_HINT: &str = " (ports below 1024 need root or the capability: `setcap cap_net_bind_service=+ep $(command -v zonedrop)`, AmbientCapabilities=CAP_NET_BIND_SERVICE in a systemd unit, or listen on a port above 1023)";
+#[cfg(target_os = "freebsd")]
+const PRIVILEGED_PORT_HINT: &str = " (ports below 1024 need root, or open them: `sysctl net.inet.ip.portrange.reservedhigh=52` for every user, or mac_portacl(4) for this user alone; or listen on a port above 1023)";
+#[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+const PRIVILEGED_PORT_HINT: &str =
+    " (ports below 1024 need root here: run as root, or listen on a port above 1023)";
+
+/// How this platform lists the addresses of its interfaces.
+#[cfg(target_os = "linux")]
+const ADDRESSES_HINT: &str =
+    " (no interface of this host has that address: choose one `ip addr` shows)";
+#[cfg(not(target_os = "linux"))]
+const ADDRESSES_HINT: &str =
+    " (no interface of this host has that address: choose one `ifconfig` shows)";
+
 fn bind_error(proto: &'static str, addr: SocketAddr, source: std::io::Error) -> ServeError {
     let hint = match source.kind() {
-        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
-            " (ports below 1024 need root or the capability: `setcap cap_net_bind_service=+ep $(command -v zonedrop)`, or listen on a port above 1023)"
-        }
+        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => PRIVILEGED_PORT_HINT,
         std::io::ErrorKind::AddrInUse => {
             " (another program already answers there, often a resolver or name server: stop it or choose another address with --listen)"
         }
-        std::io::ErrorKind::AddrNotAvailable => {
-            " (no interface of this host has that address: choose one `ip addr` shows)"
-        }
+        std::io::ErrorKind::AddrNotAvailable => ADDRESSES_HINT,
         _ => "",
     };
     ServeError::Bind {

@@ -3,10 +3,12 @@
 //! ([`watch`]), "wait until visible" ([`wait`]), NOTIFY ([`notify`]) and
 //! the one DNS exchange the last two share ([`exchange`]). The network
 //! limits around the responder live beside it: the sockets (`listen`), TCP
-//! with its caps (`tcp`), zone transfers in several messages (`axfr`),
+//! with its caps (`tcp`), zone transfers in several messages (`axfr`), CNAME chains followed into
+//! another served zone (`chase`),
 //! response rate limiting (`rrl`) and bounded logging (`tally`).
 
 mod axfr;
+mod chase;
 pub mod exchange;
 mod listen;
 pub mod notify;

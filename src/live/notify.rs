@@ -13,6 +13,7 @@
 )]
 
 use crate::base::config::Config;
+use crate::base::server::Server;
 use crate::live::exchange;
 use crate::live::serve;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
@@ -38,6 +39,12 @@ pub enum NotifyError {
     Zone {
         zone: String,
         source: Box<serve::ServeError>,
+    },
+    #[error("NOTIFY {zone} to {server}: cannot find its address: {reason}")]
+    Resolve {
+        zone: String,
+        server: String,
+        reason: String,
     },
     #[error("NOTIFY: `{0}` is not a domain name")]
     Name(String),
@@ -155,12 +162,14 @@ pub fn published_soa(config: &Config, zone: &str) -> Result<Record, NotifyError>
 }
 
 /// Blocking: NOTIFY `targets` (default: `[build] notify`) that `zone`
-/// changed, with its published SOA. One error per target that did not
-/// acknowledge; an error reading the zone stops before anything is sent.
+/// changed, with its published SOA; a host name is resolved now, and each
+/// of its addresses is notified. One error per target that did not
+/// acknowledge or whose name did not resolve; an error reading the zone
+/// stops before anything is sent.
 pub fn notify_zone(
     config: &Config,
     zone: &str,
-    targets: &[SocketAddr],
+    targets: &[Server],
 ) -> Result<Vec<NotifyError>, NotifyError> {
     let targets = if targets.is_empty() {
         &config.build.notify[..]
@@ -168,12 +177,32 @@ pub fn notify_zone(
         targets
     };
     let soa = published_soa(config, zone)?;
+    let mut failed = Vec::new();
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for t in targets {
+        match t.resolve() {
+            Ok(found) if !found.is_empty() => addrs.extend(found),
+            Ok(_) => failed.push(resolve_error(zone, t, "no address".into())),
+            Err(e) => failed.push(resolve_error(zone, t, e.to_string())),
+        }
+    }
+    addrs.sort();
+    addrs.dedup();
     let name = soa.name.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(NotifyError::Runtime)?;
-    Ok(runtime.block_on(notify_all(&name, Some(&soa), targets)))
+    failed.extend(runtime.block_on(notify_all(&name, Some(&soa), &addrs)));
+    Ok(failed)
+}
+
+fn resolve_error(zone: &str, server: &Server, reason: String) -> NotifyError {
+    NotifyError::Resolve {
+        zone: zone.to_string(),
+        server: server.to_string(),
+        reason,
+    }
 }
 
 #[cfg(test)]

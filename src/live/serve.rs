@@ -37,7 +37,7 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
 };
-use hickory_server::proto::rr::{Name, RData, RecordSet, RecordType, RrKey};
+use hickory_server::proto::rr::{Name, RData, Record, RecordSet, RecordType, RrKey};
 use hickory_server::proto::serialize::txt::Parser;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
@@ -56,6 +56,7 @@ use thiserror::Error;
 
 use crate::base::config::{Config, Serve};
 use crate::base::fs::Stamp;
+use crate::live::chase::{self, Cnames};
 use crate::live::tally::{Event, Tally};
 
 /// How often the published files are looked at.
@@ -128,6 +129,8 @@ struct Loaded {
     stamp: Stamp,
     serial: u32,
     handler: Arc<dyn ZoneHandler>,
+    /// Its CNAME records, for following a chain into another zone (`chase.rs`).
+    cnames: Vec<Record>,
 }
 
 /// One zone as currently served (or last tried).
@@ -139,14 +142,17 @@ struct Slot {
 }
 
 struct Inner {
-    /// Configured zones: name (absolute, lowercase) and published file.
-    zones: Vec<(String, PathBuf)>,
+    /// Configured zones: name (absolute, lowercase) and published file;
+    /// replaced when the config is read again ([`Responder::set_zones`]).
+    zones: ArcSwap<Vec<(String, PathBuf)>>,
     /// `[serve]`: who may transfer, and the limits.
     serve: Serve,
     /// What peers made the responder refuse or drop, logged bounded.
     tally: Arc<Tally>,
     slots: Mutex<HashMap<String, Slot>>,
     catalog: ArcSwap<Catalog>,
+    /// The CNAMEs of the served zones, swapped with the catalog.
+    cnames: ArcSwap<Cnames>,
     /// Bumped after every catalog swap: the UDP path's cached answers are
     /// only good for the generation they were made in.
     generation: Arc<AtomicU64>,
@@ -167,14 +173,17 @@ impl Responder {
     /// exists but does not load is an error: at start there is no older
     /// version to fall back on.
     pub fn load(config: &Config) -> Result<Responder, ServeError> {
+        Responder::load_announcing(config, true)
+    }
+
+    /// [`Responder::load`]; with `announce`, a line for each zone not
+    /// published yet (`serve` waits for another process to publish it;
+    /// `run` publishes it itself at once, and says so then).
+    pub fn load_announcing(config: &Config, announce: bool) -> Result<Responder, ServeError> {
         if config.zones.is_empty() {
             return Err(ServeError::NoZones);
         }
-        let zones: Vec<(String, PathBuf)> = config
-            .zones
-            .iter()
-            .map(|z| (z.name.clone(), config.published_path(&z.name)))
-            .collect();
+        let zones = zone_files(config);
         let mut slots = HashMap::new();
         for (zone, file) in &zones {
             let served = match load_file(zone, file) {
@@ -182,10 +191,12 @@ impl Responder {
                 Err(ServeError::Read { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
-                    log::info!(
-                        "{}: not published yet; zone {zone} is served once it appears",
-                        file.display()
-                    );
+                    if announce {
+                        log::info!(
+                            "{}: not published yet; zone {zone} is served once it appears",
+                            file.display()
+                        );
+                    }
                     None
                 }
                 Err(e) => return Err(e),
@@ -199,13 +210,15 @@ impl Responder {
             );
         }
         let catalog = build_catalog(&slots);
+        let cnames = build_cnames(&slots);
         Ok(Responder {
             inner: Arc::new(Inner {
-                zones,
+                zones: ArcSwap::from_pointee(zones),
                 serve: config.serve.clone(),
                 tally: Arc::new(Tally::new(config.serve.log_interval)),
                 slots: Mutex::new(slots),
                 catalog: ArcSwap::from_pointee(catalog),
+                cnames: ArcSwap::from_pointee(cnames),
                 generation: Arc::new(AtomicU64::new(0)),
                 notified: AtomicBool::new(false),
             }),
@@ -252,16 +265,37 @@ impl Responder {
         );
         slot.served = Some(loaded);
         slot.failed = None;
-        self.inner.catalog.store(Arc::new(build_catalog(&slots)));
-        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        self.inner.swap(&slots);
         Ok(())
+    }
+
+    /// Serve the zones of `config` from now on (the config was read
+    /// again): a zone no longer configured stops being served (REFUSED, as
+    /// for any name outside our zones); a new one is served once its file
+    /// is published (the next poll, or [`Responder::reload`]).
+    pub fn set_zones(&self, config: &Config) {
+        let zones = zone_files(config);
+        let mut slots = self.inner.lock();
+        let before = slots.len();
+        slots.retain(|name, _| zones.iter().any(|(z, _)| z == name));
+        let removed = before - slots.len();
+        for (zone, _) in &zones {
+            slots.entry(zone.clone()).or_insert(Slot {
+                served: None,
+                failed: None,
+            });
+        }
+        self.inner.zones.store(Arc::new(zones));
+        if removed > 0 {
+            self.inner.swap(&slots);
+        }
     }
 
     /// Look at every published file once; reload those that changed since
     /// they were loaded. Failures are logged (once per version of a file)
     /// and keep the old zone.
     pub fn poll(&self) {
-        for (zone, file) in &self.inner.zones {
+        for (zone, file) in self.inner.zones.load().iter() {
             self.poll_zone(zone, file);
         }
     }
@@ -341,10 +375,19 @@ impl Inner {
             want.push('.');
         }
         self.zones
+            .load()
             .iter()
             .find(|(z, _)| *z == want)
             .cloned()
             .ok_or_else(|| ServeError::UnknownZone(name.to_string()))
+    }
+
+    /// Put what `slots` serve in front of the next query: the catalog, its
+    /// CNAMEs, and a new generation for the UDP path's cached answers.
+    fn swap(&self, slots: &HashMap<String, Slot>) {
+        self.cnames.store(Arc::new(build_cnames(slots)));
+        self.catalog.store(Arc::new(build_catalog(slots)));
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     fn allows_axfr(&self, ip: IpAddr) -> bool {
@@ -393,6 +436,11 @@ fn build_zone(zone: &str, file: &Path, stamp: Stamp, text: String) -> Result<Loa
             _ => None,
         })
         .ok_or_else(|| load(format!("no SOA record at {zone}")))?;
+    let cnames = records
+        .iter()
+        .filter(|(k, _)| k.record_type == RecordType::CNAME)
+        .flat_map(|(_, set)| set.records_without_rrsigs().cloned())
+        .collect();
     // AXFR is allowed here and gated by client address in `Front`.
     let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
         origin,
@@ -405,7 +453,17 @@ fn build_zone(zone: &str, file: &Path, stamp: Stamp, text: String) -> Result<Loa
         stamp,
         serial,
         handler: Arc::new(handler),
+        cnames,
     })
+}
+
+/// The configured zones (absolute, lowercase) and their published files.
+fn zone_files(config: &Config) -> Vec<(String, PathBuf)> {
+    config
+        .zones
+        .iter()
+        .map(|z| (z.name.clone(), config.published_path(&z.name)))
+        .collect()
 }
 
 fn build_catalog(slots: &HashMap<String, Slot>) -> Catalog {
@@ -419,6 +477,15 @@ fn build_catalog(slots: &HashMap<String, Slot>) -> Catalog {
     catalog
 }
 
+fn build_cnames(slots: &HashMap<String, Slot>) -> Cnames {
+    Cnames::new(
+        slots
+            .values()
+            .filter_map(|s| s.served.as_ref())
+            .map(|l| (l.handler.origin(), l.cnames.as_slice())),
+    )
+}
+
 /// The request handler the UDP and TCP paths call: access rules, zone
 /// transfers and NOTIFY here, everything else to the current catalog.
 pub(crate) struct Front {
@@ -430,7 +497,7 @@ impl RequestHandler for Front {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
-        response_handle: R,
+        mut response_handle: R,
     ) -> ResponseInfo {
         let catalog = self.inner.catalog.load_full();
         match request.metadata.op_code {
@@ -470,6 +537,13 @@ impl RequestHandler for Front {
                 if axfr {
                     return crate::live::axfr::transfer::<R, T>(&catalog, request, response_handle)
                         .await;
+                }
+                // A CNAME into another zone we serve: the whole chain.
+                let cnames = self.inner.cnames.load();
+                if let Some(info) =
+                    chase::answer(&catalog, &cnames, request, &mut response_handle).await
+                {
+                    return info;
                 }
             }
             _ => {}
@@ -531,18 +605,23 @@ async fn reply<R: ResponseHandler>(
         Ok(info) => info,
         Err(e) => {
             log::warn!("cannot answer {}: {e}", request.src());
-            let mut failed = Metadata::new(
-                request.metadata.id,
-                MessageType::Response,
-                request.metadata.op_code,
-            );
-            failed.response_code = ResponseCode::ServFail;
-            ResponseInfo::from(Header {
-                metadata: failed,
-                counts: HeaderCounts::default(),
-            })
+            failed(request)
         }
     }
+}
+
+/// What a request whose answer could not be sent counts as: SERVFAIL.
+pub(crate) fn failed(request: &Request) -> ResponseInfo {
+    let mut failed = Metadata::new(
+        request.metadata.id,
+        MessageType::Response,
+        request.metadata.op_code,
+    );
+    failed.response_code = ResponseCode::ServFail;
+    ResponseInfo::from(Header {
+        metadata: failed,
+        counts: HeaderCounts::default(),
+    })
 }
 
 #[cfg(test)]

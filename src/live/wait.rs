@@ -3,8 +3,12 @@
 //! its CA to validate before the record is out.
 //!
 //! The servers are the ones given, else `[hook] servers`, else the NS of
-//! the closest configured zone as written in its published file (addresses
-//! from that file's A/AAAA records, else the system resolver; port 53).
+//! the closest configured zone as written in its published file (port 53).
+//! A server known by name (an NS host, or a name given) is looked up at
+//! every round until it resolves: first in the published files of the
+//! managed zones (the zone's own glue, or another managed zone's A/AAAA,
+//! there before any resolver has them), then by the system resolver; a
+//! name that does not resolve yet is asked again, not an error.
 //! Queries go without recursion desired (RFC 1035 §4.1.1: we ask the
 //! authorities themselves, not a resolver's cache), follow a CNAME at the
 //! challenge name (the "challenge alias" pattern), and retry over TCP when
@@ -17,12 +21,13 @@
 
 use crate::base::config::Config;
 use crate::base::name;
+use crate::base::server::{self, Host, Server};
 use crate::live::exchange;
 use crate::live::serve;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{Name, RData, RecordSet, RecordType, RrKey};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -61,8 +66,6 @@ pub enum WaitError {
         owner: String,
         source: Box<serve::ServeError>,
     },
-    #[error("cannot find the address of name server {host}: {reason}")]
-    Resolve { host: String, reason: String },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -84,10 +87,27 @@ pub fn wait_visible(
     config: &Config,
     owner: &str,
     value: &str,
-    servers: &[SocketAddr],
+    servers: &[Server],
     timeout: Duration,
 ) -> Result<(), WaitError> {
     wait_visible_every(config, owner, value, servers, timeout, INTERVAL)
+}
+
+/// The servers to ask about `owner`: `given`, else `[hook] servers`, else
+/// the zone's NS ([`zone_servers`]). Host names among them are resolved
+/// by [`wait`], at each round until they resolve.
+pub fn servers_for(
+    config: &Config,
+    owner: &str,
+    given: &[Server],
+) -> Result<Vec<Server>, WaitError> {
+    if !given.is_empty() {
+        Ok(given.to_vec())
+    } else if !config.hook.servers.is_empty() {
+        Ok(config.hook.servers.clone())
+    } else {
+        zone_servers(config, owner)
+    }
 }
 
 /// [`wait_visible`] with the polling interval as a parameter (tests use
@@ -96,61 +116,85 @@ pub fn wait_visible_every(
     config: &Config,
     owner: &str,
     value: &str,
-    servers: &[SocketAddr],
+    servers: &[Server],
     timeout: Duration,
     interval: Duration,
 ) -> Result<(), WaitError> {
     let owner = name::parse_fqdn(owner)?;
-    let servers = if !servers.is_empty() {
-        servers.to_vec()
-    } else if !config.hook.servers.is_empty() {
-        config.hook.servers.clone()
-    } else {
-        zone_servers(config, &owner)?
-    };
+    let servers = servers_for(config, &owner, servers)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(WaitError::Runtime)?;
-    runtime.block_on(wait(&owner, value, &servers, timeout, interval))
+    runtime.block_on(wait(config, &owner, value, &servers, timeout, interval))
+}
+
+/// One server being waited for: an address asked, or a name not resolved yet.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Pending {
+    Addr(SocketAddr),
+    Name(Server),
+}
+
+impl std::fmt::Display for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pending::Addr(a) => a.fmt(f),
+            Pending::Name(s) => s.fmt(f),
+        }
+    }
 }
 
 /// Ask `servers` (soon, then every `interval`) until each serves TXT `value` at `owner`
-/// (absolute, lowercase), or `timeout` passes.
+/// (absolute, lowercase), or `timeout` passes. A server given by name is
+/// looked up at each round until it resolves (an NS host whose address is
+/// not out yet), first in the published zones of `config` (their glue),
+/// then by the system resolver; each of its addresses must then serve the
+/// value.
 pub async fn wait(
+    config: &Config,
     owner: &str,
     value: &str,
-    servers: &[SocketAddr],
+    servers: &[Server],
     timeout: Duration,
     interval: Duration,
 ) -> Result<(), WaitError> {
     let qname = Name::from_ascii(owner).map_err(|_| WaitError::BadName(owner.to_string()))?;
     let start = Instant::now();
     let deadline = start + timeout;
-    let mut pending: BTreeMap<SocketAddr, Seen> = servers
+    let mut pending: BTreeMap<Pending, Seen> = servers
         .iter()
-        .map(|s| (*s, Seen::Failed("not asked".into())))
+        .map(|s| match s.host {
+            Host::Ip(ip) => Pending::Addr(SocketAddr::new(ip, s.port)),
+            Host::Name(_) => Pending::Name(s.clone()),
+        })
+        .map(|p| (p, Seen::Failed("not asked".into())))
         .collect();
+    let mut visible: Vec<SocketAddr> = Vec::new();
     // A hook asks right after writing, while the builder is still at work
     // (tens of milliseconds with `zonedrop run`): ask again soon, then
     // back off to `interval`, so the client is not held for a whole
     // interval by a record that was out a moment later.
     let mut pause = FIRST_PAUSE;
     loop {
+        resolve_names(config, &mut pending, &visible).await;
         // Each query may take at most what is left, and at least a moment.
         let left = deadline.saturating_duration_since(Instant::now());
         let per_query = left.clamp(Duration::from_millis(100), Duration::from_secs(2));
         let mut set = tokio::task::JoinSet::new();
-        for &server in pending.keys() {
-            let (qname, value) = (qname.clone(), value.to_string());
-            set.spawn(async move { (server, look(&qname, &value, server, per_query).await) });
+        for p in pending.keys() {
+            if let Pending::Addr(server) = *p {
+                let (qname, value) = (qname.clone(), value.to_string());
+                set.spawn(async move { (server, look(&qname, &value, server, per_query).await) });
+            }
         }
         while let Some(joined) = set.join_next().await {
             if let Ok((server, seen)) = joined {
                 if seen == Seen::Visible {
-                    pending.remove(&server);
+                    pending.remove(&Pending::Addr(server));
+                    visible.push(server);
                 } else {
-                    pending.insert(server, seen);
+                    pending.insert(Pending::Addr(server), seen);
                 }
             }
         }
@@ -177,6 +221,88 @@ pub async fn wait(
             })
             .collect(),
     })
+}
+
+/// Replace each name in `pending` that resolves now by its addresses (but
+/// those already `visible`); a name that does not stays, saying why.
+async fn resolve_names(
+    config: &Config,
+    pending: &mut BTreeMap<Pending, Seen>,
+    visible: &[SocketAddr],
+) {
+    let names: Vec<Server> = pending
+        .keys()
+        .filter_map(|p| match p {
+            Pending::Name(s) => Some(s.clone()),
+            Pending::Addr(_) => None,
+        })
+        .collect();
+    for server in names {
+        let Host::Name(host) = &server.host else {
+            continue;
+        };
+        let mut addrs = glue(config, host, server.port);
+        let why = if addrs.is_empty() {
+            match tokio::net::lookup_host((host.as_str(), server.port)).await {
+                Ok(found) => {
+                    addrs.extend(found);
+                    "no address".to_string()
+                }
+                Err(e) => e.to_string(),
+            }
+        } else {
+            String::new()
+        };
+        let key = Pending::Name(server.clone());
+        if addrs.is_empty() {
+            pending.insert(
+                key,
+                Seen::Failed(format!("its address is not found yet: {why}")),
+            );
+            continue;
+        }
+        pending.remove(&key);
+        for a in addrs.into_iter().filter(|a| !visible.contains(a)) {
+            pending
+                .entry(Pending::Addr(a))
+                .or_insert(Seen::Failed("not asked".into()));
+        }
+    }
+}
+
+/// The A and AAAA records of `host` (absolute or not) in the published
+/// file of the configured zone that holds it: glue zonedrop itself
+/// publishes, there before any resolver has it.
+fn glue(config: &Config, host: &str, port: u16) -> Vec<SocketAddr> {
+    let Ok(fqdn) = name::parse_fqdn(host) else {
+        return Vec::new();
+    };
+    let Some(zone) = config.zone_of(&fqdn) else {
+        return Vec::new();
+    };
+    let (Ok(records), Ok(name)) = (
+        serve::read_zone(&config.published_path(&zone.name), &zone.name),
+        Name::from_ascii(&fqdn),
+    ) else {
+        return Vec::new();
+    };
+    addresses(&records, &name, port)
+}
+
+/// The A and AAAA data at `name` in `records`, with `port`.
+fn addresses(records: &BTreeMap<RrKey, RecordSet>, name: &Name, port: u16) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = records
+        .values()
+        .flat_map(|set| set.records_without_rrsigs())
+        .filter(|r| r.name == *name)
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(SocketAddr::from((a.0, port))),
+            RData::AAAA(a) => Some(SocketAddr::from((a.0, port))),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// Ask one server once, following CNAMEs from `owner`.
@@ -244,9 +370,10 @@ fn query(qname: &Name) -> Message {
 }
 
 /// The authoritative servers of the closest configured zone of `owner`:
-/// the apex NS of its published file, each host's A/AAAA from that file
-/// when it has them, else from the system resolver; port 53.
-pub fn zone_servers(config: &Config, owner: &str) -> Result<Vec<SocketAddr>, WaitError> {
+/// the apex NS of its published file, each host with its A/AAAA from that
+/// file when it has them (port 53), else by name (looked up by [`wait`],
+/// in the glue of the other managed zones or by the system resolver).
+pub fn zone_servers(config: &Config, owner: &str) -> Result<Vec<Server>, WaitError> {
     let zone = config
         .zone_of(owner)
         .ok_or_else(|| WaitError::NoServers(owner.to_string()))?;
@@ -256,12 +383,9 @@ pub fn zone_servers(config: &Config, owner: &str) -> Result<Vec<SocketAddr>, Wai
         source: Box::new(e),
     })?;
     let apex = Name::from_ascii(&zone.name).map_err(|_| WaitError::NoServers(owner.to_string()))?;
-    let all = || {
-        records
-            .values()
-            .flat_map(|set| set.records_without_rrsigs())
-    };
-    let hosts: Vec<Name> = all()
+    let hosts: Vec<Name> = records
+        .values()
+        .flat_map(|set| set.records_without_rrsigs())
         .filter(|r| r.name == apex)
         .filter_map(|r| match &r.data {
             RData::NS(ns) => Some(ns.0.clone()),
@@ -270,26 +394,16 @@ pub fn zone_servers(config: &Config, owner: &str) -> Result<Vec<SocketAddr>, Wai
         .collect();
     let mut out = Vec::new();
     for host in hosts {
-        let glue: Vec<SocketAddr> = all()
-            .filter(|r| r.name == host)
-            .filter_map(|r| match &r.data {
-                RData::A(a) => Some(SocketAddr::from((a.0, 53))),
-                RData::AAAA(a) => Some(SocketAddr::from((a.0, 53))),
-                _ => None,
-            })
-            .collect();
-        if !glue.is_empty() {
-            out.extend(glue);
-            continue;
+        let glue = addresses(&records, &host, server::PORT);
+        if glue.is_empty() {
+            let name = host.to_ascii().trim_end_matches('.').to_ascii_lowercase();
+            out.push(Server {
+                host: Host::Name(name),
+                port: server::PORT,
+            });
+        } else {
+            out.extend(glue.into_iter().map(Server::ip));
         }
-        let text = host.to_ascii();
-        let found = (text.trim_end_matches('.'), 53)
-            .to_socket_addrs()
-            .map_err(|e| WaitError::Resolve {
-                host: text.clone(),
-                reason: e.to_string(),
-            })?;
-        out.extend(found);
     }
     out.sort();
     out.dedup();
@@ -318,7 +432,7 @@ mod tests {
         .unwrap();
         let config = Config::load(&path).unwrap();
         let servers = zone_servers(&config, "_acme-challenge.www.example.test.").unwrap();
-        let want: Vec<SocketAddr> = ["192.0.2.1:53", "192.0.2.2:53", "[2001:db8::2]:53"]
+        let want: Vec<Server> = ["192.0.2.1:53", "192.0.2.2:53", "[2001:db8::2]:53"]
             .iter()
             .map(|s| s.parse().unwrap())
             .collect();

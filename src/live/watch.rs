@@ -9,6 +9,11 @@
 //! watched too), and a build also runs every few seconds regardless: the
 //! build's manifest makes that a handful of `stat` calls when nothing moved,
 //! and it lets fragments expire and rollover deadlines pass on time.
+//! SIGHUP reads the config file again (systemd's `ExecReload`, rc.d's
+//! `reload`): a config that loads is used from the next build on, with the
+//! folders it names watched; one that does not is logged and the one in use
+//! stays. A zone left out of the new config is no longer built (its last
+//! published file stays where it is).
 
 use crate::base::config::Config;
 use crate::build::inputs::{inputs, Kind};
@@ -32,6 +37,8 @@ pub const TICK: Duration = Duration::from_secs(5);
 pub enum WatchError {
     #[error("cannot start the file watcher: {0}")]
     Start(notify::Error),
+    #[error("cannot watch for SIGHUP: {0}")]
+    Signal(std::io::Error),
 }
 
 /// What to watch, and how.
@@ -69,9 +76,16 @@ pub fn watched_paths(config: &Config) -> BTreeMap<PathBuf, RecursiveMode> {
                 watch(&input.path, RecursiveMode::NonRecursive);
                 continue;
             }
-            // A zone file lies in a source folder, watched whole; the
-            // config is read once, at the start.
-            Kind::ZoneFile | Kind::Config => continue,
+            // A zone file in a source folder is watched with it; one kept
+            // elsewhere (`[[zone]] file`) through its folder. The config
+            // is read at the start and at SIGHUP.
+            Kind::ZoneFile => {
+                if let Some(dir) = input.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    watch(dir, RecursiveMode::NonRecursive);
+                }
+                continue;
+            }
+            Kind::Config => continue,
         };
         watch(&dir, mode);
         // The parent sees the folder itself vanish and come back.
@@ -82,16 +96,74 @@ pub fn watched_paths(config: &Config) -> BTreeMap<PathBuf, RecursiveMode> {
     out
 }
 
+/// What wakes the watcher: a change in a watched folder, or SIGHUP.
+enum Wake {
+    Changed,
+    Reload,
+}
+
+/// The folders to watch and which of them are watched now.
+struct Watched {
+    wanted: BTreeMap<PathBuf, RecursiveMode>,
+    armed: BTreeMap<PathBuf, bool>,
+}
+
+impl Watched {
+    fn new(config: &Config) -> Watched {
+        Watched {
+            wanted: watched_paths(config),
+            armed: BTreeMap::new(),
+        }
+    }
+
+    /// Watch the wanted folders that exist now; stop watching those that
+    /// went away or are no longer wanted (a config read again).
+    fn arm(&mut self, watcher: &mut Option<RecommendedWatcher>) {
+        let Some(watcher) = watcher else { return };
+        for (path, was) in self.armed.iter_mut() {
+            if *was && !self.wanted.contains_key(path) {
+                let _ = watcher.unwatch(path);
+                *was = false;
+            }
+        }
+        for (path, mode) in &self.wanted {
+            let exists = path.is_dir();
+            let was = self.armed.get(path).copied().unwrap_or(false);
+            if exists && !was {
+                let ok = watcher.watch(path, *mode).is_ok();
+                self.armed.insert(path.clone(), ok);
+            } else if !exists && was {
+                let _ = watcher.unwatch(path);
+                self.armed.insert(path.clone(), false);
+            }
+        }
+    }
+}
+
 /// Watch and build until the event channel closes (never, in practice).
-/// `on_build` sees every build's report; it logs and swaps in zones.
+/// `on_build` sees every build's report (it logs and swaps in zones). At
+/// SIGHUP the config file is read again: a good one is used from the next
+/// build on (and handed to `on_reload`: the responder serves its zones), a
+/// bad one is logged and the one in use stays.
 pub fn run(
     config: &Config,
     opts: &Options,
     mut on_build: impl FnMut(&Report),
+    mut on_reload: impl FnMut(&Config),
 ) -> Result<(), WatchError> {
-    let (tx, rx) = mpsc::channel::<notify::Result<Event>>();
-    let handler = move |ev: notify::Result<Event>| {
-        let _ = tx.send(ev);
+    let mut config = config.clone();
+    let (tx, rx) = mpsc::channel::<Wake>();
+    // Registered before the first build: from here on SIGHUP no longer
+    // ends the process.
+    hangups(tx.clone())?;
+    let handler = move |event: notify::Result<Event>| {
+        // inotify reports opens and closes of the files a build reads
+        // (notify asks for IN_OPEN): they change nothing, and taken as
+        // changes they would start the next build, which reads again.
+        if matches!(&event, Ok(e) if e.kind.is_access()) {
+            return;
+        }
+        let _ = tx.send(Wake::Changed);
     };
     // Polling is not notify's PollWatcher: it compares mtimes in whole
     // seconds, so a fragment added and removed between two of its scans
@@ -110,40 +182,27 @@ pub fn run(
     let tick = opts
         .poll
         .map_or(TICK, |p| p.clamp(Duration::from_millis(10), TICK));
-    let wanted = watched_paths(config);
-    let mut armed: BTreeMap<PathBuf, bool> = BTreeMap::new();
-    let mut arm = |watcher: &mut Option<RecommendedWatcher>| {
-        let Some(watcher) = watcher else { return };
-        for (path, mode) in &wanted {
-            let exists = path.is_dir();
-            let was = armed.get(path).copied().unwrap_or(false);
-            if exists && !was {
-                let ok = watcher.watch(path, *mode).is_ok();
-                armed.insert(path.clone(), ok);
-            } else if !exists && was {
-                let _ = watcher.unwatch(path);
-                armed.insert(path.clone(), false);
-            }
-        }
-    };
-    arm(&mut watcher);
+    let mut watched = Watched::new(&config);
+    watched.arm(&mut watcher);
     log::info!(
         "watching {} folders{}",
-        wanted.len(),
+        watched.wanted.len(),
         opts.poll.map_or(String::new(), |p| format!(
             " (polling every {})",
             humantime::format_duration(p)
         ))
     );
-    build_once(config, &mut on_build);
+    build_once(&config, false, &mut on_build);
     loop {
+        let mut reload = false;
         match rx.recv_timeout(tick) {
-            Ok(_) => {
+            Ok(wake) => {
+                reload = matches!(wake, Wake::Reload);
                 // Let the burst finish: quiet for QUIET, or MAX_DELAY at most.
                 let start = Instant::now();
                 while start.elapsed() < MAX_DELAY {
                     match rx.recv_timeout(QUIET) {
-                        Ok(_) => continue,
+                        Ok(wake) => reload |= matches!(wake, Wake::Reload),
                         Err(RecvTimeoutError::Timeout) => break,
                         Err(RecvTimeoutError::Disconnected) => return Ok(()),
                     }
@@ -152,13 +211,73 @@ pub fn run(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         }
-        arm(&mut watcher);
-        build_once(config, &mut on_build);
+        // A config read again is built whole: the manifest stamps the
+        // file, which a build under the old config may have stamped
+        // already after it was edited.
+        let mut force = false;
+        if reload {
+            if let Some(new) = read_again(&config) {
+                config = new;
+                watched.wanted = watched_paths(&config);
+                on_reload(&config);
+                force = true;
+            }
+        }
+        watched.arm(&mut watcher);
+        build_once(&config, force, &mut on_build);
     }
 }
 
-fn build_once(config: &Config, on_build: &mut impl FnMut(&Report)) {
-    match build::run(config, &build::Options::default(), SystemTime::now()) {
+/// The config file of `config` read again, or None (logged) when it does
+/// not load.
+fn read_again(config: &Config) -> Option<Config> {
+    let path = config.file.as_deref()?;
+    match Config::load(path) {
+        Ok(new) => {
+            log::info!(
+                "{}: config read again (SIGHUP): {} zones",
+                path.display(),
+                new.zones.len()
+            );
+            Some(new)
+        }
+        Err(e) => {
+            log::error!("{e}; SIGHUP: the config in use stays");
+            None
+        }
+    }
+}
+
+/// Turn every SIGHUP into a [`Wake::Reload`] on `tx`. The handler is in
+/// place when this returns (a thread of its own waits for the signals).
+fn hangups(tx: mpsc::Sender<Wake>) -> Result<(), WatchError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(WatchError::Signal)?;
+    let mut hup = {
+        let _in = runtime.enter();
+        signal(SignalKind::hangup()).map_err(WatchError::Signal)?
+    };
+    std::thread::spawn(move || {
+        runtime.block_on(async {
+            while hup.recv().await.is_some() {
+                if tx.send(Wake::Reload).is_err() {
+                    return;
+                }
+            }
+        })
+    });
+    Ok(())
+}
+
+fn build_once(config: &Config, force: bool, on_build: &mut impl FnMut(&Report)) {
+    let opts = build::Options {
+        force,
+        ..Default::default()
+    };
+    match build::run(config, &opts, SystemTime::now()) {
         Ok(report) => {
             report.show(Shown::Log);
             on_build(&report);

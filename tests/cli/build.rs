@@ -559,7 +559,7 @@ fn init_makes_a_working_tree() {
     let r = t.run(&["init", "site", "--zone", "mail.example.org"]);
     assert_eq!(r.code, 1);
     assert!(
-        r.stderr.contains("site/zonedrop.toml already exists"),
+        r.stderr.contains("site/zonedrop.toml: already exists"),
         "{}",
         r.stderr
     );
@@ -840,7 +840,8 @@ fn list_judges_with_the_challenge_aliases_of_the_sources() {
             t.path("zones/extra/broken").display()
         )
     );
-    assert_eq!(list.stdout.lines().count(), 3, "{}", list.stdout);
+    // The header and the three files.
+    assert_eq!(list.stdout.lines().count(), 4, "{}", list.stdout);
 }
 
 /// A secondary on a UDP socket of its own: it acknowledges every NOTIFY

@@ -493,3 +493,85 @@ fn on_change_can_sign_each_changed_zone() {
     assert!(ex.t.path("examples/example.test").exists(), "not reloaded");
     assert_eq!(ex.mtime("example.net"), net);
 }
+
+/// The SOA serial of a zone as ldns or zonedrop writes it.
+fn soa_serial(text: &str) -> u32 {
+    rdata(text, "SOA")[0][2].parse().unwrap()
+}
+
+#[test]
+fn resign_gives_a_zone_near_expiry_a_new_serial_and_fresh_signatures() {
+    let ex = Example::new();
+    ex.make_ok(&["BUILD_FLAGS=--quiet"]);
+    // example.net signed again for 3 days: due within RESIGN_DAYS (7).
+    std::fs::remove_file(ex.signed("example.net")).unwrap();
+    ex.make_ok(&["BUILD_FLAGS=--quiet", "SIG_VALIDITY_DAYS=3"]);
+    assert_eq!(ex.make_ok(&["due"]), "example.net\n");
+    let serial = soa_serial(&ex.signed_text("example.net"));
+    let test_signed = ex.mtime("example.test");
+
+    // What cron runs daily: silent when all is well.
+    let out = ex.make(&["resign", "BUILD_FLAGS=--quiet"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "cron would mail this: {out:?}"
+    );
+    ex.verify("example.net");
+    let text = ex.signed_text("example.net");
+    // The serial moved (example.net counts by `increment`), so secondaries
+    // transfer the new signatures; the signed zone has zonedrop's serial.
+    assert_eq!(soa_serial(&text), serial + 1);
+    let unsigned = std::fs::read_to_string(ex.t.path("unsigned/example.net")).unwrap();
+    assert_eq!(soa_serial(&unsigned), serial + 1);
+    assert_near("expiration", validity(&text).1, now() + 30 * DAY);
+    assert_eq!(ex.make_ok(&["due"]), "");
+    assert_eq!(
+        ex.mtime("example.test"),
+        test_signed,
+        "not due, not re-signed"
+    );
+}
+
+#[test]
+fn bump_due_re_signs_through_on_change() {
+    // The `zonedrop watch` variant (docs/jails.md): zonedrop signs from
+    // on_change, and cron runs `make bump-due` daily.
+    let ex = Example::new();
+    let examples = ex.t.path("examples");
+    ex.edit(
+        "zonedrop.toml",
+        "[build]\n",
+        &format!(
+            "[build]\non_change = \"make -s -C {} sign-now ZONES={{zone}} RELOAD=touch\"\n",
+            examples.display()
+        ),
+    );
+    let r = ex.t.run(&["build", "--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    ex.make_ok(&["sign-now", "ZONES=example.test", "SIG_VALIDITY_DAYS=3"]);
+    assert_eq!(ex.make_ok(&["due"]), "example.test\n");
+    let serial = soa_serial(&ex.signed_text("example.test"));
+    let net_signed = ex.mtime("example.net");
+    std::fs::remove_file(ex.t.path("examples/example.test")).unwrap();
+
+    let out = ex.make(&["bump-due", "BUILD_FLAGS=--quiet"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+    ex.verify("example.test");
+    let text = ex.signed_text("example.test");
+    // example.test's serials follow the date: a bump moves it on.
+    assert!(
+        soa_serial(&text) > serial,
+        "{} <= {serial}",
+        soa_serial(&text)
+    );
+    assert_near("expiration", validity(&text).1, now() + 30 * DAY);
+    assert!(ex.t.path("examples/example.test").exists(), "not reloaded");
+    assert_eq!(ex.make_ok(&["due"]), "");
+    assert_eq!(
+        ex.mtime("example.net"),
+        net_signed,
+        "not due, not re-signed"
+    );
+}

@@ -409,7 +409,10 @@ fn bad_input_is_refused_and_nothing_written() {
     ]);
     assert_eq!(
         (r.code, r.stderr.trim()),
-        (1, "zonedrop: drop directory notadir is not a directory")
+        (
+            1,
+            "zonedrop: notadir is not a directory; the drop directory (--drop, ZONEDROP_DROP, [hook] drop or a [[drop]] path) must name one"
+        )
     );
     let r = t.run(&["add", "_acme-challenge.example.test", V1]);
     assert_eq!(r.code, 2);
@@ -530,7 +533,8 @@ fn list_shows_fragments_and_verdicts() {
     assert_eq!(ours["value"], V1);
     assert_eq!(ours["ttl"], 60);
     let r = t.run(&["list"]);
-    assert_eq!(r.stdout.lines().count(), 3);
+    // The header and the three files.
+    assert_eq!(r.stdout.lines().count(), 4);
     assert!(r
         .stdout
         .contains(&format!("_acme-challenge.example.test.\t{V1}\t60\t")));

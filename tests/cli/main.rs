@@ -3,6 +3,7 @@
 
 mod acme;
 mod build;
+mod bump;
 mod concurrency;
 mod crash;
 mod cron;
@@ -11,5 +12,10 @@ mod diskfull;
 mod examples;
 mod hook;
 mod live;
+mod messages;
 mod netlimits;
+mod reload;
+mod rollover;
+mod servers;
+mod sources;
 mod support;

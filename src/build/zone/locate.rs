@@ -54,8 +54,11 @@ impl Sources<'_> {
             stop: false,
         };
         let scope = self.zone_scope(&a.zone, None);
-        expander.expand(&self.soa_path(&a.zone), scope.clone(), &mut sink)?;
-        let primary = self.primary_path(&a.zone);
+        let (soa, primary) = (self.soa_path(&a.zone), self.primary_path(&a.zone));
+        // A zone kept in one file is read once.
+        if soa != primary {
+            expander.expand(&soa, scope.clone(), &mut sink)?;
+        }
         expander.expand(&primary, scope, &mut sink)?;
         for e in self.extras.iter().filter(|e| e.zone == a.zone) {
             if sink.stop {

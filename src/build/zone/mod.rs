@@ -30,7 +30,7 @@ mod sources;
 pub use settle::{settle, Settled};
 pub use sources::{read_aliases, Sources};
 
-use crate::build::source;
+use crate::build::source::{self, at_line};
 use check::Checked;
 use emit::Emitter;
 use std::fmt::Write as _;
@@ -43,7 +43,7 @@ const SERIAL_MARK: &str = "4294967295";
 /// What is wrong with a zone, and where (the file and line when known).
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ZoneError {
-    #[error("{}:{line}: {message}", file.display())]
+    #[error("{}{}: {message}", file.display(), at_line(*line))]
     At {
         file: PathBuf,
         line: usize,

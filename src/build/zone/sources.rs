@@ -13,7 +13,7 @@ use super::alias::Aliases;
 use super::check::{check_batches, CheckContext, Checked, Feed, PIPELINE_BYTES};
 use super::emit::{Emitter, Slice};
 use super::{Assembled, Mark, Rendered, Soa, ZoneError, SERIAL_MARK};
-use crate::base::config::{Config, Policy};
+use crate::base::config::{Config, Policy, ZoneConf};
 use crate::base::cores;
 use crate::build::source::{Entry, Expander, Scope, Sink};
 use hickory_proto::serialize::txt::parse_ttl;
@@ -67,14 +67,25 @@ impl<'c> Sources<'c> {
     /// Read extra/ (every regular file, recursively; dot-files skipped) and
     /// assign its entries to zones.
     pub fn new(config: &'c Config) -> Result<Sources<'c>, ZoneError> {
-        let roots: Vec<PathBuf> = [
-            &config.paths.soa,
-            &config.paths.primary,
-            &config.paths.extra,
+        // `$INCLUDE` reaches the source folders, and the folder of a zone
+        // file kept elsewhere (`[[zone]] file`, `soa`, `primary`).
+        let own_folders = config.zones.iter().flat_map(|z| {
+            [&z.file, &z.soa, &z.primary]
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.parent().map(PathBuf::from))
+        });
+        let mut roots: Vec<PathBuf> = [
+            config.paths.soa.clone(),
+            config.paths.primary.clone(),
+            config.paths.extra.clone(),
         ]
-        .iter()
+        .into_iter()
+        .chain(own_folders)
         .filter_map(|p| p.canonicalize().ok())
         .collect();
+        roots.sort();
+        roots.dedup();
         let mut s = Sources {
             config,
             roots,
@@ -143,12 +154,27 @@ impl<'c> Sources<'c> {
         Ok(())
     }
 
+    fn zone_conf(&self, zone: &str) -> Option<&ZoneConf> {
+        self.config.zones.iter().find(|z| z.name == zone)
+    }
+
     pub(super) fn soa_path(&self, zone: &str) -> PathBuf {
-        self.config.paths.soa.join(zone.trim_end_matches('.'))
+        match self.zone_conf(zone) {
+            Some(z) => self.config.soa_file(z),
+            None => self.config.paths.soa.join(zone.trim_end_matches('.')),
+        }
     }
 
     pub(super) fn primary_path(&self, zone: &str) -> PathBuf {
-        self.config.paths.primary.join(zone.trim_end_matches('.'))
+        match self.zone_conf(zone) {
+            Some(z) => self.config.primary_file(z),
+            None => self.config.paths.primary.join(zone.trim_end_matches('.')),
+        }
+    }
+
+    /// Whether `zone` is kept in one file with its SOA (`[[zone]] file`).
+    pub(super) fn single_file(&self, zone: &str) -> bool {
+        self.zone_conf(zone).is_some_and(|z| z.file.is_some())
     }
 
     /// Read primary/ of `zone` only to learn its challenge aliases (needed
@@ -250,9 +276,17 @@ impl<'c> Sources<'c> {
         let primary_path = self.primary_path(zone);
         let mut inputs = Vec::new();
 
-        // The SOA part.
-        let mut soa_sink = SoaSink::default();
-        expander.expand(&soa_path, self.zone_scope(zone, None), &mut soa_sink)?;
+        // The SOA part; in a zone kept in one file, its SOA record alone
+        // (read up to it), the rest comes with the records below.
+        let single = self.single_file(zone);
+        let mut soa_sink = SoaSink {
+            single,
+            ..SoaSink::default()
+        };
+        match expander.expand(&soa_path, self.zone_scope(zone, None), &mut soa_sink) {
+            Err(e) if single && e.message == SOA_FOUND => {}
+            r => r?,
+        }
         inputs.append(&mut soa_sink.files);
         let soa_entry = match soa_sink.soa.take() {
             Some(s) => s,
@@ -308,6 +342,7 @@ impl<'c> Sources<'c> {
             policy: &self.config.policy,
             aliases: Aliases::default(),
             feed: feed.as_mut(),
+            soa_at: single.then(|| (soa_entry.file.clone(), soa_entry.line)),
         };
         expander.expand(&primary_path, self.zone_scope(zone, None), &mut sink)?;
         inputs.append(&mut sink.files);
@@ -358,10 +393,24 @@ struct EmitSink<'e> {
     aliases: Aliases,
     /// Where finished slices go, when the zone is checked as it is read.
     feed: Option<&'e mut Feed>,
+    /// In a zone kept in one file: where its SOA entry is (written
+    /// already, with the serial left open), skipped here.
+    soa_at: Option<(Arc<PathBuf>, usize)>,
 }
 
 impl Sink for EmitSink<'_> {
     fn entry(&mut self, e: &Entry<'_>) -> Result<(), String> {
+        if let Some((file, line)) = &self.soa_at {
+            if e.rtype().as_deref() == Some("SOA") {
+                if e.line == *line && **e.file == **file {
+                    return Ok(());
+                }
+                return Err(format!(
+                    "a second SOA record (the zone's is at {}:{line})",
+                    file.display()
+                ));
+            }
+        }
         self.em.directives(&e.scope.origin, e.scope.ttl.as_deref());
         let rest = e.rest_text();
         self.em.entry(e.owner, &rest);
@@ -376,8 +425,13 @@ impl Sink for EmitSink<'_> {
     }
 }
 
+/// What [`SoaSink`] stops a one-file zone's first pass with, once it has
+/// its SOA: not an error.
+const SOA_FOUND: &str = "\u{0}the SOA record is found";
+
 /// The SOA entry of soa/<zone>, taken apart.
 struct SoaEntry {
+    file: Arc<PathBuf>,
     line: usize,
     owner: String,
     ttl: String,
@@ -398,10 +452,16 @@ struct SoaSink {
     soa: Option<SoaEntry>,
     others: Vec<OtherEntry>,
     files: Vec<PathBuf>,
+    /// A zone kept in one file: only its SOA is taken here, and reading
+    /// stops there ([`SOA_FOUND`]).
+    single: bool,
 }
 
 impl Sink for SoaSink {
     fn entry(&mut self, e: &Entry<'_>) -> Result<(), String> {
+        if self.single && e.rtype().as_deref() != Some("SOA") {
+            return Ok(());
+        }
         if e.rtype().as_deref() != Some("SOA") {
             self.others.push(OtherEntry {
                 scope: e.scope.clone(),
@@ -438,6 +498,7 @@ impl Sink for SoaSink {
             .ttl_token()
             .map_or_else(|| default_ttl.clone(), str::to_string);
         self.soa = Some(SoaEntry {
+            file: e.file.clone(),
             line: e.line,
             owner: e.owner.to_string(),
             ttl,
@@ -446,6 +507,9 @@ impl Sink for SoaSink {
             scope: e.scope.clone(),
             default_ttl,
         });
+        if self.single {
+            return Err(SOA_FOUND.into());
+        }
         Ok(())
     }
     fn file(&mut self, path: &Path) {
