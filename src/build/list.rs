@@ -5,17 +5,19 @@
 //! `zonedrop check` says. Reads only; never removes an expired fragment.
 
 use crate::base::config::{Config, DropDir};
+use crate::base::name::printable_path;
 use crate::build::whitelist;
 use crate::build::zone::alias::Aliases;
-use crate::hook::drop::{self, DropError};
+use crate::hook::drop::{DropError, DropHandle};
 use serde::Serialize;
-use std::path::PathBuf;
 use std::time::SystemTime;
 
 /// One drop file as `list` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Listed {
-    pub file: PathBuf,
+    /// The file's path, escaped ([`printable_path`]): a name that is not
+    /// UTF-8 or holds control characters is shown, never printed raw.
+    pub file: String,
     pub owner: Option<String>,
     pub value: Option<String>,
     pub ttl: Option<u32>,
@@ -46,8 +48,7 @@ pub fn list(
     let max = config.map_or(4096, |c| c.policy.max_fragment_bytes);
     let mut out = Vec::new();
     for dir in dirs {
-        drop::check_dir(&dir.path)?;
-        for entry in drop::read_dir(&dir.path, max)? {
+        for entry in DropHandle::open(&dir.path)?.read_all(max)? {
             let age = now
                 .duration_since(entry.modified)
                 .unwrap_or_default()
@@ -67,7 +68,7 @@ pub fn list(
                 None => {}
             }
             out.push(Listed {
-                file: entry.path,
+                file: printable_path(&entry.path),
                 owner,
                 value,
                 ttl,
@@ -101,7 +102,7 @@ pub fn render_text(items: &[Listed]) -> String {
             i.age,
             i.zone.as_deref().unwrap_or("-"),
             i.published_at.as_deref().unwrap_or("-"),
-            i.file.display(),
+            i.file,
             verdict
         ));
     }

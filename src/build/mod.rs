@@ -109,7 +109,7 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
             return Ok(report);
         }
     };
-    let drops = read.read_drops(now, !opts.dry_run);
+    let drops = read.read_drops(now, !opts.dry_run, &mut report);
     report.refusals = drops.refusals;
     read.read_keys(now, opts.dry_run, &mut report);
     let mut files: Vec<PathBuf> = listed

@@ -17,9 +17,10 @@
 )]
 
 use crate::base::config::{Config, DropDir};
+use crate::base::name::printable_path;
 use crate::base::rules::{check_label, check_value, drop_allows};
 use crate::build::zone::alias::Aliases;
-use crate::hook::drop::{self, Entry};
+use crate::hook::drop::{DropError, DropHandle, Entry};
 use crate::hook::fragment::Fragment;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,9 @@ pub struct Challenge {
     pub value: String,
     /// The drop file it came from.
     pub file: PathBuf,
+    /// Its mtime as read (the newest win under `max_values_per_name`; it
+    /// expires `max_age` after).
+    pub modified: SystemTime,
 }
 
 /// A drop file, or a record in it, that was not accepted.
@@ -48,25 +52,33 @@ pub struct Refusal {
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: refused: {}", self.file.display(), self.reason)
+        write!(
+            f,
+            "{}: refused: {}",
+            printable_path(&self.file),
+            self.reason
+        )
     }
 }
 
 /// Every drop directory read, checked and sorted into accepted challenges and
 /// refusals.
+#[derive(Default)]
 pub struct Sorted {
     pub challenges: Vec<Challenge>,
     pub refusals: Vec<Refusal>,
+    /// Drop directories that could not be opened or listed, and why: an
+    /// error for the zones they feed, which keep their last good output.
+    pub unreadable: Vec<(DropDir, DropError)>,
+    /// Drop directories that do not exist (yet): they hold no challenges.
+    pub missing: Vec<PathBuf>,
 }
 
 /// Read all drop directories of `config` and apply the whitelist, with the
 /// challenge aliases of the zone sources; `now` is injectable for tests; with
 /// `prune`, expired fragments are removed where the builder may write.
 pub fn sort_drops_with(config: &Config, aliases: &Aliases, now: SystemTime, prune: bool) -> Sorted {
-    let mut out = Sorted {
-        challenges: Vec::new(),
-        refusals: Vec::new(),
-    };
+    let mut out = Sorted::default();
     for dir in &config.drops {
         sort_dir(config, dir, aliases, now, prune, &mut out);
     }
@@ -89,23 +101,22 @@ fn sort_dir(
             reason,
         })
     };
-    let names = match drop::list_names(&dir.path) {
-        Ok(n) => n,
-        // A drop directory that does not exist (yet) holds no challenges.
-        Err(drop::DropError::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            return
+    // Opened once: every read and removal below is relative to the handle.
+    let listed = DropHandle::open(&dir.path)
+        .and_then(|h| h.read_all(policy.max_fragment_bytes).map(|e| (h, e)));
+    let (handle, mut entries) = match listed {
+        Ok(listed) => listed,
+        // A drop directory that does not exist (yet) holds no challenges:
+        // hooks may not have run.
+        Err(DropError::Missing(path)) => {
+            out.missing.push(path);
+            return;
         }
         Err(e) => {
-            refuse(out, &dir.path, e.to_string());
+            out.unreadable.push((dir.clone(), e));
             return;
         }
     };
-    let mut entries: Vec<Entry> = names
-        .into_iter()
-        .filter_map(|n| drop::read_entry(&dir.path.join(n), policy.max_fragment_bytes).ok())
-        .collect();
     if entries.len() > policy.max_files {
         // Keep the newest: a live client's fragment is always recent.
         entries.sort_by_key(|e| std::cmp::Reverse(e.modified));
@@ -121,21 +132,60 @@ fn sort_dir(
         );
     }
     for entry in entries {
-        let remove = |path: &Path| {
-            // Best effort: on a read-only mount it stays, and stays ignored.
-            if prune {
-                let _ = std::fs::remove_file(path);
-            }
-        };
         match judge(config, dir, &entry, aliases, now) {
             Ok(c) => out.challenges.push(c),
             Err(Verdict::Expired(reason)) => {
-                remove(&entry.path);
+                // Best effort: on a read-only mount it stays, and stays ignored.
+                if prune {
+                    let _ = handle.remove(&entry.name);
+                }
                 refuse(out, &entry.path, reason);
             }
             Err(Verdict::Refused(reason)) => refuse(out, &entry.path, reason),
         }
     }
+}
+
+/// The zones a drop directory may carry challenges into: every zone when
+/// it has no `names`; else the zones of its names (and below a wildcard),
+/// and the zones its challenge aliases lead into. When it cannot be read,
+/// these are the zones that may not publish without it.
+pub fn fed_zones(config: &Config, dir: &DropDir, aliases: &Aliases) -> Vec<String> {
+    let Some(names) = &dir.names else {
+        return config.zones.iter().map(|z| z.name.clone()).collect();
+    };
+    let mut fed: Vec<String> = Vec::new();
+    let mut feed = |zone: Option<&str>| {
+        if let Some(z) = zone {
+            if !fed.iter().any(|f| f == z) {
+                fed.push(z.to_string());
+            }
+        }
+    };
+    for pattern in names {
+        let base = pattern.strip_prefix("*.").unwrap_or(pattern);
+        feed(config.zone_of(base).map(|z| z.name.as_str()));
+        if pattern.starts_with("*.") {
+            for z in config
+                .zones
+                .iter()
+                .filter(|z| crate::base::name::in_zone(&z.name, base))
+            {
+                feed(Some(&z.name));
+            }
+        }
+    }
+    for (owner, _) in aliases.iter() {
+        if drop_allows(Some(names), owner) {
+            let target = aliases.follow(owner).ok();
+            feed(
+                target
+                    .and_then(|t| config.zone_of(&t))
+                    .map(|z| z.name.as_str()),
+            );
+        }
+    }
+    fed
 }
 
 /// Why [`judge`] did not accept an entry.
@@ -185,6 +235,7 @@ pub fn judge(
             .clamp(policy.ttl_min, policy.ttl_max),
         value: fragment.value.clone(),
         file: entry.path.clone(),
+        modified: entry.modified,
     })
 }
 
@@ -231,7 +282,7 @@ fn limit_per_owner(out: &mut Sorted, max: usize) {
     }
     for (_, mut list) in by_owner {
         if list.len() > max {
-            list.sort_by_key(|c| std::cmp::Reverse(modified(&c.file)));
+            list.sort_by_key(|c| std::cmp::Reverse(c.modified));
             for c in list.split_off(max) {
                 out.refusals.push(Refusal {
                     reason: format!(
@@ -246,10 +297,4 @@ fn limit_per_owner(out: &mut Sorted, max: usize) {
     }
     out.challenges
         .sort_by(|a, b| (&a.owner, &a.value).cmp(&(&b.owner, &b.value)));
-}
-
-fn modified(p: &Path) -> SystemTime {
-    std::fs::symlink_metadata(p)
-        .and_then(|m| m.modified())
-        .unwrap_or(SystemTime::UNIX_EPOCH)
 }

@@ -14,35 +14,37 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::base::fs::{sync_dir, write_atomic};
+use crate::base::fs::write_atomic_at;
 use crate::base::hex;
+use crate::base::name::printable_path;
 use crate::hook::fragment::{Fragment, FragmentError};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use sha2::{Digest, Sha256};
-use std::ffi::OsString;
-use std::fs::{self, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum DropError {
-    #[error("drop directory {0} does not exist")]
+    #[error("drop directory {} does not exist", printable_path(.0))]
     Missing(PathBuf),
-    #[error("{0} is not a directory; the drop directory (--drop, ZONEDROP_DROP, [hook] drop or a [[drop]] path) must name one")]
+    #[error("{} is not a directory; the drop directory (--drop, ZONEDROP_DROP, [hook] drop or a [[drop]] path) must name one", printable_path(.0))]
     NotDir(PathBuf),
-    #[error("drop directory {path} is not writable: {source}")]
+    #[error("drop directory {} is a symbolic link{}: name the real directory in the config (whoever can replace a link can point it at any folder while zonedrop reads and removes files there)", printable_path(.path), .target.as_ref().map_or(String::new(), |t| format!(" to {}", printable_path(t))))]
+    Symlink {
+        path: PathBuf,
+        target: Option<PathBuf>,
+    },
+    #[error("drop directory {} is not writable: {source}", printable_path(.path))]
     NotWritable { path: PathBuf, source: io::Error },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> DropError + '_ {
-    move |source| DropError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    #[error("drop directory {} cannot be listed: {source}", printable_path(.path))]
+    Unlistable { path: PathBuf, source: io::Error },
 }
 
 /// What `add` did.
@@ -52,11 +54,14 @@ pub enum Added {
     AlreadyThere(PathBuf),
 }
 
-/// Why one entry of a drop directory was not read as a fragment.
+/// Why one entry of a drop directory was not read as a fragment. None of
+/// these carries a byte of the file's content.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ReadRefusal {
     #[error("not a regular file (symlink, FIFO, device or folder)")]
     NotRegular,
+    #[error("it has {0} hard links: a fragment has one (a link could make zonedrop read a file from elsewhere)")]
+    HardLinked(u64),
     #[error("larger than {0} bytes")]
     TooLarge(u64),
     #[error("unreadable: {0}")]
@@ -68,7 +73,11 @@ pub enum ReadRefusal {
 /// One file of a drop directory, read and parsed (or not).
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// The directory's path joined with the name: for messages and stamps
+    /// only, never opened again.
     pub path: PathBuf,
+    /// The name in its directory, as listed.
+    pub name: OsString,
     pub modified: SystemTime,
     pub fragment: Result<Fragment, ReadRefusal>,
 }
@@ -93,31 +102,213 @@ pub fn check_dir(dir: &Path) -> Result<(), DropError> {
         Ok(m) if m.is_dir() => Ok(()),
         Ok(_) => Err(DropError::NotDir(dir.to_path_buf())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(DropError::Missing(dir.to_path_buf())),
-        Err(source) => Err(DropError::Io {
+        Err(source) => Err(DropError::Unlistable {
             path: dir.to_path_buf(),
             source,
         }),
     }
 }
 
+/// An open drop directory. It is opened once; every listing, read, write
+/// and removal after that is relative to the handle (`openat`, `unlinkat`,
+/// `renameat`), so swapping the directory for a symlink, or moving it,
+/// cannot make zonedrop read or remove anything outside it.
+#[derive(Debug)]
+pub struct DropHandle {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl DropHandle {
+    /// Open `path` as a reader of hostile entries (the builder, `list`): a
+    /// symlink in place of the directory is refused. A mount point is fine.
+    pub fn open(path: &Path) -> Result<DropHandle, DropError> {
+        DropHandle::open_with(path, false)
+    }
+
+    /// Open `path` as a hook does: its `--drop` may be a symlink to the real
+    /// directory (its own view of it); the handle is what counts after that.
+    pub fn open_following(path: &Path) -> Result<DropHandle, DropError> {
+        DropHandle::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, follow: bool) -> Result<DropHandle, DropError> {
+        let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        if !follow {
+            flags |= OFlags::NOFOLLOW;
+        }
+        match rfs::open(path, flags, Mode::empty()) {
+            Ok(fd) => Ok(DropHandle {
+                fd,
+                path: path.to_path_buf(),
+            }),
+            Err(e) => {
+                let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+                let e = io::Error::from(e);
+                Err(if is_link && !follow {
+                    DropError::Symlink {
+                        path: path.to_path_buf(),
+                        target: fs::canonicalize(path).ok(),
+                    }
+                } else if e.kind() == io::ErrorKind::NotFound {
+                    DropError::Missing(path.to_path_buf())
+                } else if e.raw_os_error() == Some(libc::ENOTDIR) {
+                    DropError::NotDir(path.to_path_buf())
+                } else {
+                    DropError::Unlistable {
+                        path: path.to_path_buf(),
+                        source: e,
+                    }
+                })
+            }
+        }
+    }
+
+    /// The path it was opened by, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn unlistable(&self, e: impl Into<io::Error>) -> DropError {
+        DropError::Unlistable {
+            path: self.path.clone(),
+            source: e.into(),
+        }
+    }
+
+    /// The names a reader considers: everything but dot-files (temporaries,
+    /// editor and `rsync` leftovers), sorted for stable output. A listing
+    /// that fails part way is an error, never a shorter list.
+    pub fn names(&self) -> Result<Vec<OsString>, DropError> {
+        let mut names = Vec::new();
+        for e in rfs::Dir::read_from(&self.fd).map_err(|e| self.unlistable(e))? {
+            let e = e.map_err(|e| self.unlistable(e))?;
+            let name = e.file_name().to_bytes();
+            if !name.starts_with(b".") {
+                names.push(OsString::from_vec(name.to_vec()));
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Read every entry (see [`DropHandle::read_entry`]). Entries that vanish
+    /// while being read are skipped: they were removed, not refused.
+    pub fn read_all(&self, max_bytes: u64) -> Result<Vec<Entry>, DropError> {
+        Ok(self
+            .names()?
+            .into_iter()
+            .filter_map(|n| self.read_entry(&n, max_bytes).ok())
+            .collect())
+    }
+
+    /// Read one entry without trusting it: `fstatat` without following
+    /// first (a symlink, FIFO or device is never opened, a file with more
+    /// than one link never read), then `openat` with `O_NOFOLLOW |
+    /// O_NONBLOCK`, `fstat` to see it is the same regular file, and at most
+    /// `max_bytes + 1` bytes read. `Err` only when the file is gone.
+    pub fn read_entry(&self, name: &OsStr, max_bytes: u64) -> io::Result<Entry> {
+        let st = rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        let entry = |modified, fragment| Entry {
+            path: self.path.join(name),
+            name: name.to_os_string(),
+            modified,
+            fragment,
+        };
+        let listed = mtime(st.st_mtime as i64, st.st_mtime_nsec as i64);
+        let refused = |why| entry(listed, Err(why));
+        if FileType::from_raw_mode(st.st_mode as _) != FileType::RegularFile {
+            return Ok(refused(ReadRefusal::NotRegular));
+        }
+        if st.st_nlink as u64 > 1 {
+            return Ok(refused(ReadRefusal::HardLinked(st.st_nlink as u64)));
+        }
+        if st.st_size as u64 > max_bytes {
+            return Ok(refused(ReadRefusal::TooLarge(max_bytes)));
+        }
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let file = match rfs::openat(&self.fd, name, flags, Mode::empty()) {
+            Ok(fd) => File::from(fd),
+            Err(rustix::io::Errno::NOENT) => return Err(io::ErrorKind::NotFound.into()),
+            Err(e) => {
+                return Ok(refused(ReadRefusal::Unreadable(
+                    io::Error::from(e).to_string(),
+                )))
+            }
+        };
+        let opened = file.metadata()?;
+        if !opened.file_type().is_file()
+            || opened.ino() != st.st_ino as u64
+            || opened.dev() != st.st_dev as u64
+        {
+            // Swapped between the stat and the open: treat as hostile.
+            return Ok(refused(ReadRefusal::NotRegular));
+        }
+        if opened.nlink() > 1 {
+            return Ok(refused(ReadRefusal::HardLinked(opened.nlink())));
+        }
+        let modified = opened.modified().unwrap_or(UNIX_EPOCH);
+        let mut bytes = Vec::with_capacity(opened.len().min(max_bytes) as usize + 1);
+        if let Err(e) = (&file).take(max_bytes + 1).read_to_end(&mut bytes) {
+            return Ok(entry(modified, Err(ReadRefusal::Unreadable(e.to_string()))));
+        }
+        if bytes.len() as u64 > max_bytes {
+            return Ok(entry(modified, Err(ReadRefusal::TooLarge(max_bytes))));
+        }
+        Ok(entry(
+            modified,
+            Fragment::parse(&bytes).map_err(ReadRefusal::Syntax),
+        ))
+    }
+
+    /// Remove `name` from this directory (`unlinkat`): never anything
+    /// elsewhere, whatever happened to the path since it was opened.
+    pub fn remove(&self, name: &OsStr) -> io::Result<()> {
+        rfs::unlinkat(&self.fd, name, AtFlags::empty()).map_err(io::Error::from)
+    }
+
+    /// Write `bytes` to `name` in this directory atomically.
+    pub fn write(&self, name: &OsStr, bytes: &[u8]) -> io::Result<()> {
+        write_atomic_at(self.fd.as_fd(), name, &[bytes])
+    }
+
+    /// fsync the directory so removals in it survive a crash; best effort.
+    pub fn sync(&self) {
+        let _ = rfs::fsync(&self.fd);
+    }
+}
+
+fn mtime(secs: i64, nanos: i64) -> SystemTime {
+    let nanos = Duration::from_nanos(nanos.clamp(0, 999_999_999) as u64);
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs as u64) + nanos
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + nanos
+    }
+}
+
 /// Write `fragment` into `dir` atomically. Adding a pair that is already
 /// there changes nothing.
 pub fn add(dir: &Path, fragment: &Fragment, default_ttl: u32) -> Result<Added, DropError> {
-    check_dir(dir)?;
-    let target = dir.join(file_name(&fragment.owner, &fragment.value));
+    let handle = DropHandle::open_following(dir)?;
+    let name = OsString::from(file_name(&fragment.owner, &fragment.value));
+    let target = dir.join(&name);
     if let Ok(Entry {
         fragment: Ok(f), ..
-    }) = read_entry(&target, 4096)
+    }) = handle.read_entry(&name, 4096)
     {
         if f.owner == fragment.owner && f.value == fragment.value {
             return Ok(Added::AlreadyThere(target));
         }
     }
     let text = fragment.render(default_ttl);
-    write_atomic(&target, &[text.as_bytes()]).map_err(|source| DropError::NotWritable {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    handle
+        .write(&name, text.as_bytes())
+        .map_err(|source| DropError::NotWritable {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     Ok(Added::Written(target))
 }
 
@@ -130,12 +321,12 @@ pub fn del(
     value: &str,
     max_bytes: u64,
 ) -> Result<Vec<PathBuf>, DropError> {
-    check_dir(dir)?;
+    let handle = DropHandle::open_following(dir)?;
     let mut removed = Vec::new();
-    for entry in read_dir(dir, max_bytes)? {
+    for entry in handle.read_all(max_bytes)? {
         if let Ok(f) = &entry.fragment {
             if f.owner == owner && f.value == value {
-                match fs::remove_file(&entry.path) {
+                match handle.remove(&entry.name) {
                     Ok(()) => removed.push(entry.path),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(source) => {
@@ -149,77 +340,19 @@ pub fn del(
         }
     }
     if !removed.is_empty() {
-        sync_dir(dir);
+        handle.sync();
     }
     Ok(removed)
 }
 
-/// The names in `dir` a reader considers: everything but dot-files
-/// (temporaries, editor and `rsync` leftovers), sorted for stable output.
+/// The names in `dir` a reader considers ([`DropHandle::names`]).
 pub fn list_names(dir: &Path) -> Result<Vec<OsString>, DropError> {
-    let mut names: Vec<OsString> = fs::read_dir(dir)
-        .map_err(io_err(dir))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name())
-        .filter(|n| !n.as_encoded_bytes().starts_with(b"."))
-        .collect();
-    names.sort();
-    Ok(names)
+    DropHandle::open(dir)?.names()
 }
 
-/// Read every entry of `dir` (see [`read_entry`]). Entries that vanish while
-/// being read are skipped: they were removed, not refused.
+/// Read every entry of `dir` as the builder does ([`DropHandle::read_all`]).
 pub fn read_dir(dir: &Path, max_bytes: u64) -> Result<Vec<Entry>, DropError> {
-    let names = list_names(dir)?;
-    Ok(names
-        .into_iter()
-        .filter_map(|n| read_entry(&dir.join(n), max_bytes).ok())
-        .collect())
-}
-
-/// Read one drop file without trusting it: `lstat` first (a symlink, FIFO or
-/// device is never opened), then open with `O_NOFOLLOW | O_NONBLOCK`, check
-/// with `fstat` that it is the same regular file, and read at most
-/// `max_bytes + 1` bytes. `Err` only when the file is gone.
-pub fn read_entry(path: &Path, max_bytes: u64) -> io::Result<Entry> {
-    let meta = fs::symlink_metadata(path)?;
-    let refused = |why| Entry {
-        path: path.to_path_buf(),
-        modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-        fragment: Err(why),
-    };
-    if !meta.file_type().is_file() {
-        return Ok(refused(ReadRefusal::NotRegular));
-    }
-    if meta.len() > max_bytes {
-        return Ok(refused(ReadRefusal::TooLarge(max_bytes)));
-    }
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
-        Err(e) => return Ok(refused(ReadRefusal::Unreadable(e.to_string()))),
-    };
-    let opened = file.metadata()?;
-    if !opened.file_type().is_file() || opened.ino() != meta.ino() || opened.dev() != meta.dev() {
-        // Swapped between lstat and open: treat as hostile.
-        return Ok(refused(ReadRefusal::NotRegular));
-    }
-    let mut bytes = Vec::with_capacity(opened.len().min(max_bytes) as usize + 1);
-    if let Err(e) = (&file).take(max_bytes + 1).read_to_end(&mut bytes) {
-        return Ok(refused(ReadRefusal::Unreadable(e.to_string())));
-    }
-    if bytes.len() as u64 > max_bytes {
-        return Ok(refused(ReadRefusal::TooLarge(max_bytes)));
-    }
-    Ok(Entry {
-        path: path.to_path_buf(),
-        modified: opened.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-        fragment: Fragment::parse(&bytes).map_err(ReadRefusal::Syntax),
-    })
+    DropHandle::open(dir)?.read_all(max_bytes)
 }
 
 #[cfg(test)]

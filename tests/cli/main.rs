@@ -2,6 +2,7 @@
 //! a temporary tree, one module per feature.
 
 mod acme;
+mod boundary;
 mod build;
 mod bump;
 mod concurrency;

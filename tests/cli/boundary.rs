@@ -1,0 +1,121 @@
+//! The drop directory as a boundary: what a hostile drop writer cannot make
+//! zonedrop do. Nothing outside the drop directory is read or removed
+//! (a symlink in its place, a swap while a build runs, a hard link to a
+//! secret), no byte of a refused file and no raw file name reaches a
+//! message, a drop directory inside a source folder is refused, a future
+//! mtime does not outlive `max_age`, and an unreadable drop directory
+//! keeps the last good zone instead of withdrawing its challenges.
+
+use crate::support::*;
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Set a file's mtime.
+fn set_mtime(path: &Path, at: SystemTime) {
+    File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(at)
+        .unwrap();
+}
+
+#[test]
+fn a_symlink_in_place_of_the_drop_directory_is_refused_and_names_the_real_one() {
+    let t = Tree::one_zone("", "");
+    std::fs::remove_dir(t.path("drop")).unwrap();
+    t.mkdir("elsewhere");
+    t.write(
+        "elsewhere/planted",
+        &line("_acme-challenge.example.test.", 60, V1),
+    );
+    std::os::unix::fs::symlink(t.path("elsewhere"), t.path("drop")).unwrap();
+    let real = std::fs::canonicalize(t.path("elsewhere")).unwrap();
+    for args in [&["check"][..], &["build"], &["list"]] {
+        let r = t.run(args);
+        assert_eq!(r.code, 1, "{args:?}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stderr.contains("is a symbolic link to ")
+                && r.stderr.contains(real.to_str().unwrap())
+                && r.stderr.contains("name the real directory"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(!r.stdout.contains(V1) && !r.stderr.contains(V1), "{args:?}");
+    }
+    assert!(!t.path("unsigned/example.test").exists());
+    // Named as the real directory, it works.
+    t.write(
+        "zonedrop.toml",
+        "[[drop]]\npath = \"elsewhere\"\n[[zone]]\nname = \"example.test\"\n",
+    );
+    let r = t.run(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("1 challenge"), "{}", r.stdout);
+}
+
+#[test]
+fn swapping_the_drop_directory_for_a_symlink_during_builds_reads_and_removes_nothing_outside() {
+    let t = Tree::one_zone("[policy]\nmax_age = \"1h\"\n", "");
+    // Outside: files a build would remove (expired) and one it would
+    // publish (fresh), were it to follow the link.
+    t.mkdir("outside");
+    let old = SystemTime::now() - Duration::from_secs(7200);
+    let mut outside = Vec::new();
+    for i in 0..20 {
+        let p = t.write(
+            &format!("outside/victim{i:02}"),
+            &line("_acme-challenge.example.test.", 60, V1),
+        );
+        set_mtime(&p, old);
+        outside.push(p);
+    }
+    t.write(
+        "outside/planted",
+        &line("_acme-challenge.example.test.", 60, V2),
+    );
+    outside.push(t.path("outside/planted"));
+    assert_eq!(t.run(&["add", "_acme-challenge.example.test", V1]).code, 0);
+
+    let (drop, real, target) = (t.path("drop"), t.path("drop.real"), t.path("outside"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let swapper = std::thread::spawn(move || {
+        let mut swaps = 0u32;
+        while !stop2.load(Ordering::Relaxed) {
+            std::fs::rename(&drop, &real).unwrap();
+            std::os::unix::fs::symlink(&target, &drop).unwrap();
+            std::thread::yield_now();
+            std::fs::remove_file(&drop).unwrap();
+            std::fs::rename(&real, &drop).unwrap();
+            swaps += 1;
+        }
+        swaps
+    });
+    let mut refused = 0;
+    for _ in 0..300 {
+        let r = t.run(&["build", "--force"]);
+        assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+        assert!(
+            !r.stderr.contains("victim") && !r.stderr.contains("planted"),
+            "{}",
+            r.stderr
+        );
+        if r.stderr.contains("is a symbolic link") {
+            refused += 1;
+        }
+        if let Ok(zone) = std::fs::read_to_string(t.path("unsigned/example.test")) {
+            assert!(!zone.contains(V2), "published from outside:\n{zone}");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 300, "only {swaps} swaps");
+    assert!(refused > 0, "no build ever saw the link");
+    for p in &outside {
+        assert!(p.exists(), "{} was removed", p.display());
+    }
+}
