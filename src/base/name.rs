@@ -33,6 +33,24 @@ pub enum NameError {
     NotZoneText(String),
 }
 
+impl NameError {
+    /// The rule broken, without the name (for text that may be anything).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            NameError::Empty(_) => "it is empty",
+            NameError::EmptyLabel(_) => "it has an empty label",
+            NameError::LongLabel(_) => "a label is longer than 63 bytes",
+            NameError::TooLong(_) => "it is longer than 253 bytes",
+            NameError::BadChar { .. } => {
+                "it holds a character other than letters, digits, `-` and `_`"
+            }
+            NameError::NotZoneText(_) => {
+                "a label starts with `-`, holds `_` after its first character, or is bad punycode"
+            }
+        }
+    }
+}
+
 /// Parse `s` (with or without the trailing dot, any case) into a lowercase
 /// absolute name such as `_acme-challenge.example.test.`.
 ///

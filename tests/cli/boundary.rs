@@ -119,3 +119,109 @@ fn swapping_the_drop_directory_for_a_symlink_during_builds_reads_and_removes_not
         assert!(p.exists(), "{} was removed", p.display());
     }
 }
+
+const MARK: &str = "S3CR3TMARK";
+
+/// Every way `zonedrop` shows a drop directory, all output together.
+fn everything_shown(t: &Tree) -> String {
+    let mut all = String::new();
+    for args in [&["build"][..], &["check"], &["list"], &["list", "--json"]] {
+        let r = t.run(args);
+        all.push_str(&r.stdout);
+        all.push_str(&r.stderr);
+    }
+    all
+}
+
+#[test]
+fn no_byte_of_a_malformed_fragment_or_a_hard_linked_secret_is_ever_shown() {
+    let t = Tree::one_zone("[policy]\nmax_files = 5000\n", "");
+    // Every shape of the hostile corpus, with the secret where the
+    // grammar fails: before the owner, after it, at the end of the line.
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hostile");
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(&corpus).unwrap() {
+        let e = e.unwrap();
+        let text = std::fs::read(e.path()).unwrap();
+        let first_space = text.iter().position(|&b| b == b' ').unwrap_or(text.len());
+        let line_end = text.iter().position(|&b| b == b'\n').unwrap_or(text.len());
+        let mark = format!(" {MARK}");
+        let variants = [
+            [MARK.as_bytes(), b" ", &text].concat(),
+            [&text[..first_space], mark.as_bytes(), &text[first_space..]].concat(),
+            [&text[..line_end], mark.as_bytes(), &text[line_end..]].concat(),
+        ];
+        for (i, v) in variants.iter().enumerate() {
+            let name = format!("{}-secret{i}", e.file_name().to_str().unwrap());
+            std::fs::write(t.path("drop").join(&name), v).unwrap();
+            names.push(name);
+        }
+    }
+    // The secret where each token of a fragment goes.
+    for (i, shape) in [
+        format!("root:{MARK}:0:0 60 IN TXT \"{V1}\""),
+        format!("root:{MARK}. 60 IN TXT \"{V1}\""),
+        format!("_acme-challenge.example.test. {MARK} IN TXT \"{V1}\""),
+        format!("_acme-challenge.example.test. 9{MARK} IN TXT \"{V1}\""),
+        format!("_acme-challenge.example.test. 60 CLASS{MARK} TXT \"{V1}\""),
+        format!("_acme-challenge.example.test. 60 IN TXT \"{MARK}\u{1}\""),
+        format!("_acme-challenge.example.test. 60 IN TXT \"{MARK} x\""),
+        format!("_acme-challenge.example.test. 60 IN TXT {MARK}\u{e9}"),
+        format!("_acme-challenge.-{MARK}.test. 60 IN TXT \"{V1}\""),
+        MARK.to_string(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let name = format!("shape{i}");
+        t.write(&format!("drop/{name}"), shape);
+        names.push(name);
+    }
+    // A hard link to a secret that happens to be a valid fragment: refused
+    // for its link count, never read.
+    t.write(
+        "secret",
+        &line(
+            "_acme-challenge.example.test.",
+            60,
+            "S3CR3TMARKxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        ),
+    );
+    std::fs::hard_link(t.path("secret"), t.path("drop/hard-link")).unwrap();
+    names.push("hard-link".into());
+
+    let shown = everything_shown(&t);
+    assert!(
+        !shown.to_lowercase().contains(&MARK.to_lowercase()),
+        "the secret was shown:\n{}",
+        shown
+            .lines()
+            .filter(|l| l.to_lowercase().contains(&MARK.to_lowercase()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // Each one refused, by name, with the rule it broke.
+    let build = t.run(&["build", "--force"]);
+    for name in &names {
+        assert!(
+            build.stderr.contains(&format!("/drop/{name}: refused: ")),
+            "no refusal for {name}:\n{}",
+            build.stderr
+        );
+    }
+    assert!(
+        build
+            .stderr
+            .contains("/drop/hard-link: refused: it has 2 hard links"),
+        "{}",
+        build.stderr
+    );
+    // A record type from the known list is still named.
+    assert!(
+        build
+            .stderr
+            .contains("/drop/type-a-secret2: refused: the record type is `A`"),
+        "{}",
+        build.stderr
+    );
+}
