@@ -99,7 +99,7 @@ fn apply(ctx: &Context, changes: &[Change]) -> Result<u8, Error> {
             |e| {
                 Error::Failed(format!(
                     "{e}; the challenge stays written in {}",
-                    dir.display()
+                    crate::base::name::printable_path(&dir)
                 ))
             },
         )?;
@@ -111,10 +111,9 @@ fn apply(ctx: &Context, changes: &[Change]) -> Result<u8, Error> {
 /// builder would take: an owner in a configured zone, and within the
 /// `[[drop]] names` of the directory written to.
 fn refuse_unmanaged(config: &Config, dir: &Path, owner: &str) -> Result<(), HookError> {
-    let file = config
-        .file
-        .as_deref()
-        .map_or_else(String::new, |f| format!(" ({})", f.display()));
+    let file = config.file.as_deref().map_or_else(String::new, |f| {
+        format!(" ({})", crate::base::name::printable_path(&f))
+    });
     if config.zone_of(owner).is_none() {
         return Err(HookError::Refused(format!(
             "`{owner}` lies in no zone the config{file} manages; nothing was written"
@@ -128,7 +127,7 @@ fn refuse_unmanaged(config: &Config, dir: &Path, owner: &str) -> Result<(), Hook
     if !crate::base::rules::drop_allows(names, owner) {
         return Err(HookError::Refused(format!(
             "`{owner}` is outside the names the drop directory {} may carry ([[drop]] names in the config{file}); nothing was written",
-            dir.display()
+            crate::base::name::printable_path(&dir)
         )));
     }
     Ok(())
@@ -398,7 +397,7 @@ pub fn render_key_status(statuses: &[keys::KeyStatus]) -> String {
                 s.rtype,
                 s.rdata,
                 s.state,
-                s.source.display()
+                crate::base::name::printable_path(&s.source)
             )
         })
         .collect()
@@ -455,7 +454,7 @@ pub fn init(dir: &Path, zones: &[String], add: Option<&str>) -> Result<u8, Error
             let config = crate::init::add_zone(dir, zone)?;
             println!(
                 "{}: zone {} added. Next: fill in its soa/ and primary/ files, then zonedrop build",
-                config.display(),
+                crate::base::name::printable_path(&config),
                 zone.trim_end_matches('.').to_ascii_lowercase()
             );
         }
@@ -463,8 +462,8 @@ pub fn init(dir: &Path, zones: &[String], add: Option<&str>) -> Result<u8, Error
             let config = crate::init::init(dir, zones)?;
             println!(
                 "{}: ready. Next: cd {} && zonedrop build",
-                config.display(),
-                dir.display()
+                crate::base::name::printable_path(&config),
+                crate::base::name::printable_path(&dir)
             );
         }
     }

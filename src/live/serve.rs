@@ -194,7 +194,7 @@ impl Responder {
                     if announce {
                         log::info!(
                             "{}: not published yet; zone {zone} is served once it appears",
-                            file.display()
+                            crate::base::name::printable_path(&file)
                         );
                     }
                     None
@@ -260,7 +260,7 @@ impl Responder {
         }?;
         log::info!(
             "{}: zone {zone} reloaded (serial {})",
-            file.display(),
+            crate::base::name::printable_path(&file),
             loaded.serial
         );
         slot.served = Some(loaded);
@@ -698,7 +698,7 @@ mod tests {
             e,
             format!(
                 "{}: cannot load zone example.test.: no SOA record at example.test.",
-                file.display()
+                crate::base::name::printable_path(&file)
             )
         );
     }

@@ -8,6 +8,7 @@
 
 use crate::support::*;
 use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -224,4 +225,57 @@ fn no_byte_of_a_malformed_fragment_or_a_hard_linked_secret_is_ever_shown() {
         "{}",
         build.stderr
     );
+}
+
+#[test]
+fn file_names_cannot_forge_lines_and_any_name_lists_as_json() {
+    let t = Tree::one_zone("", "");
+    let forged = "evil\nzonedrop: example.test: serial 1 -> 2, 1 challenge\u{1b}[31m\u{202e}";
+    t.write(&format!("drop/{forged}"), "junk\n");
+    let drop = t.path("drop");
+    let raw = |bytes: &[u8]| drop.join(std::ffi::OsStr::from_bytes(bytes));
+    std::fs::write(raw(b"latin1-\xe9t\xe9"), "junk\n").unwrap();
+    std::fs::write(
+        raw(b"good-\xff"),
+        line("_acme-challenge.example.test.", 60, V1),
+    )
+    .unwrap();
+    let check = |out: &str, what: &str| {
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{202e}'),
+            "{what}: raw control:\n{out:?}"
+        );
+        assert!(
+            !out.lines()
+                .any(|l| l.starts_with("zonedrop: example.test: serial 1")),
+            "{what}: a forged line:\n{out}"
+        );
+    };
+    for args in [&["build"][..], &["check"], &["list"]] {
+        let r = t.run(args);
+        check(&r.stdout, &format!("{args:?} stdout"));
+        check(&r.stderr, &format!("{args:?} stderr"));
+        assert!(r.stderr.contains("drop/evil\\nzonedrop: example.test: serial 1 -> 2, 1 challenge\\u{1b}[31m\\u{202e}: refused: ")
+            || args == ["list"], "{args:?}: {}", r.stderr);
+    }
+    let r = t.run(&["list", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let items: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    let files: Vec<&str> = items.iter().map(|i| i["file"].as_str().unwrap()).collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(
+        files.iter().any(|f| f.ends_with("/drop/good-\\xff")),
+        "{files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f.ends_with("/drop/latin1-\\xe9t\\xe9")),
+        "{files:?}"
+    );
+    let good = items
+        .iter()
+        .find(|i| i["file"].as_str().unwrap().ends_with("good-\\xff"))
+        .unwrap();
+    assert_eq!(good["accepted"], true);
 }

@@ -400,7 +400,10 @@ impl Config {
             if t.ports.is_empty() {
                 return Err(invalid(
                     "tlsa.ports",
-                    format!("{}: at least one port is needed", t.cert.display()),
+                    format!(
+                        "{}: at least one port is needed",
+                        crate::base::name::printable_path(&t.cert)
+                    ),
                 ));
             }
         }
@@ -409,7 +412,14 @@ impl Config {
         let holds = self
             .tlsa
             .iter()
-            .map(|t| ("tlsa.hold", t.cert.display().to_string(), t.hold, t.ttl))
+            .map(|t| {
+                (
+                    "tlsa.hold",
+                    crate::base::name::printable_path(&t.cert).to_string(),
+                    t.hold,
+                    t.ttl,
+                )
+            })
             .chain(
                 self.sshfp
                     .iter()
