@@ -112,7 +112,7 @@ fn apply(ctx: &Context, changes: &[Change]) -> Result<u8, Error> {
 /// `[[drop]] names` of the directory written to.
 fn refuse_unmanaged(config: &Config, dir: &Path, owner: &str) -> Result<(), HookError> {
     let file = config.file.as_deref().map_or_else(String::new, |f| {
-        format!(" ({})", crate::base::name::printable_path(&f))
+        format!(" ({})", crate::base::name::printable_path(f))
     });
     if config.zone_of(owner).is_none() {
         return Err(HookError::Refused(format!(
@@ -127,7 +127,7 @@ fn refuse_unmanaged(config: &Config, dir: &Path, owner: &str) -> Result<(), Hook
     if !crate::base::rules::drop_allows(names, owner) {
         return Err(HookError::Refused(format!(
             "`{owner}` is outside the names the drop directory {} may carry ([[drop]] names in the config{file}); nothing was written",
-            crate::base::name::printable_path(&dir)
+            crate::base::name::printable_path(dir)
         )));
     }
     Ok(())
@@ -463,7 +463,7 @@ pub fn init(dir: &Path, zones: &[String], add: Option<&str>) -> Result<u8, Error
             println!(
                 "{}: ready. Next: cd {} && zonedrop build",
                 crate::base::name::printable_path(&config),
-                crate::base::name::printable_path(&dir)
+                crate::base::name::printable_path(dir)
             );
         }
     }

@@ -25,7 +25,7 @@ use thiserror::Error;
 const MAX_INCLUDE_DEPTH: usize = 8;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("{}{}: {message}", crate::base::name::printable_path(&file), at_line(*line))]
+#[error("{}{}: {message}", crate::base::name::printable_path(file), at_line(*line))]
 pub struct SourceError {
     pub file: PathBuf,
     pub line: usize,

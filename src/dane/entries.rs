@@ -115,7 +115,7 @@ pub(super) fn inputs(config: &Config) -> (Vec<Input>, Vec<Unlisted>) {
         let describe = |path: &Path, role: &str| {
             format!(
                 "tlsa {role} {} {} {} {} {}",
-                crate::base::name::printable_path(&path),
+                crate::base::name::printable_path(path),
                 t.names.join(","),
                 t.ports
                     .iter()
@@ -152,7 +152,7 @@ pub(super) fn inputs(config: &Config) -> (Vec<Input>, Vec<Unlisted>) {
             let entry = format!(
                 "sshfp {} {hash} {}",
                 s.name,
-                crate::base::name::printable_path(&path)
+                crate::base::name::printable_path(path)
             );
             let files = match std::fs::metadata(path) {
                 Ok(m) if m.is_dir() => match folder_files(path) {
@@ -162,7 +162,7 @@ pub(super) fn inputs(config: &Config) -> (Vec<Input>, Vec<Unlisted>) {
                             entry,
                             error: format!(
                                 "{}: cannot list the key folder: {e}",
-                                crate::base::name::printable_path(&path)
+                                crate::base::name::printable_path(path)
                             ),
                         });
                         continue;
@@ -174,7 +174,7 @@ pub(super) fn inputs(config: &Config) -> (Vec<Input>, Vec<Unlisted>) {
                         entry,
                         error: format!(
                             "{}: cannot read: {e}",
-                            crate::base::name::printable_path(&path)
+                            crate::base::name::printable_path(path)
                         ),
                     });
                     continue;

@@ -286,13 +286,13 @@ fn load_state(path: &Path) -> Result<State, String> {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
             format!(
                 "{}: cannot parse the key rollover memory ({e}); it is left as it is: delete it to start afresh (fingerprints it holds for rollover are then dropped)",
-                crate::base::name::printable_path(&path)
+                crate::base::name::printable_path(path)
             )
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
         Err(e) => Err(format!(
             "{}: cannot read the key rollover memory: {e}",
-            crate::base::name::printable_path(&path)
+            crate::base::name::printable_path(path)
         )),
     }
 }
@@ -301,7 +301,7 @@ fn save_state(path: &Path, state: &State) -> Result<(), String> {
     let fail = |e: &dyn std::fmt::Display| {
         format!(
             "{}: cannot write the key rollover memory: {e}",
-            crate::base::name::printable_path(&path)
+            crate::base::name::printable_path(path)
         )
     };
     let dir = path.parent().unwrap_or(Path::new("."));

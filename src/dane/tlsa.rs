@@ -297,7 +297,7 @@ pub fn expired(material: &Material, usage: u8, path: &Path, now: SystemTime) -> 
         .map(|c| {
             format!(
                 "{}: certificate expired {}; its TLSA record is published anyway: renew it",
-                crate::base::name::printable_path(&path),
+                crate::base::name::printable_path(path),
                 humantime::format_rfc3339_seconds(c.not_after)
             )
         })

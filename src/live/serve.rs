@@ -194,7 +194,7 @@ impl Responder {
                     if announce {
                         log::info!(
                             "{}: not published yet; zone {zone} is served once it appears",
-                            crate::base::name::printable_path(&file)
+                            crate::base::name::printable_path(file)
                         );
                     }
                     None

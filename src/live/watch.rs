@@ -236,7 +236,7 @@ fn read_again(config: &Config) -> Option<Config> {
         Ok(new) => {
             log::info!(
                 "{}: config read again (SIGHUP): {} zones",
-                crate::base::name::printable_path(&path),
+                crate::base::name::printable_path(path),
                 new.zones.len()
             );
             Some(new)
