@@ -10,6 +10,7 @@ use crate::support::*;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -278,4 +279,57 @@ fn file_names_cannot_forge_lines_and_any_name_lists_as_json() {
         .find(|i| i["file"].as_str().unwrap().ends_with("good-\\xff"))
         .unwrap();
     assert_eq!(good["accepted"], true);
+}
+
+#[test]
+fn a_drop_directory_overlapping_a_trusted_place_is_refused_naming_both() {
+    let t = Tree::one_zone("", "");
+    t.mkdir("zones/extra/incoming");
+    t.mkdir("zones/primary/sub");
+    t.mkdir("state");
+    std::os::unix::fs::symlink(t.path("zones/extra"), t.path("via-link")).unwrap();
+    // A bind mount of extra/ elsewhere: only device and inode tell.
+    let bound = t.mkdir("bound");
+    let mount = Command::new("mount")
+        .arg("--bind")
+        .arg(t.path("zones/extra"))
+        .arg(&bound)
+        .status()
+        .unwrap();
+    assert!(mount.success(), "mount --bind (the tests run as root)");
+    let zone = "[[zone]]\nname = \"example.test\"\n";
+    let cases = [
+        ("drop = zones/extra/incoming", format!("[[drop]]\npath = \"zones/extra/incoming\"\n{zone}"), "lies inside the extra/ folder", "zones/extra"),
+        ("drop = zones/../zones/primary/sub/..", format!("[[drop]]\npath = \"zones/../zones/primary/sub/..\"\n{zone}"), "is the primary/ folder", "zones/primary"),
+        ("a symlinked parent", format!("[[drop]]\npath = \"via-link/x\"\n{zone}"), "lies inside the extra/ folder", "zones/extra"),
+        ("a bind mount", format!("[[drop]]\npath = \"bound\"\n{zone}"), "is the extra/ folder", "zones/extra"),
+        ("state inside the drop", format!("[[drop]]\npath = \"drop\"\n[paths]\nstate = \"drop/state\"\n{zone}"), "contains the state/ folder", "drop/state"),
+        ("output inside the drop", format!("[[drop]]\npath = \"drop\"\n[paths]\nunsigned = \"drop/out\"\n{zone}"), "contains the output folder", "drop/out"),
+        ("soa/ inside the drop", format!("[[drop]]\npath = \"zones\"\n{zone}"), "contains the soa/ folder", "zones/soa"),
+        ("a zone's own file", format!("[[drop]]\npath = \"drop\"\n[[zone]]\nname = \"example.test\"\nfile = \"drop/example.test.zone\"\n"), "contains zone example.test's SOA file", "drop/example.test.zone"),
+    ];
+    let mut failures = Vec::new();
+    for (what, config, relation, other) in &cases {
+        t.write("zonedrop.toml", config);
+        for args in [&["build"][..], &["check"]] {
+            let r = t.run(args);
+            let lines: Vec<&str> = r.stderr.lines().collect();
+            let ok = r.code == 2
+                && lines.len() == 1
+                && lines[0].contains(relation)
+                && lines[0].contains(&t.path(other).display().to_string());
+            if !ok {
+                failures.push(format!("{what} {args:?}: exit {}: {}", r.code, r.stderr));
+            }
+        }
+    }
+    let _ = Command::new("umount").arg(&bound).status();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(!t.path("unsigned/example.test").exists());
+    // Its own folder beside them is fine.
+    t.write(
+        "zonedrop.toml",
+        &format!("[[drop]]\npath = \"drop\"\n{zone}"),
+    );
+    assert_eq!(t.run(&["build"]).code, 0);
 }

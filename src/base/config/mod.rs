@@ -15,6 +15,7 @@ use thiserror::Error;
 
 mod dane;
 mod de;
+mod overlap;
 mod serve;
 #[cfg(test)]
 mod tests;
@@ -289,6 +290,11 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         config.resolve(base);
+        overlap::check(&config).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: "drop.path".into(),
+            message,
+        })?;
         config.file = Some(path.to_path_buf());
         Ok(config)
     }
