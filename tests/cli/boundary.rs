@@ -306,7 +306,7 @@ fn a_drop_directory_overlapping_a_trusted_place_is_refused_naming_both() {
         ("state inside the drop", format!("[[drop]]\npath = \"drop\"\n[paths]\nstate = \"drop/state\"\n{zone}"), "contains the state/ folder", "drop/state"),
         ("output inside the drop", format!("[[drop]]\npath = \"drop\"\n[paths]\nunsigned = \"drop/out\"\n{zone}"), "contains the output folder", "drop/out"),
         ("soa/ inside the drop", format!("[[drop]]\npath = \"zones\"\n{zone}"), "contains the soa/ folder", "zones/soa"),
-        ("a zone's own file", format!("[[drop]]\npath = \"drop\"\n[[zone]]\nname = \"example.test\"\nfile = \"drop/example.test.zone\"\n"), "contains zone example.test's SOA file", "drop/example.test.zone"),
+        ("a zone's own file", "[[drop]]\npath = \"drop\"\n[[zone]]\nname = \"example.test\"\nfile = \"drop/example.test.zone\"\n".to_string(), "contains zone example.test's SOA file", "drop/example.test.zone"),
     ];
     let mut failures = Vec::new();
     for (what, config, relation, other) in &cases {
