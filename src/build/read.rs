@@ -75,6 +75,13 @@ impl Read<'_> {
             }
         }
         report.warnings.extend(missing_once(&sorted.missing));
+        // A fragment refused as dated in the future is looked at again
+        // once it comes within policy.max_future: no skipping past that.
+        self.stale_at(
+            sorted
+                .future_until
+                .map(|t| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 1),
+        );
         for c in &sorted.challenges {
             self.challenges
                 .entry(c.zone.clone())

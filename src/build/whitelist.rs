@@ -24,7 +24,7 @@ use crate::hook::drop::{DropError, DropHandle, Entry};
 use crate::hook::fragment::Fragment;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// A challenge record the builder may publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +72,9 @@ pub struct Sorted {
     pub unreadable: Vec<(DropDir, DropError)>,
     /// Drop directories that do not exist (yet): they hold no challenges.
     pub missing: Vec<PathBuf>,
+    /// The earliest time a fragment refused as dated in the future comes
+    /// within `policy.max_future`: the build's result is stale then.
+    pub future_until: Option<SystemTime>,
 }
 
 /// Read all drop directories of `config` and apply the whitelist, with the
@@ -142,6 +145,10 @@ fn sort_dir(
                 refuse(out, &entry.path, reason);
             }
             Err(Verdict::Refused(reason)) => refuse(out, &entry.path, reason),
+            Err(Verdict::Future(reason, at)) => {
+                out.future_until = Some(out.future_until.map_or(at, |t| t.min(at)));
+                refuse(out, &entry.path, reason);
+            }
         }
     }
 }
@@ -194,12 +201,15 @@ pub enum Verdict {
     /// Older than `policy.max_age`: ignored, and removed where possible.
     Expired(String),
     Refused(String),
+    /// Dated more than `policy.max_future` ahead: refused until the given
+    /// time, when it comes within it.
+    Future(String, SystemTime),
 }
 
 impl Verdict {
     pub fn reason(&self) -> &str {
         match self {
-            Verdict::Expired(r) | Verdict::Refused(r) => r,
+            Verdict::Expired(r) | Verdict::Refused(r) | Verdict::Future(r, _) => r,
         }
     }
 }
@@ -218,6 +228,18 @@ pub fn judge(
         .fragment
         .as_ref()
         .map_err(|why| Verdict::Refused(why.to_string()))?;
+    if let Ok(ahead) = entry.modified.duration_since(now) {
+        if ahead > policy.max_future {
+            return Err(Verdict::Future(
+                format!(
+                    "dated {} in the future, more than policy.max_future ({}): a writer's clock is wrong, or the file tries to outlive policy.max_age",
+                    humantime::format_duration(Duration::from_secs(ahead.as_secs())),
+                    humantime::format_duration(policy.max_future)
+                ),
+                entry.modified - policy.max_future,
+            ));
+        }
+    }
     let age = now.duration_since(entry.modified).unwrap_or_default();
     if age > policy.max_age {
         return Err(Verdict::Expired(format!(

@@ -333,3 +333,74 @@ fn a_drop_directory_overlapping_a_trusted_place_is_refused_naming_both() {
     );
     assert_eq!(t.run(&["build"]).code, 0);
 }
+
+#[test]
+fn a_fragment_dated_in_the_future_is_refused_and_looked_at_again_when_its_time_comes() {
+    let t = Tree::one_zone(
+        "[policy]\nmax_future = \"2s\"\nmax_values_per_name = 1\n",
+        "",
+    );
+    // Dated 2100: would outlive max_age and win every contest.
+    assert_eq!(t.run(&["add", "_acme-challenge.example.test", V1]).code, 0);
+    let far = t.path("drop").join(
+        std::fs::read_dir(t.path("drop"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name(),
+    );
+    set_mtime(
+        &far,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(4_102_444_800),
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(t.run(&["add", "_acme-challenge.example.test", V2]).code, 0);
+    let r = t.run(&["build"]);
+    assert!(
+        r.stderr.contains("refused: dated ")
+            && r.stderr
+                .contains("in the future, more than policy.max_future (2s)"),
+        "{}",
+        r.stderr
+    );
+    let zone = std::fs::read_to_string(t.path("unsigned/example.test")).unwrap();
+    assert!(zone.contains(V2) && !zone.contains(V1), "{zone}");
+    std::fs::remove_file(&far).unwrap();
+    assert_eq!(t.run(&["del", "_acme-challenge.example.test", V2]).code, 0);
+
+    // Dated 5 s ahead: refused now, published by an ordinary build once
+    // it is within max_future, though no file moved in between.
+    assert_eq!(t.run(&["add", "_acme-challenge.example.test", V1]).code, 0);
+    let soon = t.path("drop").join(
+        std::fs::read_dir(t.path("drop"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name(),
+    );
+    let at = SystemTime::now() + Duration::from_secs(5);
+    set_mtime(&soon, at);
+    let r = t.run(&["build"]);
+    assert!(r.stderr.contains("in the future"), "{}", r.stderr);
+    assert!(!std::fs::read_to_string(t.path("unsigned/example.test"))
+        .unwrap()
+        .contains(V1));
+    // Let a build record the manifest with the file still too far ahead.
+    t.run(&["build"]);
+    while SystemTime::now() < at - Duration::from_secs(2) + Duration::from_millis(1100) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = t.run(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("1 challenge"),
+        "not built again: {}{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(std::fs::read_to_string(t.path("unsigned/example.test"))
+        .unwrap()
+        .contains(V1));
+}

@@ -159,6 +159,11 @@ pub struct Policy {
     pub ttl_max: u32,
     #[serde(deserialize_with = "duration")]
     pub max_age: Duration,
+    /// How far in the future a fragment's mtime may lie (clock skew
+    /// between a jail and the host): beyond it, refused, or a future date
+    /// would outlive `max_age` and win every `max_values_per_name` contest.
+    #[serde(deserialize_with = "duration")]
+    pub max_future: Duration,
     pub max_fragment_bytes: u64,
     pub max_values_per_name: usize,
     pub value: ValueShape,
@@ -173,6 +178,7 @@ impl Default for Policy {
             ttl_default: 60,
             ttl_max: 3600,
             max_age: Duration::from_secs(24 * 3600),
+            max_future: Duration::from_secs(5 * 60),
             max_fragment_bytes: 4096,
             max_values_per_name: 8,
             value: ValueShape::Acme,
