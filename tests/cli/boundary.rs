@@ -404,3 +404,127 @@ fn a_fragment_dated_in_the_future_is_refused_and_looked_at_again_when_its_time_c
         .unwrap()
         .contains(V1));
 }
+
+/// `zonedrop ARGS` as root without the capabilities that bypass file
+/// permissions: a folder with mode 000 is then unreadable, as for any user.
+fn run_without_dac_override(t: &Tree, args: &[&str]) -> Run {
+    need("setpriv", "util-linux");
+    clean_env(&mut Command::new("setpriv"))
+        .args([
+            "--inh-caps=-all",
+            "--bounding-set=-dac_override,-dac_read_search",
+            "--",
+        ])
+        .arg(bin())
+        .args(args)
+        .current_dir(t.dir.path())
+        .output()
+        .unwrap()
+        .into()
+}
+
+#[test]
+fn an_unreadable_drop_directory_fails_its_zones_which_keep_their_challenges() {
+    let t = Tree::one_zone("", "");
+    assert_eq!(t.run(&["add", "_acme-challenge.example.test", V1]).code, 0);
+    assert_eq!(t.run(&["build"]).code, 0);
+    let published = std::fs::read_to_string(t.path("unsigned/example.test")).unwrap();
+    assert!(published.contains(V1));
+    let mode = |m: u32| {
+        std::fs::set_permissions(
+            t.path("drop"),
+            std::os::unix::fs::PermissionsExt::from_mode(m),
+        )
+        .unwrap()
+    };
+    mode(0o000);
+    // A client adds a second value meanwhile (root may).
+    assert_eq!(t.run(&["add", "_acme-challenge.example.test", V2]).code, 0);
+    for args in [&["build", "--quiet"][..], &["build", "--quiet"], &["check"]] {
+        let r = run_without_dac_override(&t, args);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        let dir = t.path("drop");
+        assert!(
+            r.stderr.contains(&format!(
+                "drop directory {} cannot be listed: Permission denied",
+                dir.display()
+            )) && r.stderr.contains("example.test")
+                && r.stderr.contains("keeps its last published version"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert_eq!(
+            std::fs::read_to_string(t.path("unsigned/example.test")).unwrap(),
+            published,
+            "{args:?}"
+        );
+    }
+    mode(0o755);
+    // The next ordinary build publishes what the directory holds.
+    let r = run_without_dac_override(&t, &["build", "--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let zone = std::fs::read_to_string(t.path("unsigned/example.test")).unwrap();
+    assert!(zone.contains(V1) && zone.contains(V2), "{zone}");
+}
+
+#[test]
+fn a_missing_drop_directory_counts_as_empty_and_says_so() {
+    let t = Tree::one_zone("", "");
+    std::fs::remove_dir(t.path("drop")).unwrap();
+    let r = t.run(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stderr
+            .matches("does not exist (yet): it counts as empty")
+            .count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("0 challenges"), "{}", r.stdout);
+}
+
+#[test]
+fn an_unreadable_drop_directory_fails_only_the_zones_it_feeds() {
+    let t = Tree::one_zone("", "");
+    t.write(
+        "zonedrop.toml",
+        "[[drop]]\npath = \"drop\"\nnames = [\"example.test\"]\n\
+         [[drop]]\npath = \"drop2\"\nnames = [\"example.net\"]\n\
+         [[zone]]\nname = \"example.test\"\n[[zone]]\nname = \"example.net\"\n",
+    );
+    t.write(
+        "zones/soa/example.net",
+        "$TTL 3600\n@ IN SOA ns1.example.net. hostmaster.example.net. 1 7200 3600 1209600 300\n",
+    );
+    t.write(
+        "zones/primary/example.net",
+        "@ IN NS ns1\nns1 IN A 192.0.2.54\n",
+    );
+    t.mkdir("drop2");
+    std::fs::set_permissions(
+        t.path("drop"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o000),
+    )
+    .unwrap();
+    assert_eq!(
+        t.run(&["--drop", "drop2", "add", "_acme-challenge.example.net", V1])
+            .code,
+        0
+    );
+    let r = run_without_dac_override(&t, &["build"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("zone example.test: drop directory"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("zone example.net"), "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("example.net: serial none -> 1, 1 challenge"),
+        "{}",
+        r.stdout
+    );
+    assert!(!t.path("unsigned/example.test").exists());
+}
