@@ -40,8 +40,10 @@ enum Command {
     /// Add a challenge: write the TXT fragment for FQDN and VALUE into the drop directory.
     Add {
         /// The TXT owner, e.g. _acme-challenge.example.com (trailing dot optional).
+        #[arg(allow_hyphen_values = true)]
         fqdn: String,
-        /// The challenge's TXT value (for ACME: the 43-character digest the client prints).
+        /// The challenge's TXT value (for ACME: the 43-character digest the client prints; one in 64 begins with `-`).
+        #[arg(allow_hyphen_values = true)]
         value: String,
         /// TTL for the record (default: policy.ttl_default).
         #[arg(long)]
@@ -58,8 +60,10 @@ enum Command {
     /// Remove a challenge: delete exactly the fragments carrying FQDN and VALUE.
     Del {
         /// The TXT owner the challenge was added at, e.g. _acme-challenge.example.com.
+        #[arg(allow_hyphen_values = true)]
         fqdn: String,
         /// The TXT value that was added; only fragments with exactly this owner and value go.
+        #[arg(allow_hyphen_values = true)]
         value: String,
     },
     /// Be the hook of an ACME client: certbot, lego, dehydrated, uacme, acmetool, getssl.
@@ -194,8 +198,10 @@ enum Command {
     /// Wait until every server serves TXT VALUE at FQDN (exit 1 naming the servers that don't at timeout).
     Wait {
         /// The TXT owner to look at, e.g. _acme-challenge.example.com (a CNAME there is followed).
+        #[arg(allow_hyphen_values = true)]
         fqdn: String,
         /// The TXT value every server must serve.
+        #[arg(allow_hyphen_values = true)]
         value: String,
         /// A server to ask, IP or host name, port 53 unless given (default: [hook] servers, else the zone's NS); repeat for more.
         #[arg(long, value_name = "HOST[:PORT]")]
@@ -210,6 +216,7 @@ enum Command {
     /// Send DNS NOTIFY for ZONE to its secondaries (default: [build] notify).
     Notify {
         /// The configured zone that changed.
+        #[arg(allow_hyphen_values = true)]
         zone: String,
         /// A secondary to notify, IP or host name, port 53 unless given; repeat for more.
         #[arg(long, value_name = "HOST[:PORT]")]

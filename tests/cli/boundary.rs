@@ -528,3 +528,195 @@ fn an_unreadable_drop_directory_fails_only_the_zones_it_feeds() {
     );
     assert!(!t.path("unsigned/example.test").exists());
 }
+
+/// An ACME value that begins with `-` (one in 64 do).
+fn dash_value() -> String {
+    format!("-{}", &V1[1..])
+}
+
+#[test]
+fn every_entry_point_takes_a_value_that_begins_with_a_dash() {
+    let t = Tree::one_zone("", "");
+    let v = dash_value();
+    let v = v.as_str();
+    let holds = |t: &Tree| -> usize {
+        t.drop_files("drop")
+            .iter()
+            .filter(|(_, c)| c.contains(&format!("\"{v}\"")))
+            .count()
+    };
+    let owner = "_acme-challenge.example.test";
+    let link = t.symlink_bin("zonedrop-getssl");
+    // (add, del) for each entry point: the generic commands, every client's
+    // hook convention, a multi-call link and the acme.sh plugin.
+    type Call<'a> = Box<dyn Fn(bool) -> Run + 'a>;
+    let plain = |args: Vec<String>| -> Run {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        t.run(&args)
+    };
+    let s = |x: &str| x.to_string();
+    let plugin = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/dns_zonedrop.sh");
+    let entry_points: Vec<(&str, Call)> = vec![
+        (
+            "add/del",
+            Box::new(|add| plain(vec![s(if add { "add" } else { "del" }), s(owner), s(v)])),
+        ),
+        (
+            "add/del --ttl after",
+            Box::new(|add| {
+                let mut a = vec![s(if add { "add" } else { "del" }), s(owner), s(v)];
+                if add {
+                    a.extend([s("--ttl"), s("60")]);
+                }
+                plain(a)
+            }),
+        ),
+        (
+            "hook lego",
+            Box::new(|add| {
+                plain(vec![
+                    s("hook"),
+                    s("lego"),
+                    s(if add { "present" } else { "cleanup" }),
+                    format!("{owner}."),
+                    s(v),
+                ])
+            }),
+        ),
+        (
+            "hook dehydrated",
+            Box::new(|add| {
+                plain(vec![
+                    s("hook"),
+                    s("dehydrated"),
+                    s(if add {
+                        "deploy_challenge"
+                    } else {
+                        "clean_challenge"
+                    }),
+                    s("example.test"),
+                    s("-token"),
+                    s(v),
+                ])
+            }),
+        ),
+        (
+            "hook uacme",
+            Box::new(|add| {
+                plain(vec![
+                    s("hook"),
+                    s("uacme"),
+                    s(if add { "begin" } else { "done" }),
+                    s("dns-01"),
+                    s("example.test"),
+                    s("-token"),
+                    s(v),
+                ])
+            }),
+        ),
+        (
+            "hook acmetool",
+            Box::new(|add| {
+                plain(vec![
+                    s("hook"),
+                    s("acmetool"),
+                    s(if add {
+                        "challenge-dns-start"
+                    } else {
+                        "challenge-dns-stop"
+                    }),
+                    s("example.test"),
+                    s("-target"),
+                    s(v),
+                ])
+            }),
+        ),
+        (
+            "hook getssl",
+            Box::new(|add| {
+                plain(vec![
+                    s("hook"),
+                    s("getssl"),
+                    s(if add { "add" } else { "del" }),
+                    s("example.test"),
+                    s(v),
+                ])
+            }),
+        ),
+        (
+            "hook certbot",
+            Box::new(|add| {
+                t.cmd(&["hook", "certbot", if add { "auth" } else { "cleanup" }])
+                    .env("CERTBOT_DOMAIN", "example.test")
+                    .env("CERTBOT_VALIDATION", v)
+                    .output()
+                    .unwrap()
+                    .into()
+            }),
+        ),
+        (
+            "zonedrop-getssl link",
+            Box::new(|add| {
+                t.cmd_at(&link, &[if add { "add" } else { "del" }, "example.test", v])
+                    .output()
+                    .unwrap()
+                    .into()
+            }),
+        ),
+        (
+            "acme.sh plugin",
+            Box::new(|add| {
+                clean_env(&mut Command::new("sh"))
+                    .arg("-c")
+                    .arg(format!(
+                        ". '{}' && {} {owner} '{v}'",
+                        plugin.display(),
+                        if add {
+                            "dns_zonedrop_add"
+                        } else {
+                            "dns_zonedrop_rm"
+                        }
+                    ))
+                    .current_dir(t.path(""))
+                    .env("ZONEDROP_BIN", bin())
+                    .env("ZONEDROP_DROP", "drop")
+                    .output()
+                    .unwrap()
+                    .into()
+            }),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, call) in &entry_points {
+        let r = call(true);
+        if r.code != 0 || holds(&t) != 1 {
+            failures.push(format!("{what} add: exit {}: {}", r.code, r.stderr));
+        }
+        let r = call(false);
+        if r.code != 0 || holds(&t) != 0 {
+            failures.push(format!("{what} del: exit {}: {}", r.code, r.stderr));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+    // `wait` for it, against the responder serving the built zone.
+    assert_eq!(t.run(&["add", owner, v]).code, 0);
+    let r = t.run(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let port = free_port();
+    let _serve = Daemon::start(
+        "zonedrop serve",
+        &mut t.cmd(&["serve", "--listen", &format!("127.0.0.1:{port}")]),
+        t.path("serve.log"),
+    );
+    let r = t.run(&[
+        "wait",
+        owner,
+        v,
+        "--server",
+        &format!("127.0.0.1:{port}"),
+        "--timeout",
+        "10s",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
