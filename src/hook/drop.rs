@@ -436,4 +436,44 @@ mod tests {
         assert_eq!(by_name("big"), Some(Err(ReadRefusal::TooLarge(4096))));
         assert_eq!(by_name(".zonedrop-tmp"), None);
     }
+
+    #[test]
+    fn the_handle_stays_on_the_directory_it_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, moved, other) = (
+            dir.path().join("d"),
+            dir.path().join("moved"),
+            dir.path().join("other"),
+        );
+        fs::create_dir(&d).unwrap();
+        fs::create_dir(&other).unwrap();
+        fs::write(d.join("a"), "_acme-challenge.a.test. 60 IN TXT \"x\"").unwrap();
+        fs::write(other.join("a"), "outside").unwrap();
+        fs::hard_link(other.join("a"), d.join("linked")).unwrap();
+        let h = DropHandle::open(&d).unwrap();
+        // Swapped for a symlink after the open: the handle does not follow.
+        fs::rename(&d, &moved).unwrap();
+        std::os::unix::fs::symlink(&other, &d).unwrap();
+        let entries = h.read_all(4096).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(entries[0].fragment.is_ok());
+        assert_eq!(entries[1].fragment, Err(ReadRefusal::HardLinked(2)));
+        h.remove(OsStr::new("a")).unwrap();
+        assert!(other.join("a").exists() && !moved.join("a").exists());
+        // Opened by a path that is a symlink: refused, naming the target.
+        let e = DropHandle::open(&d).unwrap_err();
+        assert!(matches!(e, DropError::Symlink { .. }), "{e}");
+        assert!(e
+            .to_string()
+            .contains(&fs::canonicalize(&other).unwrap().display().to_string()));
+        // A hook's own view may be a link.
+        assert_eq!(
+            DropHandle::open_following(&d)
+                .unwrap()
+                .names()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
 }

@@ -94,3 +94,20 @@ fn inside(inner: &Path, outer: &Path) -> bool {
     };
     inner.ancestors().any(|a| id(a) == Some(outer))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_what_exists_and_normalises_the_rest() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().canonicalize().unwrap();
+        std::fs::create_dir(real.join("a")).unwrap();
+        std::os::unix::fs::symlink(real.join("a"), real.join("l")).unwrap();
+        assert_eq!(resolved(&real.join("l/x/../y")), real.join("a/y"));
+        assert_eq!(resolved(&real.join("a/../a")), real.join("a"));
+        assert!(inside(&resolved(&real.join("l/new")), &real.join("a")));
+        assert!(!inside(&real.join("ab"), &real.join("a")));
+    }
+}
