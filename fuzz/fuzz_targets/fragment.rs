@@ -77,6 +77,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let entry = Entry {
         path: PathBuf::from("drop/fuzz"),
+        name: "fuzz".into(),
         modified: SystemTime::now(),
         fragment: parsed.clone().map_err(ReadRefusal::Syntax),
     };
