@@ -369,7 +369,7 @@ fn a_fragment_dated_in_the_future_is_refused_and_looked_at_again_when_its_time_c
     std::fs::remove_file(&far).unwrap();
     assert_eq!(t.run(&["del", "_acme-challenge.example.test", V2]).code, 0);
 
-    // Dated 5 s ahead: refused now, published by an ordinary build once
+    // Dated 6 s ahead: refused now, published by an ordinary build once
     // it is within max_future, though no file moved in between.
     assert_eq!(t.run(&["add", "_acme-challenge.example.test", V1]).code, 0);
     let soon = t.path("drop").join(
@@ -380,7 +380,7 @@ fn a_fragment_dated_in_the_future_is_refused_and_looked_at_again_when_its_time_c
             .unwrap()
             .file_name(),
     );
-    let at = SystemTime::now() + Duration::from_secs(5);
+    let at = SystemTime::now() + Duration::from_secs(6);
     set_mtime(&soon, at);
     let r = t.run(&["build"]);
     assert!(r.stderr.contains("in the future"), "{}", r.stderr);
