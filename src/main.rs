@@ -62,6 +62,8 @@ enum Command {
         /// The TXT value that was added; only fragments with exactly this owner and value go.
         value: String,
     },
+    /// Remove from the drop directory the fragments older than policy.max_age (run it where the drop directory is writable).
+    Prune,
     /// Be the hook of an ACME client: certbot, lego, dehydrated, uacme, acmetool, getssl.
     Hook {
         /// With --wait: a server to ask, IP or host name, port 53 unless given (default: [hook] servers, else the zone's NS); repeat for more, or give a comma-separated list in ZONEDROP_SERVERS (for clients that call a zonedrop-CLIENT link).
@@ -90,15 +92,21 @@ enum Command {
         /// nothing changed, for re-signing; refused (exit 2) under serial = "keep".
         #[arg(long)]
         bump: bool,
-        /// Print errors only.
+        /// Print only errors, alerts and refusals not reported before (each once).
         #[arg(long)]
         quiet: bool,
+        /// Exit 1 when a challenge is refused that was not reported before (also: [build] strict = true).
+        #[arg(long)]
+        strict: bool,
     },
     /// Do the work of build without publishing: print every refusal and zone error.
     Check {
         /// Only this zone (may repeat).
         #[arg(long = "zone", value_name = "NAME")]
         zones: Vec<String>,
+        /// Exit 1 when any challenge is refused.
+        #[arg(long)]
+        strict: bool,
     },
     /// Write a commented config, soa/ and primary/ skeletons and an empty drop directory; or add a zone to such a tree.
     Init {
@@ -245,6 +253,7 @@ fn multi_call(args: Vec<String>) -> Vec<String> {
 const USES: &[(&str, &[&str])] = &[
     ("add", &["config", "drop", "wait"]),
     ("del", &["config", "drop"]),
+    ("prune", &["config", "drop"]),
     ("hook", &["config", "drop", "wait"]),
     ("build", &["config"]),
     ("check", &["config"]),
@@ -313,12 +322,14 @@ fn main() -> ExitCode {
             fqdn, value, ttl, ..
         } => commands::add_del(&ctx, Op::Add, fqdn, value, *ttl),
         Command::Del { fqdn, value } => commands::add_del(&ctx, Op::Del, fqdn, value, None),
+        Command::Prune => commands::prune(&ctx),
         Command::Hook { client, args, .. } => commands::hook(&ctx, client, args),
         Command::Build {
             zones,
             force,
             bump,
             quiet,
+            strict,
         } => commands::build(
             &ctx,
             zones,
@@ -328,8 +339,9 @@ fn main() -> ExitCode {
                 ..Default::default()
             },
             *quiet,
+            *strict,
         ),
-        Command::Check { zones } => commands::build(
+        Command::Check { zones, strict } => commands::build(
             &ctx,
             zones,
             &build::Options {
@@ -337,6 +349,7 @@ fn main() -> ExitCode {
                 ..Default::default()
             },
             false,
+            *strict,
         ),
         Command::Init {
             dir,

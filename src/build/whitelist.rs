@@ -121,16 +121,21 @@ fn sort_dir(
         );
     }
     for entry in entries {
+        // On a read-only mount it stays, and stays ignored: the refusal
+        // says so (once per file version, see build::refusals).
         let remove = |path: &Path| {
-            // Best effort: on a read-only mount it stays, and stays ignored.
-            if prune {
-                let _ = std::fs::remove_file(path);
-            }
+            std::fs::remove_file(path)
+                .err()
+                .filter(|e| e.kind() != std::io::ErrorKind::NotFound)
         };
         match judge(config, dir, &entry, aliases, now) {
             Ok(c) => out.challenges.push(c),
-            Err(Verdict::Expired(reason)) => {
-                remove(&entry.path);
+            Err(Verdict::Expired(mut reason)) => {
+                if let Some(e) = prune.then(|| remove(&entry.path)).flatten() {
+                    reason.push_str(&format!(
+                        "; the builder cannot remove it ({e}): run `zonedrop prune` on the side that writes the drop directory"
+                    ));
+                }
                 refuse(out, &entry.path, reason);
             }
             Err(Verdict::Refused(reason)) => refuse(out, &entry.path, reason),
