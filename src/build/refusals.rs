@@ -17,7 +17,7 @@
 //! with the counts of the rest.
 
 use crate::base::config::Config;
-use crate::base::fs::{stamp, write_atomic, Stamp};
+use crate::base::fs::{write_atomic, Stamp};
 use crate::base::hex;
 use crate::build::whitelist::Refusal;
 use serde::{Deserialize, Serialize};
@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Read;
 use std::os::unix::ffi::OsStringExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,8 @@ pub struct Memory {
     /// this process only (`watch`, `run`).
     file: Option<PathBuf>,
     seen: BTreeMap<PathBuf, BTreeSet<String>>,
+    /// The stored file does not hold `seen` (changed, damaged or missing).
+    dirty: bool,
 }
 
 /// `state/refusals.json` as stored: each path as the hex of its bytes (a
@@ -61,7 +63,7 @@ impl Memory {
     pub fn stored(config: &Config) -> Memory {
         Memory {
             file: Some(config.paths.state.join(FILE)),
-            seen: BTreeMap::new(),
+            ..Memory::default()
         }
     }
 
@@ -71,6 +73,7 @@ impl Memory {
     /// build.
     pub fn load(&mut self) -> Option<String> {
         let path = self.file.as_ref()?;
+        self.dirty = true;
         let text = match std::fs::read(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
@@ -91,6 +94,7 @@ impl Memory {
             }
         }
         self.seen = seen;
+        self.dirty = false;
         None
     }
 
@@ -108,19 +112,22 @@ impl Memory {
                 new
             })
             .collect();
-        let old = std::mem::take(&mut self.seen);
-        self.seen = old
-            .into_iter()
-            .filter(|(p, _)| !now.contains_key(p) && std::fs::symlink_metadata(p).is_ok())
+        let old_seen = std::mem::take(&mut self.seen);
+        self.seen = old_seen
+            .iter()
+            .filter(|(p, _)| !now.contains_key(*p) && std::fs::symlink_metadata(p).is_ok())
+            .map(|(p, k)| (p.clone(), k.clone()))
             .collect();
         self.seen.extend(now);
+        self.dirty |= self.seen != old_seen;
         fresh
     }
 
-    /// Write the stored memory (atomically); the line to report when it
-    /// cannot be written (the next build then reports these refusals again).
-    pub fn save(&self) -> Option<String> {
-        let path = self.file.as_ref()?;
+    /// Write the stored memory (atomically) if it changed; the line to
+    /// report when it cannot be written (the next build then reports these
+    /// refusals again).
+    pub fn save(&mut self) -> Option<String> {
+        let path = self.file.clone().filter(|_| self.dirty)?;
         let stored = Stored {
             seen: self
                 .seen
@@ -129,7 +136,9 @@ impl Memory {
                 .collect(),
         };
         let text = serde_json::to_vec(&stored).unwrap_or_default();
-        write_atomic(path, &[&text]).err().map(|e| {
+        let failed = write_atomic(&path, &[&text]).err();
+        self.dirty = failed.is_some();
+        failed.map(|e| {
             format!(
                 "{}: cannot write the memory of reported refusals: {e}; the next build reports them again",
                 path.display()
@@ -184,20 +193,25 @@ fn key(r: &Refusal) -> String {
 // drop reader's handle-based read (openat on the drop directory) instead
 // of opening the path again.
 fn version(path: &Path) -> Option<(Stamp, [u8; 32])> {
-    let s = stamp(path)?;
+    let meta = std::fs::symlink_metadata(path).ok()?;
     let mut digest = Sha256::new();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path);
-    if let Ok(f) = file {
-        if f.metadata().is_ok_and(|m| m.is_file()) {
-            let mut bytes = Vec::new();
-            let _ = f.take(64 * 1024).read_to_end(&mut bytes);
-            digest.update(&bytes);
+    if meta.file_type().is_file() {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path);
+        if let Ok(f) = file {
+            // The same regular file that was stamped, or no digest.
+            if f.metadata()
+                .is_ok_and(|m| m.is_file() && m.ino() == meta.ino())
+            {
+                let mut bytes = Vec::new();
+                let _ = f.take(64 * 1024).read_to_end(&mut bytes);
+                digest.update(&bytes);
+            }
         }
     }
-    Some((s, digest.finalize().into()))
+    Some((Stamp::of(&meta), digest.finalize().into()))
 }
 
 /// How many new refusals get a line of their own: the rest are counted and
@@ -324,21 +338,24 @@ mod tests {
         let file = d.path().join(FILE);
         let mut m = Memory {
             file: Some(file.clone()),
-            seen: BTreeMap::new(),
+            ..Memory::default()
         };
         assert_eq!(m.load(), None);
         m.sort(&[refusal(&junk, "bad")]);
         assert_eq!(m.save(), None);
         let mut again = Memory {
             file: Some(file.clone()),
-            seen: BTreeMap::new(),
+            ..Memory::default()
         };
         assert_eq!(again.load(), None);
         assert_eq!(again.sort(&[refusal(&junk, "bad")]), [false]);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(again.save(), None);
+        assert!(!file.exists(), "nothing changed: not written again");
         std::fs::write(&file, "{not json").unwrap();
         let mut damaged = Memory {
             file: Some(file),
-            seen: BTreeMap::new(),
+            ..Memory::default()
         };
         assert!(damaged
             .load()
