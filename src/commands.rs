@@ -7,6 +7,7 @@ use crate::base::config::{Config, DropDir, Proto, SshfpHash, TlsaParams};
 use crate::base::name;
 use crate::base::server::Server;
 use crate::build::list;
+use crate::build::refusals::{Cap, Memory};
 use crate::build::zone::read_aliases;
 use crate::build::{self, report::Shown};
 use crate::dane::{keys, sshfp, tlsa};
@@ -131,6 +132,28 @@ fn refuse_unmanaged(config: &Config, dir: &Path, owner: &str) -> Result<(), Hook
         )));
     }
     Ok(())
+}
+
+/// `zonedrop prune [--drop DIR]`: remove from the drop directory the
+/// fragments older than `policy.max_age` (and killed writers' temporaries
+/// as old). Silent when all went; each file it could not remove is a line,
+/// and exit 1.
+pub fn prune(ctx: &Context) -> Result<u8, Error> {
+    let config = ctx.optional_config()?;
+    let dir = ctx.drop_dir(&config)?;
+    crate::hook::drop::check_dir(&dir)?;
+    let pruned = crate::hook::prune::prune(&dir, config.policy.max_age, SystemTime::now())?;
+    let failed: Vec<String> = pruned
+        .failed
+        .iter()
+        .map(|(p, e)| {
+            format!(
+                "{}: expired (policy.max_age), but cannot be removed: {e}",
+                name::printable(&p.to_string_lossy())
+            )
+        })
+        .collect();
+    Ok(failures(&failed))
 }
 
 /// `zonedrop watch [--poll DURATION]`.
@@ -418,12 +441,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// `zonedrop build` and `zonedrop check` (`opts.dry_run`): `opts` as the
-/// command line gave them, but for the zones, which come as typed.
+/// command line gave them, but for the zones, which come as typed. With
+/// `strict` (or `[build] strict` for a build) a refusal not reported before
+/// (for a check: any refusal) makes the exit status 1.
 pub fn build(
     ctx: &Context,
     zones: &[String],
     opts: &build::Options,
     quiet: bool,
+    strict: bool,
 ) -> Result<u8, Error> {
     let config = Config::load_required(ctx.config.as_deref())?;
     let zones = zones
@@ -434,16 +460,23 @@ pub fn build(
         zones,
         ..opts.clone()
     };
-    let report = build::run(&config, &opts, SystemTime::now())?;
-    report.show(Shown::Terminal {
-        quiet,
-        check: opts.dry_run,
-    });
-    Ok(if report.failed() {
-        exit::FAILED
-    } else {
-        exit::OK
-    })
+    let mut memory = Memory::stored(&config);
+    let report = build::run(&config, &opts, SystemTime::now(), &mut memory)?;
+    report.show(
+        Shown::Terminal {
+            quiet,
+            check: opts.dry_run,
+        },
+        &mut Cap::per_build(config.build.refusal_lines),
+    );
+    let strict = strict || (config.build.strict && !opts.dry_run);
+    Ok(
+        if report.failed() || (strict && report.new_refusals() > 0) {
+            exit::FAILED
+        } else {
+            exit::OK
+        },
+    )
 }
 
 /// `zonedrop init [DIR] --zone NAME...`: a working tree in one command;

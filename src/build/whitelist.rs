@@ -137,10 +137,17 @@ fn sort_dir(
     for entry in entries {
         match judge(config, dir, &entry, aliases, now) {
             Ok(c) => out.challenges.push(c),
-            Err(Verdict::Expired(reason)) => {
-                // Best effort: on a read-only mount it stays, and stays ignored.
-                if prune {
-                    let _ = handle.remove(&entry.name);
+            Err(Verdict::Expired(mut reason)) => {
+                // On a read-only mount it stays, and stays ignored: the
+                // refusal says so (once per file version, see build::refusals).
+                let failed = prune
+                    .then(|| handle.remove(&entry.name).err())
+                    .flatten()
+                    .filter(|e| e.kind() != std::io::ErrorKind::NotFound);
+                if let Some(e) = failed {
+                    reason.push_str(&format!(
+                        "; the builder cannot remove it ({e}): run `zonedrop prune` on the side that writes the drop directory"
+                    ));
                 }
                 refuse(out, &entry.path, reason);
             }

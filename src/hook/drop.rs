@@ -180,16 +180,33 @@ impl DropHandle {
     /// editor and `rsync` leftovers), sorted for stable output. A listing
     /// that fails part way is an error, never a shorter list.
     pub fn names(&self) -> Result<Vec<OsString>, DropError> {
+        let mut names = self.all_names()?;
+        names.retain(|n| !n.as_encoded_bytes().starts_with(b"."));
+        Ok(names)
+    }
+
+    /// Every name but `.` and `..`, dot-files included, sorted.
+    pub fn all_names(&self) -> Result<Vec<OsString>, DropError> {
         let mut names = Vec::new();
         for e in rfs::Dir::read_from(&self.fd).map_err(|e| self.unlistable(e))? {
             let e = e.map_err(|e| self.unlistable(e))?;
             let name = e.file_name().to_bytes();
-            if !name.starts_with(b".") {
+            if name != b"." && name != b".." {
                 names.push(OsString::from_vec(name.to_vec()));
             }
         }
         names.sort();
         Ok(names)
+    }
+
+    /// The mtime of `name` if it is a regular file (`fstatat` without
+    /// following), `None` for anything else.
+    pub fn regular_mtime(&self, name: &OsStr) -> io::Result<Option<SystemTime>> {
+        let st = rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        Ok(
+            (FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile)
+                .then(|| mtime(st.st_mtime as i64, st.st_mtime_nsec as i64)),
+        )
     }
 
     /// Read every entry (see [`DropHandle::read_entry`]). Entries that vanish

@@ -129,7 +129,11 @@ fn published_zones_pass_named_knot_and_nsd_checkers() {
 
 #[test]
 fn hostile_drop_corpus_yields_only_whitelisted_records() {
-    let t = example_tree("[[drop]]\npath = \"flood\"\n[policy]\nmax_files = 1000\n");
+    // Every refusal on a line of its own (the default caps new refusals
+    // at 20 lines a build: tests/cli/refusals.rs).
+    let t = example_tree(
+        "[[drop]]\npath = \"flood\"\n[policy]\nmax_files = 1000\n[build]\nrefusal_lines = 100000\n",
+    );
     // Baseline: the zones with no drop at all.
     assert_eq!(t.run(&["build"]).code, 0);
     let base_test = records(&t.path("unsigned/example.test"), "example.test.");

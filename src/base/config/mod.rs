@@ -230,6 +230,13 @@ pub struct Build {
     /// How long a second builder waits for the lock.
     #[serde(deserialize_with = "duration")]
     pub lock_wait: Duration,
+    /// A refusal not reported before makes `build` exit 1 (as `--strict`).
+    pub strict: bool,
+    /// New refusals shown one by one per build (`build`) or per
+    /// `refusal_interval` (`watch`, `run`); the rest are summed up in a line.
+    pub refusal_lines: usize,
+    #[serde(deserialize_with = "duration")]
+    pub refusal_interval: Duration,
 }
 
 impl Default for Build {
@@ -238,6 +245,9 @@ impl Default for Build {
             on_change: None,
             notify: Vec::new(),
             lock_wait: Duration::from_secs(30),
+            strict: false,
+            refusal_lines: 20,
+            refusal_interval: Duration::from_secs(60),
         }
     }
 }
