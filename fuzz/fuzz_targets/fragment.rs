@@ -80,6 +80,7 @@ fuzz_target!(|data: &[u8]| {
         name: "fuzz".into(),
         modified: SystemTime::now(),
         fragment: parsed.clone().map_err(ReadRefusal::Syntax),
+        version: None,
     };
     let dir = &config.drops[0];
     let Ok(c) = whitelist::judge(config, dir, &entry, &w.aliases, SystemTime::now()) else {

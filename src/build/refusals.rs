@@ -168,7 +168,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 /// ([`version`]) and its reason.
 fn key(r: &Refusal) -> String {
     let mut h = Sha256::new();
-    match version(&r.file) {
+    match r.version.or_else(|| version(&r.file)) {
         Some((s, digest)) => {
             for n in [s.dev, s.ino, s.size] {
                 h.update(n.to_le_bytes());
@@ -188,10 +188,9 @@ fn key(r: &Refusal) -> String {
 /// The version of a refused file: its stamp, and for a regular file the
 /// SHA-256 of its first 64 KiB (a drop file over the size limit is not
 /// read further; its size is in the stamp). Opened as the drop reader
-/// opens: never following a symlink, never blocking on a FIFO.
-// TODO(merge with the boundary work): take the stamp and digest from the
-// drop reader's handle-based read (openat on the drop directory) instead
-// of opening the path again.
+/// opens: never following a symlink, never blocking on a FIFO. Only for a
+/// refusal that does not carry the version the drop reader read (a
+/// challenge refused because it would break its zone).
 fn version(path: &Path) -> Option<(Stamp, [u8; 32])> {
     let meta = std::fs::symlink_metadata(path).ok()?;
     let mut digest = Sha256::new();
@@ -308,6 +307,7 @@ mod tests {
         Refusal {
             file: file.to_path_buf(),
             reason: reason.into(),
+            version: None,
         }
     }
 

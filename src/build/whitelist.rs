@@ -20,10 +20,10 @@ use crate::base::config::{Config, DropDir};
 use crate::base::name::printable_path;
 use crate::base::rules::{check_label, check_value, drop_allows};
 use crate::build::zone::alias::Aliases;
-use crate::hook::drop::{DropError, DropHandle, Entry};
+use crate::hook::drop::{DropError, DropHandle, Entry, Version};
 use crate::hook::fragment::Fragment;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 /// A challenge record the builder may publish.
@@ -41,6 +41,8 @@ pub struct Challenge {
     /// Its mtime as read (the newest win under `max_values_per_name`; it
     /// expires `max_age` after).
     pub modified: SystemTime,
+    /// The version read, for the refusal memory.
+    pub version: Option<Version>,
 }
 
 /// A drop file, or a record in it, that was not accepted.
@@ -48,6 +50,9 @@ pub struct Challenge {
 pub struct Refusal {
     pub file: PathBuf,
     pub reason: String,
+    /// The version of the file as the drop reader read it, when it did
+    /// (the refusal memory's key); `None`: look at the path.
+    pub version: Option<Version>,
 }
 
 impl std::fmt::Display for Refusal {
@@ -98,10 +103,11 @@ fn sort_dir(
     out: &mut Sorted,
 ) {
     let policy = &config.policy;
-    let refuse = |out: &mut Sorted, file: &Path, reason: String| {
+    let refuse = |out: &mut Sorted, entry: Option<&Entry>, reason: String| {
         out.refusals.push(Refusal {
-            file: file.to_path_buf(),
+            file: entry.map_or_else(|| dir.path.clone(), |e| e.path.clone()),
             reason,
+            version: entry.and_then(|e| e.version),
         })
     };
     // Opened once: every read and removal below is relative to the handle.
@@ -126,7 +132,7 @@ fn sort_dir(
         let over = entries.split_off(policy.max_files);
         refuse(
             out,
-            &dir.path,
+            None,
             format!(
                 "{} files over the limit of {} (policy.max_files) were ignored, oldest first",
                 over.len(),
@@ -149,12 +155,12 @@ fn sort_dir(
                         "; the builder cannot remove it ({e}): run `zonedrop prune` on the side that writes the drop directory"
                     ));
                 }
-                refuse(out, &entry.path, reason);
+                refuse(out, Some(&entry), reason);
             }
-            Err(Verdict::Refused(reason)) => refuse(out, &entry.path, reason),
+            Err(Verdict::Refused(reason)) => refuse(out, Some(&entry), reason),
             Err(Verdict::Future(reason, at)) => {
                 out.future_until = Some(out.future_until.map_or(at, |t| t.min(at)));
-                refuse(out, &entry.path, reason);
+                refuse(out, Some(&entry), reason);
             }
         }
     }
@@ -265,6 +271,7 @@ pub fn judge(
         value: fragment.value.clone(),
         file: entry.path.clone(),
         modified: entry.modified,
+        version: entry.version,
     })
 }
 
@@ -319,6 +326,7 @@ fn limit_per_owner(out: &mut Sorted, max: usize) {
                         c.owner
                     ),
                     file: c.file,
+                    version: c.version,
                 });
             }
         }

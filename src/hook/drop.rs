@@ -14,7 +14,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::base::fs::write_atomic_at;
+use crate::base::fs::{write_atomic_at, Stamp};
 use crate::base::hex;
 use crate::base::name::printable_path;
 use crate::hook::fragment::{Fragment, FragmentError};
@@ -70,6 +70,12 @@ pub enum ReadRefusal {
     Syntax(FragmentError),
 }
 
+/// One version of a drop file, as the refusal memory tells versions apart:
+/// its stamp and the SHA-256 of what was read of it (nothing for a file
+/// refused unread). Taken from the read itself, never by opening the path
+/// again.
+pub type Version = (Stamp, [u8; 32]);
+
 /// One file of a drop directory, read and parsed (or not).
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -80,6 +86,7 @@ pub struct Entry {
     pub name: OsString,
     pub modified: SystemTime,
     pub fragment: Result<Fragment, ReadRefusal>,
+    pub version: Option<Version>,
 }
 
 /// The file name of the fragment for (owner, value): readable, at most 255
@@ -226,14 +233,16 @@ impl DropHandle {
     /// `max_bytes + 1` bytes read. `Err` only when the file is gone.
     pub fn read_entry(&self, name: &OsStr, max_bytes: u64) -> io::Result<Entry> {
         let st = rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
-        let entry = |modified, fragment| Entry {
+        let entry = |modified, fragment, version| Entry {
             path: self.path.join(name),
             name: name.to_os_string(),
             modified,
             fragment,
+            version: Some(version),
         };
         let listed = mtime(st.st_mtime as i64, st.st_mtime_nsec as i64);
-        let refused = |why| entry(listed, Err(why));
+        let unread = (stamp_of(&st), Sha256::digest(b"").into());
+        let refused = |why| entry(listed, Err(why), unread);
         if FileType::from_raw_mode(st.st_mode as _) != FileType::RegularFile {
             return Ok(refused(ReadRefusal::NotRegular));
         }
@@ -267,15 +276,26 @@ impl DropHandle {
         }
         let modified = opened.modified().unwrap_or(UNIX_EPOCH);
         let mut bytes = Vec::with_capacity(opened.len().min(max_bytes) as usize + 1);
-        if let Err(e) = (&file).take(max_bytes + 1).read_to_end(&mut bytes) {
-            return Ok(entry(modified, Err(ReadRefusal::Unreadable(e.to_string()))));
+        let read = (&file).take(max_bytes + 1).read_to_end(&mut bytes);
+        let version = (Stamp::of(&opened), Sha256::digest(&bytes).into());
+        if let Err(e) = read {
+            return Ok(entry(
+                modified,
+                Err(ReadRefusal::Unreadable(e.to_string())),
+                version,
+            ));
         }
         if bytes.len() as u64 > max_bytes {
-            return Ok(entry(modified, Err(ReadRefusal::TooLarge(max_bytes))));
+            return Ok(entry(
+                modified,
+                Err(ReadRefusal::TooLarge(max_bytes)),
+                version,
+            ));
         }
         Ok(entry(
             modified,
             Fragment::parse(&bytes).map_err(ReadRefusal::Syntax),
+            version,
         ))
     }
 
@@ -293,6 +313,18 @@ impl DropHandle {
     /// fsync the directory so removals in it survive a crash; best effort.
     pub fn sync(&self) {
         let _ = rfs::fsync(&self.fd);
+    }
+}
+
+/// The [`Stamp`] of an `fstatat` result.
+fn stamp_of(st: &rfs::Stat) -> Stamp {
+    let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+    Stamp {
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+        size: st.st_size as u64,
+        mtime_ns: ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
+        ctime_ns: ns(st.st_ctime as i64, st.st_ctime_nsec as i64),
     }
 }
 
