@@ -317,6 +317,8 @@ impl DropHandle {
 }
 
 /// The [`Stamp`] of an `fstatat` result.
+// The casts are no-ops on Linux; FreeBSD's `struct stat` has other types.
+#[allow(clippy::unnecessary_cast)]
 fn stamp_of(st: &rfs::Stat) -> Stamp {
     let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
     Stamp {
