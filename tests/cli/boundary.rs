@@ -82,6 +82,10 @@ fn swapping_the_drop_directory_for_a_symlink_during_builds_reads_and_removes_not
     outside.push(t.path("outside/planted"));
     assert_eq!(t.run(&["add", "_acme-challenge.example.test", V1]).code, 0);
 
+    // Every open, read or removal in the outside folder is seen (inotify).
+    let watch = Inotify::new(&t.path("outside"));
+    std::fs::read(t.path("outside/planted")).unwrap();
+    assert!(watch.events() > 0, "the watch sees a read");
     let (drop, real, target) = (t.path("drop"), t.path("drop.real"), t.path("outside"));
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
@@ -119,6 +123,39 @@ fn swapping_the_drop_directory_for_a_symlink_during_builds_reads_and_removes_not
     assert!(refused > 0, "no build ever saw the link");
     for p in &outside {
         assert!(p.exists(), "{} was removed", p.display());
+    }
+    assert_eq!(
+        watch.events(),
+        0,
+        "the outside folder was opened, read or changed"
+    );
+}
+
+/// An inotify watch for opens, reads and removals in one folder (the
+/// folder itself included).
+struct Inotify(std::os::fd::OwnedFd);
+
+impl Inotify {
+    fn new(dir: &Path) -> Inotify {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain syscalls; the descriptor is owned from here on.
+        unsafe {
+            let fd = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
+            assert!(fd >= 0);
+            let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).unwrap();
+            let mask = libc::IN_OPEN | libc::IN_ACCESS | libc::IN_DELETE | libc::IN_MODIFY;
+            assert!(libc::inotify_add_watch(fd, path.as_ptr(), mask) >= 0);
+            Inotify(std::os::fd::OwnedFd::from_raw_fd(fd))
+        }
+    }
+
+    /// How many bytes of events arrived (0: none).
+    fn events(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut buf = [0u8; 4096];
+        // SAFETY: reading into a buffer of the given size.
+        let n = unsafe { libc::read(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        n.max(0) as usize
     }
 }
 
