@@ -147,7 +147,7 @@ fn sort_dir(
                 // On a read-only mount it stays, and stays ignored: the
                 // refusal says so (once per file version, see build::refusals).
                 let failed = prune
-                    .then(|| handle.remove(&entry.name).err())
+                    .then(|| handle.remove_entry(&entry).err())
                     .flatten()
                     .filter(|e| e.kind() != std::io::ErrorKind::NotFound);
                 if let Some(e) = failed {

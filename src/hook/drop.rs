@@ -305,6 +305,20 @@ impl DropHandle {
         rfs::unlinkat(&self.fd, name, AtFlags::empty()).map_err(io::Error::from)
     }
 
+    /// Remove `entry` if its name still holds the file that was read (the
+    /// same device and inode): one renamed over it since (a client adding
+    /// the same pair again) stays.
+    #[allow(clippy::unnecessary_cast)] // FreeBSD's stat has other types
+    pub fn remove_entry(&self, entry: &Entry) -> io::Result<()> {
+        if let Some((read, _)) = &entry.version {
+            let st = rfs::statat(&self.fd, &entry.name, AtFlags::SYMLINK_NOFOLLOW)?;
+            if (st.st_dev as u64, st.st_ino as u64) != (read.dev, read.ino) {
+                return Ok(());
+            }
+        }
+        self.remove(&entry.name)
+    }
+
     /// Write `bytes` to `name` in this directory atomically.
     pub fn write(&self, name: &OsStr, bytes: &[u8]) -> io::Result<()> {
         write_atomic_at(self.fd.as_fd(), name, &[bytes])
@@ -517,6 +531,16 @@ mod tests {
         assert!(e
             .to_string()
             .contains(&fs::canonicalize(&other).unwrap().display().to_string()));
+        // An entry renamed over since it was read is not removed.
+        fs::write(moved.join("b"), "one").unwrap();
+        let read = h.read_entry(OsStr::new("b"), 4096).unwrap();
+        fs::write(moved.join(".new"), "two").unwrap();
+        fs::rename(moved.join(".new"), moved.join("b")).unwrap();
+        h.remove_entry(&read).unwrap();
+        assert_eq!(fs::read_to_string(moved.join("b")).unwrap(), "two");
+        let read = h.read_entry(OsStr::new("b"), 4096).unwrap();
+        h.remove_entry(&read).unwrap();
+        assert!(!moved.join("b").exists());
         // A hook's own view may be a link.
         assert_eq!(
             DropHandle::open_following(&d)
