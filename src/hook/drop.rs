@@ -5,8 +5,15 @@
 //! through a temporary dot-file in the same directory (fsync, chmod 0644,
 //! rename, fsync the directory). Readers skip dot-files, never follow a
 //! symlink, never open anything but a regular file, never block, and never
-//! read more than the size limit. Whether what they read is acceptable is the
-//! whitelist's decision, not this module's.
+//! read more than the size limit, never read a file with more than one link.
+//! Whether what they read is acceptable is the whitelist's decision, not
+//! this module's.
+//!
+//! Everything goes through a [`DropHandle`]: the directory opened once
+//! (`O_DIRECTORY`, and `O_NOFOLLOW` for the builder), every entry listed,
+//! stat'ed, opened, written and removed relative to it, so a directory
+//! swapped for a symlink meanwhile cannot send a read or a removal
+//! elsewhere. Prune (`hook::prune`) and every other writer use it too.
 
 // Input here comes from drop directories, hooks or zone files: never panic on it.
 #![cfg_attr(
