@@ -64,12 +64,12 @@ pub const POLL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Error)]
 pub enum ServeError {
-    #[error("{file}: cannot read the published zone: {source}")]
+    #[error("{}: cannot read the published zone: {source}", crate::base::name::printable_path(.file))]
     Read {
         file: PathBuf,
         source: std::io::Error,
     },
-    #[error("{file}: cannot load zone {zone}: {message}")]
+    #[error("{}: cannot load zone {zone}: {message}", crate::base::name::printable_path(.file))]
     Load {
         file: PathBuf,
         zone: String,

@@ -35,19 +35,19 @@ pub const SEARCH_PATH: [&str; 3] = [
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read the config: {source}")]
+    #[error("{}: cannot read the config: {source}", crate::base::name::printable_path(.path))]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: line {line}: {message}{context}")]
+    #[error("{}: line {line}: {message}{context}", crate::base::name::printable_path(.path))]
     Syntax {
         path: PathBuf,
         line: usize,
         message: String,
         context: String,
     },
-    #[error("{path}: {key}: {message}")]
+    #[error("{}: {key}: {message}", crate::base::name::printable_path(.path))]
     Invalid {
         path: PathBuf,
         key: String,
