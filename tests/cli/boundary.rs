@@ -94,9 +94,11 @@ fn swapping_the_drop_directory_for_a_symlink_during_builds_reads_and_removes_not
         while !stop2.load(Ordering::Relaxed) {
             std::fs::rename(&drop, &real).unwrap();
             std::os::unix::fs::symlink(&target, &drop).unwrap();
-            std::thread::yield_now();
+            std::thread::sleep(Duration::from_micros(100));
             std::fs::remove_file(&drop).unwrap();
             std::fs::rename(&real, &drop).unwrap();
+            // Real as long as linked: builds open either, and are swapped under.
+            std::thread::sleep(Duration::from_micros(100));
             swaps += 1;
         }
         swaps
@@ -119,6 +121,7 @@ fn swapping_the_drop_directory_for_a_symlink_during_builds_reads_and_removes_not
     }
     stop.store(true, Ordering::Relaxed);
     let swaps = swapper.join().unwrap();
+    eprintln!("{swaps} swaps; {refused} of 300 builds met the link");
     assert!(swaps > 300, "only {swaps} swaps");
     assert!(refused > 0, "no build ever saw the link");
     for p in &outside {
