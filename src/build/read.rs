@@ -126,6 +126,7 @@ impl Read<'_> {
             Err(e) => Settled {
                 zone: Err(e),
                 challenges: 0,
+                accepted: Vec::new(),
                 refusals: Vec::new(),
             },
         })

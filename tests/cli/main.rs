@@ -9,6 +9,7 @@ mod crash;
 mod cron;
 mod dane;
 mod diskfull;
+mod effects;
 mod examples;
 mod hook;
 mod live;

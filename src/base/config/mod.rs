@@ -223,6 +223,9 @@ pub struct Build {
     /// How long a second builder waits for the lock.
     #[serde(deserialize_with = "duration")]
     pub lock_wait: Duration,
+    /// `watch`/`run`: at most this many publishing builds a second while
+    /// the inputs keep changing (a lone change is built at once).
+    pub max_rate: f64,
 }
 
 impl Default for Build {
@@ -231,6 +234,7 @@ impl Default for Build {
             on_change: None,
             notify: Vec::new(),
             lock_wait: Duration::from_secs(30),
+            max_rate: 4.0,
         }
     }
 }
@@ -328,6 +332,13 @@ impl Config {
             key: key.to_string(),
             message,
         };
+        let rate = self.build.max_rate;
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(invalid(
+                "build.max_rate",
+                format!("{rate} is not a number of builds a second above 0"),
+            ));
+        }
         let p = &self.policy;
         if !(p.ttl_min <= p.ttl_default && p.ttl_default <= p.ttl_max) {
             return Err(invalid(
