@@ -307,7 +307,8 @@ mod tests {
         serial += 1;
         std::fs::write(
             &file,
-            text(serial, std::slice::from_ref(&a)).replace("ns1 IN A", "ns1 IN A 192.0.2.1\nold IN A"),
+            text(serial, std::slice::from_ref(&a))
+                .replace("ns1 IN A", "ns1 IN A 192.0.2.1\nold IN A"),
         )
         .unwrap();
         let before = r.inner.lock()["example.test."]

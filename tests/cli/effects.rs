@@ -289,3 +289,103 @@ fn start_knot(t: &Tree, port: u16, primary: u16) -> Daemon {
         d.join("log"),
     )
 }
+
+/// The serial in a published zone file's SOA line.
+fn serial(t: &Tree) -> u32 {
+    let text = std::fs::read_to_string(t.path("unsigned/example.test")).unwrap();
+    let line = text.lines().find(|l| l.contains(" SOA ")).unwrap();
+    line.split(" SOA ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Issue 10 item 9: a drop writer that adds and removes a fragment every
+/// 20 ms for 5 s gets at most `[build] max_rate` publishes a second (and
+/// the first burst), so on_change and the `date` serial keep that pace;
+/// a lone add after it is still built at once.
+#[test]
+fn churn_in_the_drop_directory_is_held_to_max_rate() {
+    let t = Tree::one_zone(
+        "[build]\non_change = \"sh -c 'echo {zone} >> hook.log'\"\n",
+        "",
+    );
+    let toml = std::fs::read_to_string(t.path("zonedrop.toml")).unwrap();
+    t.write(
+        "zonedrop.toml",
+        &toml.replace(
+            "name = \"example.test\"\n",
+            "name = \"example.test\"\nserial = \"date\"\n",
+        ),
+    );
+    let watch = Daemon::start(
+        "zonedrop watch",
+        &mut t.cmd(&["watch"]),
+        t.path("watch.log"),
+    );
+    let until = Instant::now() + Duration::from_secs(10);
+    while runs(&t) < 1 {
+        assert!(Instant::now() < until, "{}", watch.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (before, first) = (runs(&t), serial(&t));
+    let fragment = t.path("drop/churn");
+    let start = Instant::now();
+    let mut on = false;
+    while start.elapsed() < Duration::from_secs(5) {
+        if on {
+            std::fs::remove_file(&fragment).unwrap();
+        } else {
+            std::fs::write(&fragment, line("_acme-challenge.example.test.", 60, V1)).unwrap();
+        }
+        on = !on;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let churned = start.elapsed().as_secs_f64();
+    // What was held back is built once the churn stops.
+    std::thread::sleep(Duration::from_millis(600));
+    let ran = runs(&t) - before;
+    // 4 a second, the burst of 4 at the start, the last build after it.
+    let most = (4.0 * churned).ceil() as usize + 4 + 2;
+    assert!(
+        ran <= most,
+        "on_change ran {ran} times in {churned:.1} s (at most {most}):\n{}",
+        watch.log()
+    );
+    assert!(
+        ran >= 10,
+        "on_change ran {ran} times: the churn was not built at all"
+    );
+    eprintln!("churn: on_change ran {ran} times in {churned:.1} s");
+    let moved = serial(&t) - first;
+    assert!(moved as usize <= most, "the date serial moved by {moved}");
+
+    // A lone add: built at once, however busy the writer was before.
+    let lone = Instant::now();
+    std::fs::write(
+        t.path("drop/lone"),
+        line("_acme-challenge.www.example.test.", 60, V2),
+    )
+    .unwrap();
+    let until = lone + Duration::from_secs(2);
+    while !std::fs::read_to_string(t.path("unsigned/example.test"))
+        .unwrap()
+        .contains(V2)
+    {
+        assert!(
+            Instant::now() < until,
+            "the lone add was not built:\n{}",
+            watch.log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = lone.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "the lone add took {took:?}"
+    );
+}
