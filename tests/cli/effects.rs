@@ -310,6 +310,17 @@ fn serial(t: &Tree) -> u32 {
 /// a lone add after it is still built at once.
 #[test]
 fn churn_in_the_drop_directory_is_held_to_max_rate() {
+    churn_is_held_to_max_rate(&["watch"]);
+}
+
+/// The same when polling (nullfs): a poll that finds a change while the
+/// writer has not been quiet waits for its token.
+#[test]
+fn churn_is_held_to_max_rate_when_polling() {
+    churn_is_held_to_max_rate(&["watch", "--poll", "10ms"]);
+}
+
+fn churn_is_held_to_max_rate(watch: &[&str]) {
     let t = Tree::one_zone(
         "[build]\non_change = \"sh -c 'echo {zone} >> hook.log'\"\n",
         "",
