@@ -56,6 +56,7 @@ use thiserror::Error;
 
 use crate::base::config::{Config, Serve};
 use crate::base::fs::Stamp;
+use crate::build::publish::{Lock, PublishError};
 use crate::build::report::Parts;
 use crate::live::chase::{self, Cnames};
 use crate::live::tally::{Event, Tally};
@@ -159,6 +160,8 @@ pub(super) struct Inner {
     serve: Serve,
     /// What peers made the responder refuse or drop, logged bounded.
     tally: Arc<Tally>,
+    /// The state folder, whose build lock the file poll respects.
+    state: PathBuf,
     pub(super) slots: Mutex<HashMap<String, Slot>>,
     catalog: ArcSwap<Catalog>,
     /// The CNAMEs of the served zones, swapped with the catalog.
@@ -232,6 +235,7 @@ impl Responder {
                 zones: ArcSwap::from_pointee(zones),
                 serve: config.serve.clone(),
                 tally: Arc::new(Tally::new(config.serve.log_interval)),
+                state: config.paths.state.clone(),
                 slots: Mutex::new(slots),
                 catalog: ArcSwap::from_pointee(catalog),
                 cnames: ArcSwap::from_pointee(cnames),
@@ -304,6 +308,14 @@ impl Responder {
                 }
             }
         }
+        // A build under way (zonedrop run's own, or another's) is left to
+        // finish: run's builder hands its zones over itself, as deltas
+        // where it can, and a reload now would only race it. Without
+        // access to the lock (a read-only state folder), read anyway.
+        let _build = match Lock::acquire(&self.inner.state, Duration::ZERO) {
+            Err(PublishError::Locked { .. }) => return,
+            held => held.ok(),
+        };
         if let Err(e) = self.reload(zone) {
             let served = self
                 .inner

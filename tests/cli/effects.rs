@@ -320,7 +320,7 @@ fn churn_is_held_to_max_rate_when_polling() {
     churn_is_held_to_max_rate(&["watch", "--poll", "10ms"]);
 }
 
-fn churn_is_held_to_max_rate(watch: &[&str]) {
+fn churn_is_held_to_max_rate(args: &[&str]) {
     let t = Tree::one_zone(
         "[build]\non_change = \"sh -c 'echo {zone} >> hook.log'\"\n",
         "",
@@ -333,11 +333,7 @@ fn churn_is_held_to_max_rate(watch: &[&str]) {
             "name = \"example.test\"\nserial = \"date\"\n",
         ),
     );
-    let watch = Daemon::start(
-        "zonedrop watch",
-        &mut t.cmd(&["watch"]),
-        t.path("watch.log"),
-    );
+    let watch = Daemon::start("zonedrop watch", &mut t.cmd(args), t.path("watch.log"));
     let until = Instant::now() + Duration::from_secs(10);
     while runs(&t) < 1 {
         assert!(Instant::now() < until, "{}", watch.log());

@@ -8,6 +8,7 @@ mod concurrency;
 mod crash;
 mod cron;
 mod dane;
+mod delta;
 mod diskfull;
 mod effects;
 mod examples;
