@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
 
 /// How long the files must be quiet before a build starts.
-pub const QUIET: Duration = Duration::from_millis(15);
+pub const QUIET: Duration = Duration::from_millis(5);
 /// A burst never delays a build longer than this.
 pub const MAX_DELAY: Duration = Duration::from_millis(200);
 /// A build runs at least this often, events or not.
@@ -153,6 +153,14 @@ pub fn watched_paths(config: &Config) -> BTreeMap<PathBuf, RecursiveMode> {
     out
 }
 
+/// Whether `path` is a temporary of an atomic write (`base::fs`).
+fn temporary(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| {
+        n.as_encoded_bytes()
+            .starts_with(crate::base::fs::TEMP_PREFIX.as_bytes())
+    })
+}
+
 /// What wakes the watcher: a change in a watched folder (when it was
 /// seen), or SIGHUP.
 enum Wake {
@@ -221,6 +229,12 @@ pub fn run(
         if matches!(&event, Ok(e) if e.kind.is_access()) {
             return;
         }
+        // A writer's temporary (zonedrop's own atomic writes) is not read
+        // by a build; only its rename into place is a change. Taken as
+        // one, it would start a build in the middle of a hook's write.
+        if matches!(&event, Ok(e) if !e.paths.is_empty() && e.paths.iter().all(|p| temporary(p))) {
+            return;
+        }
         let _ = tx.send(Wake::Changed(Instant::now()));
     };
     // Polling is not notify's PollWatcher: it compares mtimes in whole
@@ -255,6 +269,10 @@ pub fn run(
     // have found nothing to publish (poll mode).
     let mut last_change: Option<Instant> = None;
     let mut quiet_since: Option<Instant> = None;
+    // A lone change seen and not published yet: the build that publishes
+    // it (not only the first after it: a writer's change may take two
+    // events some milliseconds apart) is built at once.
+    let mut lone_pending = false;
     // `run`'s first build reads every zone even when nothing changed, so
     // that the responder learns what each served version holds and takes
     // the first challenge as a delta too.
@@ -272,7 +290,9 @@ pub fn run(
         match rx.recv_timeout(tick) {
             Ok(wake) => {
                 if let Wake::Changed(at) = &wake {
-                    lone = last_change.is_none_or(|t| at.saturating_duration_since(t) >= LONE);
+                    lone_pending |=
+                        last_change.is_none_or(|t| at.saturating_duration_since(t) >= LONE);
+                    lone = lone_pending;
                 }
                 let mut note = |wake: Wake, reload: &mut bool| match wake {
                     Wake::Reload => *reload = true,
@@ -335,6 +355,7 @@ pub fn run(
         if published {
             limiter.spend(now);
             quiet_since = None;
+            lone_pending = false;
         } else if quiet_since.is_none() {
             quiet_since = Some(now);
         }
