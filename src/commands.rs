@@ -161,7 +161,10 @@ pub fn watch(ctx: &Context, poll: Option<Duration>) -> Result<u8, Error> {
     let config = Config::load_required(ctx.config.as_deref())?;
     crate::live::watch::run(
         &config,
-        &crate::live::watch::Options { poll },
+        &crate::live::watch::Options {
+            poll,
+            serving: None,
+        },
         |_| {},
         |_| {},
     )?;
@@ -214,14 +217,13 @@ pub fn run(ctx: &Context, poll: Option<Duration>, listen: &[SocketAddr]) -> Resu
     let watcher = std::thread::spawn(move || {
         crate::live::watch::run(
             &cfg,
-            &crate::live::watch::Options { poll },
-            |report| {
-                for p in &report.published {
-                    if let Err(e) = swap.reload(&p.zone) {
-                        log::error!("{e}");
-                    }
-                }
+            // Each published zone is handed to the responder right after
+            // its publish, before its NOTIFY (`build::effects`).
+            &crate::live::watch::Options {
+                poll,
+                serving: Some(std::sync::Arc::new(swap)),
             },
+            |_| {},
             // SIGHUP: serve the zones of the new config; sockets stay.
             |new| {
                 serving.set_zones(new);

@@ -36,6 +36,7 @@ use crate::base::config::{Config, SerialPolicy, ZoneConf};
 use crate::base::fs;
 use publish::{Lock, PublishError};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 use zone::ZoneError;
@@ -64,6 +65,9 @@ pub struct Options {
     /// Give every selected zone a new serial by its policy and publish it,
     /// changed or not (`build --bump`: re-signing needs a serial that moves).
     pub bump: bool,
+    /// The responder of `zonedrop run`: it takes each published zone
+    /// before the zone's NOTIFY goes out ([`effects`]).
+    pub serving: Option<Arc<dyn effects::Serving>>,
 }
 
 impl Options {
@@ -184,11 +188,11 @@ fn build_zone(
         config,
         zone.serial,
         &assembled,
-        settled.challenges,
+        &settled.accepted,
         now_unix,
         opts.bump,
     ) {
-        Ok(Some(p)) => {
+        Ok(publish::Publish::New(p)) => {
             if serial::date_ran_out(zone.serial, p.old_serial, p.serial, now_unix as i64) {
                 report.alerts.push(format!(
                     "{}: serial {} is past today's last date serial (YYYYMMDD99): the 100 changes a day of serial = \"date\" ran out, and serials run ahead of the date until it catches up",
@@ -196,18 +200,29 @@ fn build_zone(
                     p.serial
                 ));
             }
-            report.published.push(p);
-            true
+            effects::Version::New(p)
         }
-        Ok(None) => false,
+        Ok(publish::Publish::Same { serial, parts }) => effects::Version::Same(serial, parts),
         Err(e) => {
             report.errors.push(e.to_string());
-            false
+            effects::Version::Unknown
         }
     };
-    report
-        .errors
-        .extend(effects::after_publish(config, &zone.name, published));
+    let effects = effects::after_publish(
+        config,
+        &zone.name,
+        &published,
+        opts.serving.as_deref(),
+        now_unix,
+    );
+    report.errors.extend(effects.errors);
+    read.until = match (read.until, effects.retry_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if let effects::Version::New(p) = published {
+        report.published.push(p);
+    }
     assembled.inputs
 }
 

@@ -11,9 +11,9 @@
 use crate::base::config::{Config, SerialPolicy};
 use crate::base::fs as files;
 use crate::base::hex;
-use crate::build::report::Published;
+use crate::build::report::{Parts, Published, Txt};
 use crate::build::serial;
-use crate::build::zone::Assembled;
+use crate::build::zone::{Assembled, Rendered};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
@@ -44,6 +44,15 @@ pub fn write_atomic(path: &Path, parts: &[&[u8]]) -> Result<(), PublishError> {
     files::write_atomic(path, parts).map_err(write_err(path))
 }
 
+/// What [`publish_zone`] did.
+#[derive(Debug)]
+pub enum Publish {
+    /// A new version was published.
+    New(Published),
+    /// The published version stands: its serial and parts.
+    Same { serial: u32, parts: Parts },
+}
+
 /// Publish one checked zone if its content changed, or with `bump` in any
 /// case; choose its serial (a bumped zone gets the next one by its policy,
 /// changed or not).
@@ -51,22 +60,33 @@ pub fn publish_zone(
     config: &Config,
     policy: SerialPolicy,
     a: &Assembled,
-    challenges: usize,
+    challenges: &[Rendered],
     now_unix: u64,
     bump: bool,
-) -> Result<Option<Published>, PublishError> {
+) -> Result<Publish, PublishError> {
     let state_dir = &config.paths.state;
     let out = config.published_path(&a.zone);
+    let content = a.content();
+    let at = challenges_at(content, challenges.len());
     let mut hasher = Sha256::new();
-    hasher.update(a.content().as_bytes());
+    hasher.update(&content.as_bytes()[..at]);
+    let base: [u8; 32] = hasher.clone().finalize().into();
+    hasher.update(&content.as_bytes()[at..]);
     if policy == SerialPolicy::Keep {
         hasher.update(a.soa.serial.to_be_bytes());
     }
     let hash = hex(&hasher.finalize());
+    let parts = || Parts {
+        base,
+        challenges: challenges.iter().map(txt).collect(),
+    };
     let previous = load_zone_state(state_dir, &a.zone);
     if let Some(p) = &previous {
         if p.hash == hash && out.exists() && !bump {
-            return Ok(None);
+            return Ok(Publish::Same {
+                serial: p.serial,
+                parts: parts(),
+            });
         }
     }
     let old_serial = previous
@@ -87,15 +107,51 @@ pub fn publish_zone(
             serial: new_serial,
             hash,
             on_change_pending: config.build.on_change.is_some(),
+            notify_pending: !config.build.notify.is_empty(),
+            notify_retry_at: None,
         },
     )?;
-    Ok(Some(Published {
+    Ok(Publish::New(Published {
         zone: a.zone.clone(),
         file: out,
         old_serial,
         serial: new_serial,
-        challenges,
+        challenges: challenges.len(),
+        parts: parts(),
     }))
+}
+
+/// Where the last `n` records of `text` begin: the challenges, which
+/// `Assembled::set_records` writes last, one line each.
+fn challenges_at(text: &str, n: usize) -> usize {
+    let mut at = text.len();
+    for _ in 0..n {
+        at = text[..at.saturating_sub(1)]
+            .rfind('\n')
+            .map_or(0, |i| i + 1);
+    }
+    at
+}
+
+/// A challenge record as published: its value taken back out of the
+/// quoted TXT data (`zone::quote_txt`).
+fn txt(r: &Rendered) -> Txt {
+    let quoted = r.rdata.strip_prefix('"').and_then(|v| v.strip_suffix('"'));
+    let mut value = String::with_capacity(r.rdata.len());
+    let mut escaped = false;
+    for c in quoted.unwrap_or(&r.rdata).chars() {
+        if c == '\\' && !escaped {
+            escaped = true;
+            continue;
+        }
+        escaped = false;
+        value.push(c);
+    }
+    Txt {
+        owner: r.owner.to_ascii_lowercase(),
+        ttl: r.ttl,
+        value,
+    }
 }
 
 /// What state/ remembers of a zone.
@@ -104,9 +160,19 @@ pub struct ZoneState {
     pub serial: u32,
     /// SHA-256 of the zone's content with the serial left open.
     pub hash: String,
-    /// The on_change command failed last time: run it again.
+    /// The on_change command is owed (published since, or it failed last
+    /// time): run it at the next build.
     #[serde(default)]
     pub on_change_pending: bool,
+    /// A NOTIFY is owed (published since, on_change not done yet, or a
+    /// secondary did not acknowledge): send it once on_change is done.
+    #[serde(default)]
+    pub notify_pending: bool,
+    /// After a NOTIFY that failed: not before this Unix time again, unless
+    /// the zone is published anew (a secondary that is down must not cost
+    /// every build the NOTIFY timeouts).
+    #[serde(default)]
+    pub notify_retry_at: Option<u64>,
 }
 
 pub fn zone_state_path(state: &Path, zone: &str) -> PathBuf {

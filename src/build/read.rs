@@ -151,6 +151,7 @@ impl Read<'_> {
                     ),
                 }),
                 challenges: 0,
+                accepted: Vec::new(),
                 refusals: Vec::new(),
             });
         }
@@ -161,6 +162,7 @@ impl Read<'_> {
             Err(e) => Settled {
                 zone: Err(e),
                 challenges: 0,
+                accepted: Vec::new(),
                 refusals: Vec::new(),
             },
         })

@@ -14,6 +14,29 @@ pub struct Published {
     pub old_serial: Option<u32>,
     pub serial: u32,
     pub challenges: usize,
+    /// What the responder of `zonedrop run` needs to take this version as
+    /// a delta of the one it serves (`build::effects`).
+    pub parts: Parts,
+}
+
+/// A published zone in two parts: a digest of everything but its
+/// challenges (the operator's sources, TLSA and SSHFP records), and the
+/// challenges. Two versions with the same `base` differ in their
+/// challenges and serial only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parts {
+    /// SHA-256 of the zone's text, serial left open, up to its challenges.
+    pub base: [u8; 32],
+    pub challenges: Vec<Txt>,
+}
+
+/// One challenge record as published.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Txt {
+    /// Absolute, lower case.
+    pub owner: String,
+    pub ttl: u32,
+    pub value: String,
 }
 
 impl std::fmt::Display for Published {

@@ -9,6 +9,7 @@
 
 mod axfr;
 mod chase;
+mod delta;
 pub mod exchange;
 mod listen;
 pub mod notify;

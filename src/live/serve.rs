@@ -56,6 +56,8 @@ use thiserror::Error;
 
 use crate::base::config::{Config, Serve};
 use crate::base::fs::Stamp;
+use crate::build::publish::{Lock, PublishError};
+use crate::build::report::Parts;
 use crate::live::chase::{self, Cnames};
 use crate::live::tally::{Event, Tally};
 
@@ -124,38 +126,49 @@ fn parse_zone(
     Ok(records)
 }
 
+/// The zone handler the responder serves (and changes in place, `delta.rs`).
+pub(super) type Handler = InMemoryZoneHandler<TokioRuntimeProvider>;
+
 /// One loaded version of a zone.
-struct Loaded {
-    stamp: Stamp,
-    serial: u32,
-    handler: Arc<dyn ZoneHandler>,
+pub(super) struct Loaded {
+    pub(super) stamp: Stamp,
+    pub(super) serial: u32,
+    pub(super) handler: Arc<Handler>,
     /// Its CNAME records, for following a chain into another zone (`chase.rs`).
     cnames: Vec<Record>,
 }
 
 /// One zone as currently served (or last tried).
-struct Slot {
+#[derive(Default)]
+pub(super) struct Slot {
     /// The version being served, if any.
-    served: Option<Loaded>,
+    pub(super) served: Option<Loaded>,
     /// The last version that failed to load: logged once, not retried.
-    failed: Option<Stamp>,
+    pub(super) failed: Option<Stamp>,
+    /// What the builder of `run` said the served version holds (its base
+    /// digest and challenges), when it handed it over: a later version
+    /// with the same base is taken as a delta (`delta.rs`). None after a
+    /// load the builder did not hand over.
+    pub(super) known: Option<Parts>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     /// Configured zones: name (absolute, lowercase) and published file;
     /// replaced when the config is read again ([`Responder::set_zones`]).
-    zones: ArcSwap<Vec<(String, PathBuf)>>,
+    pub(super) zones: ArcSwap<Vec<(String, PathBuf)>>,
     /// `[serve]`: who may transfer, and the limits.
     serve: Serve,
     /// What peers made the responder refuse or drop, logged bounded.
     tally: Arc<Tally>,
-    slots: Mutex<HashMap<String, Slot>>,
+    /// The state folder, whose build lock the file poll respects.
+    state: PathBuf,
+    pub(super) slots: Mutex<HashMap<String, Slot>>,
     catalog: ArcSwap<Catalog>,
     /// The CNAMEs of the served zones, swapped with the catalog.
     cnames: ArcSwap<Cnames>,
     /// Bumped after every catalog swap: the UDP path's cached answers are
     /// only good for the generation they were made in.
-    generation: Arc<AtomicU64>,
+    pub(super) generation: Arc<AtomicU64>,
     /// A NOTIFY-triggered look at the files is under way: a flood of
     /// NOTIFYs costs one at a time, not one blocking task each.
     notified: AtomicBool,
@@ -165,7 +178,13 @@ struct Inner {
 /// clone serves and reloads the same zones.
 #[derive(Clone)]
 pub struct Responder {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder")
+    }
 }
 
 impl Responder {
@@ -205,7 +224,7 @@ impl Responder {
                 zone.clone(),
                 Slot {
                     served,
-                    failed: None,
+                    ..Slot::default()
                 },
             );
         }
@@ -216,6 +235,7 @@ impl Responder {
                 zones: ArcSwap::from_pointee(zones),
                 serve: config.serve.clone(),
                 tally: Arc::new(Tally::new(config.serve.log_interval)),
+                state: config.paths.state.clone(),
                 slots: Mutex::new(slots),
                 catalog: ArcSwap::from_pointee(catalog),
                 cnames: ArcSwap::from_pointee(cnames),
@@ -243,30 +263,7 @@ impl Responder {
         let (zone, file) = self.inner.zone(zone)?;
         // One reload at a time: the lock is held from reading to swapping.
         let mut slots = self.inner.lock();
-        let slot = slots.entry(zone.clone()).or_insert(Slot {
-            served: None,
-            failed: None,
-        });
-        let loaded = match read_versioned(&file) {
-            Ok((stamp, text)) => build_zone(&zone, &file, stamp, text).inspect_err(|_| {
-                slot.failed = Some(stamp);
-            }),
-            Err(e) => {
-                // Best effort, so an unreadable file is not retried (and
-                // logged) at every poll.
-                slot.failed = std::fs::metadata(&file).ok().map(|m| Stamp::of(&m));
-                Err(e)
-            }
-        }?;
-        log::info!(
-            "{}: zone {zone} reloaded (serial {})",
-            crate::base::name::printable_path(&file),
-            loaded.serial
-        );
-        slot.served = Some(loaded);
-        slot.failed = None;
-        self.inner.swap(&slots);
-        Ok(())
+        self.inner.reload_locked(&mut slots, &zone, &file, None)
     }
 
     /// Serve the zones of `config` from now on (the config was read
@@ -280,10 +277,7 @@ impl Responder {
         slots.retain(|name, _| zones.iter().any(|(z, _)| z == name));
         let removed = before - slots.len();
         for (zone, _) in &zones {
-            slots.entry(zone.clone()).or_insert(Slot {
-                served: None,
-                failed: None,
-            });
+            slots.entry(zone.clone()).or_default();
         }
         self.inner.zones.store(Arc::new(zones));
         if removed > 0 {
@@ -314,6 +308,14 @@ impl Responder {
                 }
             }
         }
+        // A build under way (zonedrop run's own, or another's) is left to
+        // finish: run's builder hands its zones over itself, as deltas
+        // where it can, and a reload now would only race it. Without
+        // access to the lock (a read-only state folder), read anyway.
+        let _build = match Lock::acquire(&self.inner.state, Duration::ZERO) {
+            Err(PublishError::Locked { .. }) => return,
+            held => held.ok(),
+        };
         if let Err(e) = self.reload(zone) {
             let served = self
                 .inner
@@ -362,14 +364,47 @@ impl Responder {
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
+    /// Read `file` and serve it as `zone`, with the lock held (`slots`);
+    /// `known`: what the builder says the file holds.
+    pub(super) fn reload_locked(
+        &self,
+        slots: &mut HashMap<String, Slot>,
+        zone: &str,
+        file: &Path,
+        known: Option<Parts>,
+    ) -> Result<(), ServeError> {
+        let slot = slots.entry(zone.to_string()).or_default();
+        let loaded = match read_versioned(file) {
+            Ok((stamp, text)) => build_zone(zone, file, stamp, text).inspect_err(|_| {
+                slot.failed = Some(stamp);
+            }),
+            Err(e) => {
+                // Best effort, so an unreadable file is not retried (and
+                // logged) at every poll.
+                slot.failed = std::fs::metadata(file).ok().map(|m| Stamp::of(&m));
+                Err(e)
+            }
+        }?;
+        log::info!(
+            "{}: zone {zone} reloaded (serial {})",
+            crate::base::name::printable_path(file),
+            loaded.serial
+        );
+        slot.served = Some(loaded);
+        slot.failed = None;
+        slot.known = known;
+        self.swap(slots);
+        Ok(())
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, HashMap<String, Slot>> {
         // A panic elsewhere while holding the lock leaves the map as it was
         // before that reload: still consistent.
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The configured zone `name` (any case, trailing dot optional) and its file.
-    fn zone(&self, name: &str) -> Result<(String, PathBuf), ServeError> {
+    pub(super) fn zone(&self, name: &str) -> Result<(String, PathBuf), ServeError> {
         let mut want = name.to_ascii_lowercase();
         if !want.ends_with('.') {
             want.push('.');
@@ -384,7 +419,7 @@ impl Inner {
 
     /// Put what `slots` serve in front of the next query: the catalog, its
     /// CNAMEs, and a new generation for the UDP path's cached answers.
-    fn swap(&self, slots: &HashMap<String, Slot>) {
+    pub(super) fn swap(&self, slots: &HashMap<String, Slot>) {
         self.cnames.store(Arc::new(build_cnames(slots)));
         self.catalog.store(Arc::new(build_catalog(slots)));
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -470,7 +505,7 @@ fn build_catalog(slots: &HashMap<String, Slot>) -> Catalog {
     let mut catalog = Catalog::new();
     for slot in slots.values() {
         if let Some(loaded) = &slot.served {
-            let handler = loaded.handler.clone();
+            let handler: Arc<dyn ZoneHandler> = loaded.handler.clone();
             catalog.upsert(handler.origin().clone(), vec![handler]);
         }
     }

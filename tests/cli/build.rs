@@ -886,61 +886,6 @@ fn list_judges_with_the_challenge_aliases_of_the_sources() {
     assert_eq!(list.stdout.lines().count(), 4, "{}", list.stdout);
 }
 
-/// A secondary on a UDP socket of its own: it acknowledges every NOTIFY
-/// and remembers the zones it was told about, in order.
-struct Secondary {
-    addr: std::net::SocketAddr,
-    told: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Secondary {
-    fn start() -> Secondary {
-        use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let secondary = Secondary {
-            addr: socket.local_addr().unwrap(),
-            told: Default::default(),
-            stop: Default::default(),
-        };
-        let (told, stop) = (secondary.told.clone(), secondary.stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let Ok((n, from)) = socket.recv_from(&mut buf) else {
-                    continue;
-                };
-                let request = Message::from_vec(&buf[..n]).unwrap();
-                assert_eq!(request.metadata.op_code, OpCode::Notify);
-                assert_eq!(request.queries[0].query_type(), RecordType::SOA);
-                told.lock()
-                    .unwrap()
-                    .push(request.queries[0].name().to_string());
-                let mut ack =
-                    Message::new(request.metadata.id, MessageType::Response, OpCode::Notify);
-                ack.metadata.response_code = ResponseCode::NoError;
-                ack.add_query(request.queries[0].clone());
-                socket.send_to(&ack.to_vec().unwrap(), from).unwrap();
-            }
-        });
-        secondary
-    }
-
-    /// The zones told about since the last call.
-    fn told(&self) -> Vec<String> {
-        std::mem::take(&mut *self.told.lock().unwrap())
-    }
-}
-
-impl Drop for Secondary {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// After a build publishes a zone, `[build] notify` hears about that zone
 /// (RFC 1996), once; about a zone that did not change, never.
 #[test]

@@ -10,25 +10,6 @@ use crate::support::*;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// `zonedrop run` in `t`, returned once `addr` answers for `zone`.
-fn run_until_answering(t: &Tree, addr: SocketAddr, zone: &str) -> Daemon {
-    let mut d = Daemon::start("zonedrop run", &mut t.cmd(&["run"]), t.path("run.log"));
-    let until = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < until {
-        if let Ok(Some(status)) = d.child.try_wait() {
-            panic!("zonedrop run ended ({status}); its log:\n{}", d.log());
-        }
-        if query_txt(addr, zone).is_some_and(|(rcode, _)| rcode == 0) {
-            return d;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "zonedrop run does not answer on {addr}; its log:\n{}",
-        d.log()
-    );
-}
-
 #[test]
 fn host_names_and_port_53_are_taken_wherever_a_server_is_named() {
     let port = free_port();

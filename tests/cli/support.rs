@@ -334,3 +334,84 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     // SAFETY: sysconf has no preconditions.
     ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
 }
+
+/// A secondary on a UDP socket of its own: it acknowledges every NOTIFY
+/// and remembers the zones it was told about, in order.
+pub struct Secondary {
+    pub addr: SocketAddr,
+    told: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Secondary {
+    pub fn start() -> Secondary {
+        Secondary::start_with(|_| {})
+    }
+
+    /// A secondary that hands each NOTIFY to `before_ack` before it
+    /// acknowledges it (the sender waits for the acknowledgement).
+    pub fn start_with(before_ack: impl Fn(&Message) + Send + 'static) -> Secondary {
+        use hickory_proto::op::{MessageType, OpCode, ResponseCode};
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let secondary = Secondary {
+            addr: socket.local_addr().unwrap(),
+            told: Default::default(),
+            stop: Default::default(),
+        };
+        let (told, stop) = (secondary.told.clone(), secondary.stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                let request = Message::from_vec(&buf[..n]).unwrap();
+                assert_eq!(request.metadata.op_code, OpCode::Notify);
+                assert_eq!(request.queries[0].query_type(), RecordType::SOA);
+                before_ack(&request);
+                told.lock()
+                    .unwrap()
+                    .push(request.queries[0].name().to_string());
+                let mut ack =
+                    Message::new(request.metadata.id, MessageType::Response, OpCode::Notify);
+                ack.metadata.response_code = ResponseCode::NoError;
+                ack.add_query(request.queries[0].clone());
+                socket.send_to(&ack.to_vec().unwrap(), from).unwrap();
+            }
+        });
+        secondary
+    }
+
+    /// The zones told about since the last call.
+    pub fn told(&self) -> Vec<String> {
+        std::mem::take(&mut *self.told.lock().unwrap())
+    }
+}
+
+impl Drop for Secondary {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// `zonedrop run` in `t`, returned once `addr` answers for `zone`.
+pub fn run_until_answering(t: &Tree, addr: SocketAddr, zone: &str) -> Daemon {
+    let mut d = Daemon::start("zonedrop run", &mut t.cmd(&["run"]), t.path("run.log"));
+    let until = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < until {
+        if let Ok(Some(status)) = d.child.try_wait() {
+            panic!("zonedrop run ended ({status}); its log:\n{}", d.log());
+        }
+        if query_txt(addr, zone).is_some_and(|(rcode, _)| rcode == 0) {
+            return d;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "zonedrop run does not answer on {addr}; its log:\n{}",
+        d.log()
+    );
+}

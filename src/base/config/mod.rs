@@ -237,6 +237,9 @@ pub struct Build {
     pub refusal_lines: usize,
     #[serde(deserialize_with = "duration")]
     pub refusal_interval: Duration,
+    /// `watch`/`run`: at most this many publishing builds a second while
+    /// the inputs keep changing (a lone change is built at once).
+    pub max_rate: f64,
 }
 
 impl Default for Build {
@@ -248,6 +251,7 @@ impl Default for Build {
             strict: false,
             refusal_lines: 20,
             refusal_interval: Duration::from_secs(60),
+            max_rate: 4.0,
         }
     }
 }
@@ -350,6 +354,13 @@ impl Config {
             key: key.to_string(),
             message,
         };
+        let rate = self.build.max_rate;
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(invalid(
+                "build.max_rate",
+                format!("{rate} is not a number of builds a second above 0"),
+            ));
+        }
         let p = &self.policy;
         if !(p.ttl_min <= p.ttl_default && p.ttl_default <= p.ttl_max) {
             return Err(invalid(

@@ -15,6 +15,9 @@ pub struct Settled {
     pub zone: Result<Assembled, ZoneError>,
     /// How many challenges the checked zone holds.
     pub challenges: usize,
+    /// Those challenges: the last records of the zone's text, one line
+    /// each (what the responder of `zonedrop run` takes as a delta).
+    pub accepted: Vec<Rendered>,
     /// The challenges refused because they would break it.
     pub refusals: Vec<Refusal>,
 }
@@ -52,9 +55,11 @@ pub fn settle(
             Err(e) => break Err(e),
         }
     };
+    let accepted = records.split_off(first_challenge);
     Settled {
         zone,
-        challenges: records.len() - first_challenge,
+        challenges: accepted.len(),
+        accepted,
         refusals,
     }
 }
