@@ -428,10 +428,29 @@ fn resign_re_signs_a_due_zone_even_when_its_serial_cannot_move() {
 fn reload_follows_signing_and_is_retried_until_it_succeeds() {
     let ex = Example::new();
     // RELOAD gets the zone as its last argument: `touch ZONE` leaves a mark.
-    let out = ex.make(&["BUILD_FLAGS=--quiet", "RELOAD=false"]);
+    // A failed reload fails make, saying which zone, with its status and
+    // its output.
+    let out = ex.make(&[
+        "BUILD_FLAGS=--quiet",
+        "RELOAD=sh -c 'echo error: zone $$0 not loaded; exit 3'",
+    ]);
     assert!(!out.status.success(), "a failed reload must fail make");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "example.test: RELOAD failed (exit status 3); it is tried again at the next run; \
+             its output:\n    error: zone example.test not loaded\n"
+        ),
+        "{err}"
+    );
     ex.verify("example.test");
-    ex.make_ok(&["BUILD_FLAGS=--quiet", "RELOAD=touch"]);
+    // A reload that works says nothing (nsd-control's "ok" is kept out of
+    // cron mail).
+    let out = ex.make(&["BUILD_FLAGS=--quiet", "RELOAD=sh -c 'echo ok; touch $$0'"]);
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "{out:?}"
+    );
     for zone in ["example.test", "example.net"] {
         assert!(
             ex.t.path(&format!("examples/{zone}")).exists(),

@@ -10,6 +10,7 @@ mod crash;
 mod cron;
 mod dane;
 mod delta;
+mod deploy;
 mod diskfull;
 mod effects;
 mod examples;
