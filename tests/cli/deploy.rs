@@ -71,7 +71,7 @@ impl Drop for Walk {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for file in ["nsd/nsd.pid", "knot/knot.pid"] {
+        for file in ["dns/watch.pid", "nsd/nsd.pid", "knot/knot.pid"] {
             let Some(pid) = self.pid(file) else { continue };
             // SAFETY: kill(2) on the PID the server this test started wrote.
             unsafe {
@@ -109,10 +109,17 @@ fn cron_d(text: &str) -> CronD {
                 continue;
             }
         }
+        // A line cut short (the file read while it is written) is no job.
         let mut fields = line.split_whitespace();
         let schedule: Vec<String> = fields.by_ref().take(5).map(String::from).collect();
-        let user = fields.next().unwrap().to_string();
-        let rest = line.split_once(&format!(" {user} ")).unwrap().1.trim();
+        let Some(user) = fields.next() else { continue };
+        let Some((_, rest)) = line.split_once(&format!(" {user} ")) else {
+            continue;
+        };
+        let (user, rest) = (user.to_string(), rest.trim());
+        if rest.is_empty() {
+            continue;
+        }
         assert!(!rest.contains('%'), "a % in a cron command: {rest}");
         c.jobs.push((schedule, user, rest.to_string()));
     }
@@ -120,15 +127,32 @@ fn cron_d(text: &str) -> CronD {
 }
 
 impl CronD {
-    /// The every-minute job as cron runs it: as its user with that user's
-    /// groups (initgroups), in cron's bare environment plus the file's
-    /// variables, with $SHELL -c, from /.
-    fn minute(&self) -> Command {
+    /// The every-minute job, if there is one.
+    fn minute(&self) -> Option<Command> {
+        self.jobs
+            .iter()
+            .find(|(s, _, _)| s.iter().all(|f| f == "*"))
+            .map(|(_, user, command)| self.command(user, command))
+    }
+
+    /// The daily job: a fixed minute and hour.
+    fn daily(&self) -> Command {
         let (_, user, command) = self
             .jobs
             .iter()
-            .find(|(s, _, _)| s.iter().all(|f| f == "*"))
-            .expect("an every-minute line");
+            .find(|(s, _, _)| {
+                s[0].parse::<u8>().is_ok()
+                    && s[1].parse::<u8>().is_ok()
+                    && s[2..].iter().all(|f| f == "*")
+            })
+            .expect("a daily line");
+        self.command(user, command)
+    }
+
+    /// A job as cron runs it: as its user with that user's groups
+    /// (initgroups), in cron's bare environment plus the file's variables,
+    /// with $SHELL -c, from /.
+    fn command(&self, user: &str, command: &str) -> Command {
         let gid = String::from_utf8(
             Command::new("id")
                 .args(["-g", user])
@@ -263,9 +287,9 @@ fn the_readme_deployment_walk_runs_the_whole_pipeline() {
             break status;
         }
         assert!(Instant::now() < until, "the walk hangs:\n{}", walk_log());
-        if let Ok(text) = std::fs::read_to_string(&cron_file) {
-            let o = cron_d(&text).minute().output().unwrap();
-            cron_runs.push(o);
+        let text = std::fs::read_to_string(&cron_file).unwrap_or_default();
+        if let Some(mut minute) = cron_d(&text).minute() {
+            cron_runs.push(minute.output().unwrap());
         }
         std::thread::sleep(Duration::from_secs(1));
     };
@@ -275,16 +299,28 @@ fn the_readme_deployment_walk_runs_the_whole_pipeline() {
         walk_log()
     );
 
-    // Both servers answer the challenge the hook user added.
+    // Both servers answer the challenges the hook user added: the first
+    // built from cron, the second by watch.
     for port in [nsd_port, knot_port] {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        assert_eq!(
-            query_txt(addr, &format!("_acme-challenge.{ZONE}")).map(|(_, t)| t),
-            Some(vec![V1.to_string()]),
-            "port {port}\n{}",
-            walk_log()
-        );
+        for (owner, value) in [("_acme-challenge", V1), ("_acme-challenge.www", V2)] {
+            assert_eq!(
+                query_txt(addr, &format!("{owner}.{ZONE}")).map(|(_, t)| t),
+                Some(vec![value.to_string()]),
+                "{owner} on port {port}\n{}",
+                walk_log()
+            );
+        }
     }
+    // watch ran as the builder, logged no trouble, and signed through
+    // on_change (its "ok" from nsd-control kept out of the log).
+    let watch_pid = walk.pid("dns/watch.pid").unwrap();
+    assert_eq!(euid(watch_pid), uid_of(BUILD_USER));
+    let watch_log = std::fs::read_to_string(root.join("dns/watch.log")).unwrap();
+    assert!(
+        !watch_log.contains("ERROR") && !watch_log.contains("WARN") && !watch_log.contains("\nok"),
+        "{watch_log}"
+    );
     // Knot had it through NSD's NOTIFY (its refresh timer is 2 hours).
     let knot_log = std::fs::read_to_string(root.join("knot/knot.log")).unwrap();
     assert!(knot_log.contains("notify, incoming"), "{knot_log}");
@@ -309,7 +345,8 @@ fn the_readme_deployment_walk_runs_the_whole_pipeline() {
         .output()
         .unwrap();
     assert!(v.status.success(), "{v:?}");
-    assert!(std::fs::read_to_string(&signed).unwrap().contains(V1));
+    let signed_text = std::fs::read_to_string(&signed).unwrap();
+    assert!(signed_text.contains(V1) && signed_text.contains(V2));
     assert!(!dig(nsd_port, ZONE, "DNSKEY").is_empty());
 
     // Who wrote what: the hook user the fragment, the builder the rest;
@@ -350,10 +387,12 @@ fn the_readme_deployment_walk_runs_the_whole_pipeline() {
         assert_ne!(euid(pid), 0, "{file}: pid {pid} runs as root");
     }
 
-    // cron: a quiet minute changes nothing; no minute mailed anything.
+    // cron: the daily line, with nothing due, changes nothing; no run
+    // mailed anything.
     let before = std::fs::metadata(&signed).unwrap().modified().unwrap();
     let text = std::fs::read_to_string(&cron_file).unwrap();
-    cron_runs.push(cron_d(&text).minute().output().unwrap());
+    cron_runs.push(cron_d(&text).daily().output().unwrap());
+    std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
         std::fs::metadata(&signed).unwrap().modified().unwrap(),
         before
