@@ -133,7 +133,10 @@ fn deployment(make: Setup, rounds: usize) -> Vec<Duration> {
     // Its first build done (recorded in the manifest), the responder
     // handed every zone: from here on it is idle until the first add.
     while !d.join("state/manifest.json").exists() {
-        assert!(Instant::now() < until, "zonedrop run's first build does not end");
+        assert!(
+            Instant::now() < until,
+            "zonedrop run's first build does not end"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(500));
