@@ -205,6 +205,22 @@ pub struct Lock {
 }
 
 impl Lock {
+    /// For readers of the published files, which need not write anything
+    /// (the lock file is opened read-only and never created): `Err(())`
+    /// while a build holds the lock, else the lock if there is a lock
+    /// file to take (no build can start while it is held).
+    #[allow(clippy::result_unit_err)]
+    pub fn try_read(state: &Path) -> Result<Option<Lock>, ()> {
+        let Ok(file) = File::open(state.join("lock")) else {
+            return Ok(None);
+        };
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Lock { _file: file })),
+            Err(fs::TryLockError::WouldBlock) => Err(()),
+            Err(fs::TryLockError::Error(_)) => Ok(None),
+        }
+    }
+
     /// Take the lock, waiting up to `wait`.
     pub fn acquire(state: &Path, wait: Duration) -> Result<Lock, PublishError> {
         fs::create_dir_all(state).map_err(write_err(state))?;
@@ -249,6 +265,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(published_serial(&p), Some(42));
+    }
+
+    #[test]
+    fn a_reader_takes_the_lock_only_when_no_build_holds_it() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(matches!(Lock::try_read(d.path()), Ok(None)));
+        let lock = Lock::acquire(d.path(), Duration::ZERO).unwrap();
+        assert!(Lock::try_read(d.path()).is_err());
+        drop(lock);
+        let reader = Lock::try_read(d.path()).unwrap().unwrap();
+        assert!(Lock::acquire(d.path(), Duration::ZERO).is_err());
+        drop(reader);
     }
 
     #[test]

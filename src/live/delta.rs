@@ -42,6 +42,7 @@ impl Serving for Responder {
         let slot = slots.entry(zone.clone()).or_default();
         if let (Some(loaded), Some(known)) = (&mut slot.served, &slot.known) {
             if known.base == p.parts.base {
+                let started = std::time::Instant::now();
                 let old = loaded.serial;
                 apply(&loaded.handler, known, &p.parts, p.serial)?;
                 loaded.serial = p.serial;
@@ -55,9 +56,10 @@ impl Serving for Responder {
                 drop(slots);
                 inner.generation.fetch_add(1, Ordering::AcqRel);
                 log::info!(
-                    "zone {zone}: serial {old} -> {} taken as a delta ({} challenges)",
+                    "zone {zone}: serial {old} -> {} taken as a delta ({} challenges) in {} µs",
                     p.serial,
-                    p.parts.challenges.len()
+                    p.parts.challenges.len(),
+                    started.elapsed().as_micros()
                 );
                 return Ok(());
             }

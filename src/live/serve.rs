@@ -56,7 +56,7 @@ use thiserror::Error;
 
 use crate::base::config::{Config, Serve};
 use crate::base::fs::Stamp;
-use crate::build::publish::{Lock, PublishError};
+use crate::build::publish::Lock;
 use crate::build::report::Parts;
 use crate::live::chase::{self, Cnames};
 use crate::live::tally::{Event, Tally};
@@ -309,12 +309,11 @@ impl Responder {
             }
         }
         // A build under way (zonedrop run's own, or another's) is left to
-        // finish: run's builder hands its zones over itself, as deltas
-        // where it can, and a reload now would only race it. Without
-        // access to the lock (a read-only state folder), read anyway.
-        let _build = match Lock::acquire(&self.inner.state, Duration::ZERO) {
-            Err(PublishError::Locked { .. }) => return,
-            held => held.ok(),
+        // finish (the next poll looks again): run's builder hands its
+        // zones over itself, as deltas where it can, and a reload now
+        // would only race it. The lock is held while the file is read.
+        let Ok(_build) = Lock::try_read(&self.inner.state) else {
+            return;
         };
         if let Err(e) = self.reload(zone) {
             let served = self
