@@ -7,7 +7,8 @@
 //! it runs the builder's crontab line as cron does (the builder's user and
 //! groups, `PATH=/usr/bin:/bin` plus the crontab's variables) every second
 //! while the hook user's `zonedrop add --wait` waits for both servers.
-//! Then it checks what an operator notices.
+//! Then it checks what an operator notices. The script passes shellcheck
+//! first.
 
 use crate::support::*;
 use std::net::SocketAddr;
@@ -235,6 +236,20 @@ fn the_readme_deployment_walk_runs_the_whole_pipeline() {
     std::fs::create_dir(&bin_dir).unwrap();
     let cron_file = tmp.path().join("cron.d-zonedrop");
     let (nsd_port, knot_port) = (free_port(), free_port());
+    // The walk as one script; what an operator pastes passes shellcheck.
+    let script = tmp.path().join("walk.sh");
+    std::fs::write(&script, format!("set -eux\n{}", walk_script())).unwrap();
+    need("shellcheck", "shellcheck");
+    let check = Command::new("shellcheck")
+        .args(["-s", "bash"])
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "shellcheck:\n{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
     let log = tmp.path().join("walk.log");
     let out = std::fs::File::create(&log).unwrap();
 
@@ -244,8 +259,7 @@ fn the_readme_deployment_walk_runs_the_whole_pipeline() {
     };
     walk.script = Some(
         Command::new("bash")
-            .arg("-c")
-            .arg(format!("set -eux\n{}", walk_script()))
+            .arg(&script)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env_clear()
             .env(
