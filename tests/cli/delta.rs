@@ -31,6 +31,9 @@ fn challenges_reach_run_as_deltas_and_no_cached_answer_goes_stale() {
         "zones/primary/example.net",
         "@ IN NS ns1.example.test.\nalias IN CNAME _acme-challenge.example.test.\n",
     );
+    // Built before run starts: run's responder loads the files, and its
+    // first build, finding nothing new, tells it what they hold.
+    assert_eq!(t.run(&["build"]).code, 0);
     let run = run_until_answering(&t, addr, "example.test");
     let until = Instant::now() + Duration::from_secs(10);
     while query_txt(addr, "example.net").is_none_or(|(rcode, _)| rcode != 0) {
@@ -95,16 +98,12 @@ fn challenges_reach_run_as_deltas_and_no_cached_answer_goes_stale() {
         assert_eq!(seen, values.len(), "asked {asked} times");
         assert!(asked > 20, "asked only {asked} times");
     }
-    // Through the alias too, and every change was a delta: the file was
-    // read in full only at the start.
+    // Through the alias too, and every change was a delta, the first one
+    // included: the file was read only at the start.
     let (_, txt) = query_txt(addr, ALIAS).unwrap();
     assert_eq!(txt.len(), values.len(), "{txt:?}");
     let log = run.log();
     let deltas = log.matches("taken as a delta").count();
     assert_eq!(deltas, values.len(), "{log}");
-    assert_eq!(
-        log.matches("zone example.test. reloaded").count(),
-        1,
-        "{log}"
-    );
+    assert_eq!(log.matches("reloaded").count(), 0, "{log}");
 }
