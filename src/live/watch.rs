@@ -25,9 +25,10 @@ use crate::build::inputs::{inputs, Kind};
 use crate::build::report::Shown;
 use crate::build::{self, Report};
 use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
 
@@ -153,6 +154,54 @@ pub fn watched_paths(config: &Config) -> BTreeMap<PathBuf, RecursiveMode> {
     out
 }
 
+/// The folders watched only as parents of an input folder (to see it
+/// vanish and come back), and the folders watched for themselves: in a
+/// parent, only the input folder itself is news, not a log file or any
+/// other neighbour (written at every build, a log beside the drop
+/// directory would start the next build, and under churn that build would
+/// hold back the real changes that come while it waits for its token).
+#[derive(Debug, Default)]
+struct Neighbours {
+    parents: HashSet<PathBuf>,
+    own: HashSet<PathBuf>,
+}
+
+impl Neighbours {
+    fn new(config: &Config) -> Neighbours {
+        let mut n = Neighbours::default();
+        for input in inputs(config, None) {
+            match input.kind {
+                Kind::Drop | Kind::SourceFolder | Kind::Extra => {
+                    if let Some(p) = input.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                        n.parents.insert(p.to_path_buf());
+                    }
+                    n.own.insert(input.path);
+                }
+                Kind::Key if input.path.is_dir() => {
+                    n.own.insert(input.path);
+                }
+                Kind::Key | Kind::ZoneFile => {
+                    if let Some(p) = input.path.parent() {
+                        n.own.insert(p.to_path_buf());
+                    }
+                }
+                Kind::Config => {}
+            }
+        }
+        let own = &n.own;
+        n.parents.retain(|p| !own.contains(p));
+        n
+    }
+
+    /// Whether an event about `paths` is only about neighbours.
+    fn only(&self, paths: &[PathBuf]) -> bool {
+        !paths.is_empty()
+            && paths.iter().all(|p| {
+                !self.own.contains(p) && p.parent().is_some_and(|d| self.parents.contains(d))
+            })
+    }
+}
+
 /// Whether `path` is a temporary of an atomic write (`base::fs`).
 fn temporary(path: &Path) -> bool {
     path.file_name().is_some_and(|n| {
@@ -222,6 +271,8 @@ pub fn run(
     // Registered before the first build: from here on SIGHUP no longer
     // ends the process.
     hangups(tx.clone())?;
+    let neighbours = Arc::new(RwLock::new(Neighbours::new(&config)));
+    let seen_by_handler = neighbours.clone();
     let handler = move |event: notify::Result<Event>| {
         // inotify reports opens and closes of the files a build reads
         // (notify asks for IN_OPEN): they change nothing, and taken as
@@ -233,6 +284,10 @@ pub fn run(
         // by a build; only its rename into place is a change. Taken as
         // one, it would start a build in the middle of a hook's write.
         if matches!(&event, Ok(e) if !e.paths.is_empty() && e.paths.iter().all(|p| temporary(p))) {
+            return;
+        }
+        let neighbours = seen_by_handler.read().unwrap_or_else(|e| e.into_inner());
+        if matches!(&event, Ok(e) if neighbours.only(&e.paths)) {
             return;
         }
         let _ = tx.send(Wake::Changed(Instant::now()));
@@ -343,6 +398,7 @@ pub fn run(
             if let Some(new) = read_again(&config) {
                 config = new;
                 watched.wanted = watched_paths(&config);
+                *neighbours.write().unwrap_or_else(|e| e.into_inner()) = Neighbours::new(&config);
                 on_reload(&config);
                 limiter.rate = config.build.max_rate;
                 limiter.burst = config.build.max_rate.max(1.0);
