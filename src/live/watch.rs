@@ -188,8 +188,16 @@ impl Neighbours {
                 Kind::Config => {}
             }
         }
+        // A parent that is an input itself, or lies in a source folder
+        // (watched with everything under it), is no mere parent.
+        let deep: Vec<PathBuf> = inputs(config, None)
+            .into_iter()
+            .filter(|i| matches!(i.kind, Kind::SourceFolder | Kind::Extra))
+            .map(|i| i.path)
+            .collect();
         let own = &n.own;
-        n.parents.retain(|p| !own.contains(p));
+        n.parents
+            .retain(|p| !own.contains(p) && !deep.iter().any(|d| p.starts_with(d)));
         n
     }
 
