@@ -9,11 +9,9 @@
 //! watched too), and a build also runs every few seconds regardless: the
 //! build's manifest makes that a handful of `stat` calls when nothing moved,
 //! and it lets fragments expire and rollover deadlines pass on time.
-//! Builds the drop side can set off are rate-limited ([`Limiter`]): a lone
-//! change (one that comes after the inputs were quiet for [`LONE`]) or a
-//! short burst is built at once, but while changes keep coming, builds
-//! that publish are held to `[build] max_rate` a second (default 4), so a
-//! drop writer cannot drive serials, `on_change` and NOTIFY faster.
+//! When to build is `pace.rs`'s: a burst of changes waits for a short
+//! quiet period, and builds the drop side sets off are rate-limited (a
+//! lone change is built at once, churn is held to `[build] max_rate`).
 //! SIGHUP reads the config file again (systemd's `ExecReload`, rc.d's
 //! `reload`): a config that loads is used from the next build on, with the
 //! folders it names watched; one that does not is logged and the one in use
@@ -24,25 +22,17 @@ use crate::base::config::Config;
 use crate::build::inputs::{inputs, Kind};
 use crate::build::report::Shown;
 use crate::build::{self, Report};
+use crate::live::pace::{Pace, Wake};
 use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
 
-/// How long the files must be quiet before a build starts.
-pub const QUIET: Duration = Duration::from_millis(5);
-/// A burst never delays a build longer than this.
-pub const MAX_DELAY: Duration = Duration::from_millis(200);
 /// A build runs at least this often, events or not.
 pub const TICK: Duration = Duration::from_secs(5);
-/// A change after this long without one is a lone change: built at once,
-/// whatever the rate limit. Changes spaced wider than this (an ACME
-/// client's, a person's) are never held back; a writer that churns
-/// faster is held to `[build] max_rate`.
-pub const LONE: Duration = Duration::from_millis(150);
 
 #[derive(Debug, Error)]
 pub enum WatchError {
@@ -59,51 +49,6 @@ pub struct Options {
     pub poll: Option<Duration>,
     /// The responder of `zonedrop run`, handed each published zone.
     pub serving: Option<std::sync::Arc<dyn crate::build::effects::Serving>>,
-}
-
-/// The rate limit on publishing builds: a token bucket of `max_rate`
-/// tokens a second holding at most `max_rate` (at least one), so a short
-/// burst is built at once; a build that published takes a token, and a
-/// build that is not lone waits for one.
-#[derive(Debug)]
-struct Limiter {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Limiter {
-    fn new(rate: f64) -> Limiter {
-        let burst = rate.max(1.0);
-        Limiter {
-            rate,
-            burst,
-            tokens: burst,
-            at: Instant::now(),
-        }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let earned = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + earned).min(self.burst);
-        self.at = now;
-    }
-
-    /// How long until a token is there (zero: now).
-    fn wait(&mut self, now: Instant) -> Duration {
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            return Duration::ZERO;
-        }
-        Duration::from_secs_f64((1.0 - self.tokens) / self.rate)
-    }
-
-    /// A build published: it takes a token (a lone one may find none).
-    fn spend(&mut self, now: Instant) {
-        self.refill(now);
-        self.tokens = (self.tokens - 1.0).max(0.0);
-    }
 }
 
 /// Every folder whose change can change a zone (the folders of the build's
@@ -218,13 +163,6 @@ fn temporary(path: &Path) -> bool {
     })
 }
 
-/// What wakes the watcher: a change in a watched folder (when it was
-/// seen), or SIGHUP.
-enum Wake {
-    Changed(Instant),
-    Reload,
-}
-
 /// The folders to watch and which of them are watched now.
 struct Watched {
     wanted: BTreeMap<PathBuf, RecursiveMode>,
@@ -327,15 +265,7 @@ pub fn run(
             humantime::format_duration(p)
         ))
     );
-    let mut limiter = Limiter::new(config.build.max_rate);
-    // When the last change event came (event mode), and since when polls
-    // have found nothing to publish (poll mode).
-    let mut last_change: Option<Instant> = None;
-    let mut quiet_since: Option<Instant> = None;
-    // A lone change seen and not published yet: the build that publishes
-    // it (not only the first after it: a writer's change may take two
-    // events some milliseconds apart) is built at once.
-    let mut lone_pending = false;
+    let mut pace = Pace::new(config.build.max_rate);
     // `run`'s first build reads every zone even when nothing changed, so
     // that the responder learns what each served version holds and takes
     // the first challenge as a delta too.
@@ -346,58 +276,9 @@ pub fn run(
         &mut on_build,
     );
     loop {
-        let mut reload = false;
-        // A lone change, SIGHUP and the tick are built at once; churn
-        // waits for a token.
-        let mut lone = true;
-        match rx.recv_timeout(tick) {
-            Ok(wake) => {
-                if let Wake::Changed(at) = &wake {
-                    lone_pending |=
-                        last_change.is_none_or(|t| at.saturating_duration_since(t) >= LONE);
-                    lone = lone_pending;
-                }
-                let mut note = |wake: Wake, reload: &mut bool| match wake {
-                    Wake::Reload => *reload = true,
-                    Wake::Changed(at) => last_change = Some(at),
-                };
-                note(wake, &mut reload);
-                // Let the burst finish: quiet for QUIET, or MAX_DELAY at most.
-                let start = Instant::now();
-                while start.elapsed() < MAX_DELAY {
-                    match rx.recv_timeout(QUIET) {
-                        Ok(wake) => note(wake, &mut reload),
-                        Err(RecvTimeoutError::Timeout) => break,
-                        Err(RecvTimeoutError::Disconnected) => return Ok(()),
-                    }
-                }
-                // Churn: wait for a token, taking what comes meanwhile.
-                while !lone && !reload {
-                    let wait = limiter.wait(Instant::now());
-                    if wait.is_zero() {
-                        break;
-                    }
-                    match rx.recv_timeout(wait) {
-                        Ok(wake) => note(wake, &mut reload),
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => return Ok(()),
-                    }
-                }
-            }
-            Err(RecvTimeoutError::Timeout) if opts.poll.is_some() => {
-                // Polling: a poll that may publish after the inputs were
-                // not seen quiet for LONE is churn.
-                let quiet = quiet_since.is_some_and(|t| t.elapsed() >= LONE);
-                if !quiet {
-                    let wait = limiter.wait(Instant::now());
-                    if !wait.is_zero() {
-                        std::thread::sleep(wait);
-                    }
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
-        }
+        let Some(reload) = pace.next(&rx, tick, opts.poll.is_some()) else {
+            return Ok(());
+        };
         // A config read again is built whole: the manifest stamps the
         // file, which a build under the old config may have stamped
         // already after it was edited.
@@ -408,21 +289,13 @@ pub fn run(
                 watched.wanted = watched_paths(&config);
                 *neighbours.write().unwrap_or_else(|e| e.into_inner()) = Neighbours::new(&config);
                 on_reload(&config);
-                limiter.rate = config.build.max_rate;
-                limiter.burst = config.build.max_rate.max(1.0);
+                pace.set_rate(config.build.max_rate);
                 force = true;
             }
         }
         watched.arm(&mut watcher);
         let published = build_once(&config, force, opts.serving.clone(), &mut on_build);
-        let now = Instant::now();
-        if published {
-            limiter.spend(now);
-            quiet_since = None;
-            lone_pending = false;
-        } else if quiet_since.is_none() {
-            quiet_since = Some(now);
-        }
+        pace.built(published);
     }
 }
 
