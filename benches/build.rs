@@ -54,6 +54,9 @@ fn main() {
     config.push_str("[[drop]]\npath = \"drop\"\n");
     write(&many.join("zonedrop.toml"), &config);
     std::fs::create_dir_all(many.join("drop")).ok();
+    // Files younger than the file system's tick are read again by the next
+    // build (the racy-clean rule): let the tree age past it first.
+    std::thread::sleep(Duration::from_millis(2200));
     let first = Command::new(zonedrop)
         .args(["build", "--quiet"])
         .current_dir(&many)

@@ -14,6 +14,7 @@ mod hook;
 mod live;
 mod messages;
 mod netlimits;
+mod racy;
 mod reload;
 mod rollover;
 mod servers;
