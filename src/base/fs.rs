@@ -109,6 +109,40 @@ impl Stamp {
     }
 }
 
+/// Who this process runs as, for a message about a file it cannot read or
+/// write: `user NAME (uid N)`, or `uid N` when the name is unknown.
+pub fn user() -> String {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let mut pw = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call, `buf` is as long as
+    // said, and `pw` is only read when getpwuid_r set `found` to it.
+    let name = unsafe {
+        let rc = libc::getpwuid_r(
+            uid,
+            pw.as_mut_ptr(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        );
+        if rc == 0 && !found.is_null() && !(*found).pw_name.is_null() {
+            Some(
+                std::ffi::CStr::from_ptr((*found).pw_name)
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        } else {
+            None
+        }
+    };
+    match name {
+        Some(n) => format!("user {} (uid {uid})", crate::base::name::printable(&n)),
+        None => format!("uid {uid}"),
+    }
+}
+
 /// Stamp a path without following a final symlink; `None` when absent.
 pub fn stamp(path: &Path) -> Option<Stamp> {
     fs::symlink_metadata(path).ok().map(|m| Stamp::of(&m))
@@ -144,5 +178,16 @@ mod tests {
         names.sort();
         assert_eq!(names, [".other", "zone"]);
         assert_eq!(stamp(&d.path().join("absent")), None);
+    }
+
+    #[test]
+    fn the_user_is_named_with_the_uid() {
+        // SAFETY: geteuid cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        let u = user();
+        assert!(
+            u.ends_with(&format!("uid {uid})")) || u == format!("uid {uid}"),
+            "{u}"
+        );
     }
 }

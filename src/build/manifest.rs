@@ -131,13 +131,12 @@ pub fn record(
     let state = &config.paths.state;
     if !whole {
         if !report.published.is_empty() {
-            Manifest::remove(state);
+            Manifest::remove(state)?;
         }
         return Ok(());
     }
     if report.failed() {
-        Manifest::remove(state);
-        return Ok(());
+        return Manifest::remove(state);
     }
     let mut entries = first.files;
     let mut seen = HashSet::new();
@@ -161,8 +160,7 @@ pub fn record(
         until,
     };
     if !m.vouches() {
-        Manifest::remove(state);
-        return Ok(());
+        return Manifest::remove(state);
     }
     m.save(state)
 }
@@ -204,8 +202,16 @@ impl Manifest {
         write_atomic(&Manifest::path(state), &[&text])
     }
 
-    pub fn remove(state: &Path) {
-        let _ = fs::remove_file(Manifest::path(state));
+    /// Forget the manifest; one that cannot be removed is an error (it
+    /// could make the next build skip a change).
+    pub fn remove(state: &Path) -> Result<(), PublishError> {
+        let path = Manifest::path(state);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound && path.is_file() => {
+                Err(PublishError::Write { path, source: e })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Whether its stamps can vouch for what they stamp: no file too young

@@ -131,7 +131,11 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
     if !opts.dry_run {
         files.extend(drops.challenges.into_iter().map(|c| c.file));
         files.extend(report.refusals.iter().map(|r| r.file.clone()));
-        manifest::record(config, opts.whole(), &report, first, &files, read.until)?;
+        // The zones are out: a manifest that cannot be written costs the
+        // next build its skip, and is said.
+        if let Err(e) = manifest::record(config, opts.whole(), &report, first, &files, read.until) {
+            report.errors.push(e.to_string());
+        }
     }
     Ok(report)
 }
@@ -148,6 +152,10 @@ fn build_zone(
     now_unix: u64,
     report: &mut Report,
 ) -> Vec<PathBuf> {
+    if !opts.dry_run && read.held(&zone.name) {
+        // The error line names the state file; the zone stays as it was.
+        return Vec::new();
+    }
     let Some(settled) = read.settle(&zone.name) else {
         return Vec::new();
     };

@@ -25,6 +25,8 @@ pub struct Read<'c> {
     challenges: HashMap<String, Vec<Rendered>>,
     /// TLSA and SSHFP records, by zone.
     keys: HashMap<String, Vec<Rendered>>,
+    /// The zones the rollover memory holds back (it failed).
+    held: keys::Held,
     /// Unix seconds at which what was read goes stale by itself: the
     /// earliest accepted fragment's `max_age`, or the end of a rollover hold.
     pub until: Option<u64>,
@@ -51,6 +53,7 @@ pub fn read_sources<'c>(config: &'c Config, zones: &[&ZoneConf]) -> Result<Read<
         assembled,
         challenges: HashMap::new(),
         keys: HashMap::new(),
+        held: keys::Held::Nothing,
         until: None,
     })
 }
@@ -93,6 +96,7 @@ impl Read<'_> {
         report.errors.extend(keys.errors);
         report.warnings.extend(keys.warnings);
         report.alerts.extend(keys.alerts);
+        self.held = keys.held;
         let source = config.file.clone().unwrap_or_default();
         for k in keys.records {
             match config.zone_of(&k.owner) {
@@ -113,6 +117,14 @@ impl Read<'_> {
             keys::next_key_change(config)
                 .map(|t| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())),
         );
+    }
+
+    /// Whether `zone` must keep its last published version because the
+    /// rollover memory could not be read or written ([`keys::Held`]).
+    pub fn held(&self, zone: &str) -> bool {
+        let config = self.config;
+        self.held
+            .holds(|owner| config.zone_of(owner).is_some_and(|z| z.name == zone))
     }
 
     /// Check `zone` with its keys and challenges, refusing the challenges

@@ -19,4 +19,5 @@ mod reload;
 mod rollover;
 mod servers;
 mod sources;
+mod statefiles;
 mod support;

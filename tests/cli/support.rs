@@ -212,6 +212,27 @@ pub fn need(program: &str, package: &str) {
     );
 }
 
+/// A new Ed25519 public key (PEM) at `rel`.
+pub fn new_key(t: &Tree, rel: &str) {
+    need("openssl", "openssl");
+    let private = t.path(&format!("{rel}.key"));
+    let ok = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&private)
+        .status()
+        .unwrap()
+        .success()
+        && Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&private)
+            .arg("-out")
+            .arg(t.path(rel))
+            .status()
+            .unwrap()
+            .success();
+    assert!(ok, "openssl could not make a key");
+}
+
 /// A file system mounted on a folder for a test (mounting needs root, as
 /// in CI), unmounted when dropped.
 pub struct Mount {
