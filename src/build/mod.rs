@@ -28,16 +28,18 @@ pub mod serial;
 pub mod source;
 pub mod whitelist;
 pub mod zone;
+pub mod zones;
 
 pub use report::{Published, Report};
 
 use crate::base::config::{Config, SerialPolicy, ZoneConf};
-use crate::base::fs;
+use crate::base::fs::{self, stamp};
 use publish::{Lock, PublishError};
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 use zone::ZoneError;
+use zones::{Records, ZoneRecord};
 
 #[derive(Debug, Error)]
 pub enum BuildError {
@@ -101,7 +103,11 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
     let listed = inputs::inputs(config, None);
     let first = manifest::stamp_first(&listed);
     let mut report = Report::default();
-    let mut read = match read::read_sources(config, &zones) {
+    // The per-zone input record: a zone whose inputs did not move is not
+    // read, checked or published (`--force`, `--bump` and `check` read all).
+    let mut records = (!opts.dry_run).then(|| Records::load(config));
+    let trusted = records.as_ref().filter(|_| !opts.force && !opts.bump);
+    let mut read = match read::read_sources(config, &zones, trusted) {
         Ok(read) => read,
         Err(e) => {
             // extra/ is shared by all zones: without it no zone is right.
@@ -119,14 +125,19 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
         .collect();
     files.extend(read.sources.extra_files.iter().cloned());
     for zone in zones {
-        files.extend(build_zone(
-            config,
-            opts,
-            &mut read,
-            zone,
-            now_unix,
-            &mut report,
-        ));
+        let (read_from, record) = build_zone(config, opts, &mut read, zone, now_unix, &mut report);
+        if let Some(records) = records.as_mut() {
+            match record {
+                Some(r) => records.set(&zone.name, r, first.time_ns),
+                None => records.forget(&zone.name),
+            }
+        }
+        files.extend(read_from);
+    }
+    if let Some(records) = records {
+        if let Err(e) = records.save(config) {
+            report.errors.push(e.to_string());
+        }
     }
     if !opts.dry_run {
         files.extend(drops.challenges.into_iter().map(|c| c.file));
@@ -140,10 +151,12 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
     Ok(report)
 }
 
-/// One zone, once everything is read: settled ([`zone::settle`]), then,
-/// unless this is a check, published and followed by the effects of
-/// publishing. Returns the files its sources came from (none when it
-/// failed: the manifest is not recorded then).
+/// One zone, once everything is read: skipped if its input record says
+/// nothing moved, else settled ([`zone::settle`]), then, unless this is a
+/// check, published and followed by the effects of publishing. Returns the
+/// files its sources came from (none when it failed: the manifest is not
+/// recorded then), and its new input record (none when it failed, or an
+/// effect of its publish did: it is read again next time).
 fn build_zone(
     config: &Config,
     opts: &Options,
@@ -151,25 +164,40 @@ fn build_zone(
     zone: &ZoneConf,
     now_unix: u64,
     report: &mut Report,
-) -> Vec<PathBuf> {
+) -> (Vec<PathBuf>, Option<ZoneRecord>) {
     if !opts.dry_run && read.held(&zone.name) {
         // The error line names the state file; the zone stays as it was.
-        return Vec::new();
+        return (Vec::new(), None);
+    }
+    let records = read.records_digest(&zone.name);
+    let out = config.published_path(&zone.name);
+    if let Some(prior) = read.deferred(&zone.name) {
+        if Records::unchanged(prior, &records, &out) {
+            let files = prior.sources.iter().map(|(p, _)| p.clone()).collect();
+            return (files, Some(prior.clone()));
+        }
     }
     let Some(settled) = read.settle(&zone.name) else {
-        return Vec::new();
+        return (Vec::new(), None);
     };
     report.refusals.extend(settled.refusals);
     let assembled = match settled.zone {
         Ok(a) => a,
         Err(e) => {
             report.errors.push(e.to_string());
-            return Vec::new();
+            return (Vec::new(), None);
         }
     };
     if opts.dry_run {
-        return assembled.inputs;
+        return (assembled.inputs, None);
     }
+    let mut record = Some(ZoneRecord {
+        sources: zone_sources(config, zone, &assembled.inputs),
+        extra: read.sources.extra_digest(&zone.name),
+        aliases: read.own_aliases(&zone.name),
+        records,
+        output: None,
+    });
     let published = match publish::publish_zone(
         config,
         zone.serial,
@@ -192,13 +220,42 @@ fn build_zone(
         Ok(None) => false,
         Err(e) => {
             report.errors.push(e.to_string());
+            record = None;
             false
         }
     };
-    report
-        .errors
-        .extend(effects::after_publish(config, &zone.name, published));
-    assembled.inputs
+    let failed = effects::after_publish(config, &zone.name, published);
+    if !failed.is_empty() {
+        // Owed: the next build must look at this zone again.
+        record = None;
+    }
+    report.errors.extend(failed);
+    if let Some(r) = record.as_mut() {
+        r.output = stamp(&out);
+    }
+    (assembled.inputs, record)
+}
+
+/// The source files of `zone` for its input record: the ones read, and its
+/// soa and primary files even when absent (one that appears is a change).
+fn zone_sources(
+    config: &Config,
+    zone: &ZoneConf,
+    read_from: &[PathBuf],
+) -> Vec<(PathBuf, Option<fs::Stamp>)> {
+    let mut paths: Vec<PathBuf> = read_from.to_vec();
+    for p in [config.soa_file(zone), config.primary_file(zone)] {
+        if !paths.contains(&p) {
+            paths.push(p);
+        }
+    }
+    paths
+        .into_iter()
+        .map(|p| {
+            let s = stamp(&p);
+            (p, s)
+        })
+        .collect()
 }
 
 /// The zones to build, in config order: all, or those named (each must be

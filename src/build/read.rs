@@ -8,6 +8,7 @@ use crate::base::fs::stamp;
 use crate::build::report::Report;
 use crate::build::whitelist::{self, Sorted};
 use crate::build::zone::{self, quote_txt, Assembled, Rendered, Settled, Sources, ZoneError};
+use crate::build::zones::{self, Records, ZoneRecord};
 use crate::dane::keys;
 use std::collections::{HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,6 +22,11 @@ pub struct Read<'c> {
     /// The operator's part of each zone being built, or why it could not
     /// be read (reported in the zone's turn).
     assembled: HashMap<String, Result<Assembled, ZoneError>>,
+    /// The zones being built whose sources are as their input record says:
+    /// not read (yet), their aliases taken from the record.
+    deferred: HashMap<String, ZoneRecord>,
+    /// The challenge aliases of each zone's own sources, as read.
+    own_aliases: HashMap<String, Vec<(String, String)>>,
     /// Accepted challenges, by zone.
     challenges: HashMap<String, Vec<Rendered>>,
     /// TLSA and SSHFP records, by zone.
@@ -36,13 +42,43 @@ pub struct Read<'c> {
 /// pass learns its challenge aliases), the other zones' primary parts read
 /// for their aliases only. An error in extra/, which every zone shares,
 /// fails them all.
-pub fn read_sources<'c>(config: &'c Config, zones: &[&ZoneConf]) -> Result<Read<'c>, ZoneError> {
+///
+/// With `records` (the per-zone input record), a zone whose sources are as
+/// recorded is not read: its aliases come from the record, and it is read
+/// only if its records changed ([`Read::settle`]).
+pub fn read_sources<'c>(
+    config: &'c Config,
+    zones: &[&ZoneConf],
+    records: Option<&Records>,
+) -> Result<Read<'c>, ZoneError> {
     let mut sources = Sources::new(config)?;
     let building: HashSet<&str> = zones.iter().map(|z| z.name.as_str()).collect();
     let mut assembled = HashMap::new();
+    let mut deferred = HashMap::new();
+    let mut own_aliases = HashMap::new();
     for z in &config.zones {
-        if building.contains(z.name.as_str()) {
-            assembled.insert(z.name.clone(), sources.assemble_sources(&z.name));
+        let prior =
+            records.and_then(|r| r.unchanged_sources(&z.name, &sources.extra_digest(&z.name)));
+        if let Some(prior) = prior {
+            sources
+                .aliases
+                .extend(prior.aliases.iter().cloned().collect());
+            if building.contains(z.name.as_str()) {
+                deferred.insert(z.name.clone(), prior.clone());
+            }
+        } else if building.contains(z.name.as_str()) {
+            let read = sources
+                .assemble_sources_noting(&z.name)
+                .map(|(a, aliases)| {
+                    let mut own: Vec<(String, String)> = aliases
+                        .iter()
+                        .map(|(o, t)| (o.to_string(), t.to_string()))
+                        .collect();
+                    own.sort();
+                    own_aliases.insert(z.name.clone(), own);
+                    a
+                });
+            assembled.insert(z.name.clone(), read);
         } else {
             let _ = sources.scan_aliases(&z.name);
         }
@@ -51,6 +87,8 @@ pub fn read_sources<'c>(config: &'c Config, zones: &[&ZoneConf]) -> Result<Read<
         config,
         sources,
         assembled,
+        deferred,
+        own_aliases,
         challenges: HashMap::new(),
         keys: HashMap::new(),
         held: keys::Held::Nothing,
@@ -127,9 +165,38 @@ impl Read<'_> {
             .holds(|owner| config.zone_of(owner).is_some_and(|z| z.name == zone))
     }
 
+    /// The record of `zone` if its sources were not read (they are as its
+    /// input record says).
+    pub fn deferred(&self, zone: &str) -> Option<&ZoneRecord> {
+        self.deferred.get(zone)
+    }
+
+    /// The digest of the TLSA, SSHFP and challenge records `zone` gets
+    /// ([`zones::records_digest`]).
+    pub fn records_digest(&self, zone: &str) -> String {
+        let none = Vec::new();
+        zones::records_digest(
+            self.keys.get(zone).unwrap_or(&none),
+            self.challenges.get(zone).unwrap_or(&none),
+        )
+    }
+
+    /// The challenge aliases of `zone`'s own sources, sorted.
+    pub fn own_aliases(&self, zone: &str) -> Vec<(String, String)> {
+        match self.deferred.get(zone) {
+            Some(r) => r.aliases.clone(),
+            None => self.own_aliases.get(zone).cloned().unwrap_or_default(),
+        }
+    }
+
     /// Check `zone` with its keys and challenges, refusing the challenges
-    /// that would break it ([`zone::settle`]); `None` for a zone not read.
+    /// that would break it ([`zone::settle`]); `None` for a zone not being
+    /// built. A zone whose reading was deferred is read now.
     pub fn settle(&mut self, zone: &str) -> Option<Settled> {
+        if self.deferred.contains_key(zone) && !self.assembled.contains_key(zone) {
+            let read = self.sources.assemble_sources(zone);
+            self.assembled.insert(zone.to_string(), read);
+        }
         let assembled = self.assembled.remove(zone)?;
         let keys = self.keys.remove(zone).unwrap_or_default();
         let challenges = self.challenges.remove(zone).unwrap_or_default();

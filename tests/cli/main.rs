@@ -11,6 +11,7 @@ mod dane;
 mod diskfull;
 mod examples;
 mod hook;
+mod incremental;
 mod live;
 mod messages;
 mod netlimits;
