@@ -125,7 +125,14 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
         .collect();
     files.extend(read.sources.extra_files.iter().cloned());
     for zone in zones {
-        let (read_from, record) = build_zone(config, opts, &mut read, zone, now_unix, &mut report);
+        let (read_from, record) = build_zone(
+            config,
+            opts,
+            &mut read,
+            zone,
+            (now_unix, first.time_ns),
+            &mut report,
+        );
         if let Some(records) = records.as_mut() {
             match record {
                 Some(r) => records.set(&zone.name, r, first.time_ns),
@@ -138,6 +145,10 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
         if let Err(e) = records.save(config) {
             report.errors.push(e.to_string());
         }
+        zone::cache::prune(
+            &config.paths.state,
+            config.zones.iter().map(|z| z.name.as_str()),
+        );
     }
     if !opts.dry_run {
         files.extend(drops.challenges.into_iter().map(|c| c.file));
@@ -162,7 +173,7 @@ fn build_zone(
     opts: &Options,
     read: &mut read::Read<'_>,
     zone: &ZoneConf,
-    now_unix: u64,
+    (now_unix, time_ns): (u64, i64),
     report: &mut Report,
 ) -> (Vec<PathBuf>, Option<ZoneRecord>) {
     if !opts.dry_run && read.held(&zone.name) {
@@ -198,6 +209,13 @@ fn build_zone(
         records,
         output: None,
     });
+    // Sources read while they moved are not kept: read again next time.
+    if let Some(r) = record
+        .as_ref()
+        .filter(|r| !read.from_cache(&zone.name) && r.vouches(time_ns))
+    {
+        keep_checked_sources(config, &assembled, r);
+    }
     let published = match publish::publish_zone(
         config,
         zone.serial,
@@ -234,6 +252,21 @@ fn build_zone(
         r.output = stamp(&out);
     }
     (assembled.inputs, record)
+}
+
+/// Keep the checked sources of a zone just read in its cache, if they are
+/// worth one ([`zone::cache::worth`]); the cache is never required, so a
+/// failure is only logged.
+fn keep_checked_sources(config: &Config, a: &zone::Assembled, record: &ZoneRecord) {
+    let state = &config.paths.state;
+    if !zone::cache::worth(a) {
+        zone::cache::remove(state, &a.zone);
+    } else if let Err(e) = zone::cache::save(state, a, &record.cache_key()) {
+        log::info!(
+            "{}: cannot keep the checked sources: {e}",
+            zone::cache::path(state, &a.zone).display()
+        );
+    }
 }
 
 /// The source files of `zone` for its input record: the ones read, and its

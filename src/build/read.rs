@@ -27,6 +27,8 @@ pub struct Read<'c> {
     deferred: HashMap<String, ZoneRecord>,
     /// The challenge aliases of each zone's own sources, as read.
     own_aliases: HashMap<String, Vec<(String, String)>>,
+    /// The zones whose checked sources came from their cache.
+    from_cache: HashSet<String>,
     /// Accepted challenges, by zone.
     challenges: HashMap<String, Vec<Rendered>>,
     /// TLSA and SSHFP records, by zone.
@@ -89,6 +91,7 @@ pub fn read_sources<'c>(
         assembled,
         deferred,
         own_aliases,
+        from_cache: HashSet::new(),
         challenges: HashMap::new(),
         keys: HashMap::new(),
         held: keys::Held::Nothing,
@@ -181,6 +184,11 @@ impl Read<'_> {
         )
     }
 
+    /// Whether `zone`'s checked sources came from its cache.
+    pub fn from_cache(&self, zone: &str) -> bool {
+        self.from_cache.contains(zone)
+    }
+
     /// The challenge aliases of `zone`'s own sources, sorted.
     pub fn own_aliases(&self, zone: &str) -> Vec<(String, String)> {
         match self.deferred.get(zone) {
@@ -193,9 +201,22 @@ impl Read<'_> {
     /// that would break it ([`zone::settle`]); `None` for a zone not being
     /// built. A zone whose reading was deferred is read now.
     pub fn settle(&mut self, zone: &str) -> Option<Settled> {
-        if self.deferred.contains_key(zone) && !self.assembled.contains_key(zone) {
-            let read = self.sources.assemble_sources(zone);
-            self.assembled.insert(zone.to_string(), read);
+        if let Some(prior) = self.deferred.get(zone) {
+            if !self.assembled.contains_key(zone) {
+                let state = &self.config.paths.state;
+                let read = match zone::cache::load(state, zone, &prior.cache_key()) {
+                    Ok(Some(a)) => {
+                        self.from_cache.insert(zone.to_string());
+                        Ok(a)
+                    }
+                    Ok(None) => self.sources.assemble_sources(zone),
+                    Err(why) => {
+                        log::info!("{why}: zone {zone} is read from its sources");
+                        self.sources.assemble_sources(zone)
+                    }
+                };
+                self.assembled.insert(zone.to_string(), read);
+            }
         }
         let assembled = self.assembled.remove(zone)?;
         let keys = self.keys.remove(zone).unwrap_or_default();

@@ -110,11 +110,7 @@ impl Records {
     /// files is too young to vouch for (stamped within the tick of
     /// `time_ns`): then forget it, and the next build reads it again.
     pub fn set(&mut self, zone: &str, record: ZoneRecord, time_ns: i64) {
-        if record
-            .sources
-            .iter()
-            .any(|(_, s)| s.is_some_and(|s| racy(&s, time_ns)))
-        {
+        if !record.vouches(time_ns) {
             self.zones.remove(zone);
         } else {
             self.zones.insert(zone.to_string(), record);
@@ -133,6 +129,39 @@ impl Records {
             .retain(|z, _| config.zones.iter().any(|c| &c.name == z));
         let text = serde_json::to_vec(&self).unwrap_or_default();
         write_atomic(&Records::path(&config.paths.state), &[&text])
+    }
+}
+
+impl ZoneRecord {
+    /// Whether its source stamps can vouch for the sources: none was
+    /// stamped within the tick of `time_ns` ([`racy`]).
+    pub fn vouches(&self, time_ns: i64) -> bool {
+        !self
+            .sources
+            .iter()
+            .any(|(_, s)| s.is_some_and(|s| racy(&s, time_ns)))
+    }
+
+    /// The key of the zone's cache of checked sources
+    /// ([`crate::build::zone::cache`]): its source files' stamps and the
+    /// digest of its extra entries. Another key, other sources.
+    pub fn cache_key(&self) -> String {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for (p, s) in &self.sources {
+            let p = p.as_os_str().as_encoded_bytes();
+            h.update(&(p.len() as u64).to_le_bytes());
+            h.update(p);
+            match s {
+                Some(s) => {
+                    for n in [s.dev, s.ino, s.size, s.mtime_ns as u64, s.ctime_ns as u64] {
+                        h.update(&n.to_le_bytes());
+                    }
+                }
+                None => h.update(b"absent"),
+            }
+        }
+        h.update(self.extra.as_bytes());
+        format!("{:032x}", h.digest128())
     }
 }
 

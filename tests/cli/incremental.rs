@@ -9,6 +9,8 @@ use crate::support::*;
 use std::process::Command;
 use std::time::Duration;
 
+const OWNER: &str = "_acme-challenge.example.test";
+
 /// More than the granularity the racy-clean rule assumes (2 s).
 const PAST_THE_TICK: Duration = Duration::from_millis(2200);
 
@@ -170,4 +172,104 @@ fn a_damaged_or_missing_input_record_is_rebuilt_from_the_sources() {
         "{}",
         r.stderr
     );
+}
+
+/// example.test with `hosts` A records in its primary (about 24 bytes
+/// each: 3,000 make a zone whose checked sources are cached), and a TXT
+/// record at `_acme-challenge.dup` holding V2.
+fn big_zone(hosts: usize) -> Tree {
+    let primary: String = (0..hosts)
+        .map(|i| format!("h{i} IN A 198.51.{}.{}\n", i / 250 % 250, i % 250))
+        .collect();
+    Tree::one_zone(
+        "",
+        &format!("{primary}_acme-challenge.dup IN TXT \"{V2}\"\n"),
+    )
+}
+
+#[test]
+fn a_zone_whose_only_change_is_its_challenges_is_settled_from_its_cache() {
+    let t = big_zone(3000);
+    std::thread::sleep(PAST_THE_TICK);
+    let r = t.run(&["build", "--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(t.path("state/cache/example.test").exists());
+
+    assert_eq!(t.run(&["add", OWNER, V1]).code, 0);
+    let (r, trace) = traced_build(&t);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "example.test: serial 1 -> 2, 1 challenge\n");
+    assert!(!opened(&trace, "zones/primary/example.test"), "{trace}");
+    assert!(opened(&trace, "state/cache/example.test"), "{trace}");
+    let text = published(&t, "example.test");
+    assert!(text.contains(V1) && text.contains("h2999"), "{text}");
+
+    // A challenge that would copy a record of the sources is checked
+    // against the kept record keys, and refused (naming the line it would
+    // copy reads the sources: that is the refusal's own path).
+    assert_eq!(
+        t.run(&["add", "_acme-challenge.dup.example.test", V2]).code,
+        0
+    );
+    let (r, trace) = traced_build(&t);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(opened(&trace, "state/cache/example.test"), "{trace}");
+    assert!(
+        r.stderr.contains("refused") && r.stderr.contains("it would break zone example.test"),
+        "{}",
+        r.stderr
+    );
+
+    // --force reads the sources.
+    let r = t.run(&["build", "--force", "--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(published(&t, "example.test").contains(V1));
+}
+
+#[test]
+fn a_damaged_cache_is_read_from_the_sources_and_written_anew() {
+    let t = big_zone(3000);
+    std::thread::sleep(PAST_THE_TICK);
+    assert_eq!(t.run(&["build", "--quiet"]).code, 0);
+    let cache = t.path("state/cache/example.test");
+    let mut bytes = std::fs::read(&cache).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&cache, &bytes).unwrap();
+    let damaged = std::fs::read(&cache).unwrap();
+
+    assert_eq!(t.run(&["add", OWNER, V1]).code, 0);
+    let r: Run = t
+        .cmd(&["build"])
+        .env("RUST_LOG", "zonedrop=info")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "example.test: serial 1 -> 2, 1 challenge\n");
+    assert!(
+        r.stderr.contains("state/cache/example.test: damaged or of another version: zone example.test. is read from its sources"),
+        "{}",
+        r.stderr
+    );
+    assert!(published(&t, "example.test").contains(V1));
+    // Read from the sources, the zone's checked sources are kept again.
+    std::thread::sleep(PAST_THE_TICK);
+    assert_eq!(t.run(&["del", OWNER, V1]).code, 0);
+    let r = t.run(&["build", "--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_ne!(std::fs::read(&cache).unwrap(), damaged);
+
+    // A zone removed from the config takes its cache with it.
+    t.write(
+        "zones/soa/other.test",
+        "$TTL 3600\n@ IN SOA ns1.other.test. h.other.test. 1 7200 3600 1209600 300\n",
+    );
+    t.write("zones/primary/other.test", "@ IN NS ns1.example.test.\n");
+    t.write(
+        "zonedrop.toml",
+        "[[drop]]\npath = \"drop\"\n[[zone]]\nname = \"other.test\"\n",
+    );
+    assert_eq!(t.run(&["build", "--quiet"]).code, 0);
+    assert!(!cache.exists());
 }

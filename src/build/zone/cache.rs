@@ -1,0 +1,287 @@
+//! The cache of a zone's checked sources (state/cache/<zone>): its
+//! assembled text up to the end of the operator's sources, where its
+//! slices start, and the summary of their check (the 128-bit record keys
+//! and their seed). A zone whose only change is its challenges is settled
+//! from it: only the challenge records are parsed, and checked against the
+//! kept keys (a CNAME at the owner, duplicates, names outside the zone).
+//!
+//! The cache is rebuildable, never required: it is used only under the
+//! `key` of the zone's input record (the stamps of its sources and the
+//! digest of its extra entries), and a file that is missing, of another
+//! version, under another key or damaged (checked by a digest of the whole)
+//! is no cache. It is written atomically (a temporary renamed over it), so
+//! a writer killed midway leaves the old file or the new one; it is not
+//! fsynced, since after a power loss the digest tells a torn file.
+
+// Input here comes from state/ files: never panic on it.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+use super::check::Checked;
+use super::emit::{Chunk, Emitter};
+use super::{Assembled, Mark, Soa};
+use crate::base::fs::TEMP_PREFIX;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The file's first bytes: the format and its version.
+const MAGIC: &[u8] = b"zonedrop zone cache 1\n";
+
+/// Zones whose sources are smaller than this are read again rather than
+/// cached: reading a small zone costs about what loading it would.
+pub const MIN_BYTES: usize = 64 * 1024;
+
+/// Where the cache of `zone` lives under `state`.
+pub fn path(state: &Path, zone: &str) -> PathBuf {
+    state.join("cache").join(zone.trim_end_matches('.'))
+}
+
+/// Whether `a`'s sources are worth a cache ([`MIN_BYTES`]) and checked.
+pub fn worth(a: &Assembled) -> bool {
+    a.em.sealed_at >= MIN_BYTES
+        && a.em.sealed_at != usize::MAX
+        && a.checked.problem.is_none()
+        && a.checked.upto == a.sources_end.chunks
+}
+
+/// Write the checked sources of `a` under `key`, atomically.
+pub fn save(state: &Path, a: &Assembled, key: &str) -> io::Result<()> {
+    let target = path(state, &a.zone);
+    let dir = target.parent().unwrap_or(state);
+    std::fs::create_dir_all(dir)?;
+    let mut w = Writer(Vec::with_capacity(
+        a.em.sealed_at + a.checked.keys.len() * 16 + 4096,
+    ));
+    w.0.extend_from_slice(MAGIC);
+    w.str(key);
+    w.str(&a.zone);
+    // The emitter as it stands where the sources end.
+    let m = &a.sources_end;
+    let em = &a.em;
+    w.str(em.out.get(..em.sealed_at).unwrap_or(&em.out));
+    w.str(&em.zone);
+    w.str(&em.default_ttl);
+    w.str(&m.origin);
+    w.str(&m.ttl);
+    w.num(m.entries as u64);
+    w.num(m.chunks as u64);
+    for c in &em.chunks[..m.chunks.min(em.chunks.len())] {
+        w.num(c.start as u64);
+        w.num(c.entries_before as u64);
+        w.str(&c.origin);
+        w.str(&c.ttl);
+    }
+    w.num(a.serial_at as u64);
+    w.path(&a.soa.file);
+    w.num(a.soa.line as u64);
+    w.num(u64::from(a.soa.serial));
+    w.str(&a.soa.default_ttl);
+    w.num(a.inputs.len() as u64);
+    for p in &a.inputs {
+        w.path(p);
+    }
+    let c = &a.checked;
+    w.num(c.soas as u64);
+    w.num(u64::from(c.apex_ns) | u64::from(c.merged) << 1);
+    w.num(c.keys.len() as u64);
+    for k in &c.keys {
+        w.0.extend_from_slice(&k.to_le_bytes());
+    }
+    w.num(a.seed);
+    let digest = xxhash_rust::xxh3::xxh3_128(&w.0);
+    w.0.extend_from_slice(&digest.to_le_bytes());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)?;
+    tmp.write_all(&w.0)?;
+    tmp.persist(&target).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Why a cache file was not used (for the log line), when there was one.
+pub type Unusable = String;
+
+/// The checked sources of `zone` cached under `key`: `Ok(None)` when there
+/// is no cache, or one under another key (the sources moved since).
+pub fn load(state: &Path, zone: &str, key: &str) -> Result<Option<Assembled>, Unusable> {
+    let path = path(state, zone);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let damaged = || format!("{}: damaged or of another version", path.display());
+    let body_len = bytes.len().checked_sub(16).ok_or_else(damaged)?;
+    let (body, digest) = bytes.split_at(body_len);
+    let digest: [u8; 16] = digest.try_into().map_err(|_| damaged())?;
+    if !body.starts_with(MAGIC) || xxhash_rust::xxh3::xxh3_128(body) != u128::from_le_bytes(digest)
+    {
+        return Err(damaged());
+    }
+    let mut r = Reader {
+        at: MAGIC.len(),
+        bytes: body,
+    };
+    let read = |r: &mut Reader<'_>| -> Option<Option<Assembled>> {
+        if r.str()? != key {
+            return Some(None);
+        }
+        let zone_name = r.str()?;
+        if zone_name != zone {
+            return Some(None);
+        }
+        let out = r.str()?;
+        let (em_zone, default_ttl, origin, ttl) = (r.str()?, r.str()?, r.str()?, r.str()?);
+        let entries = r.usize()?;
+        let n_chunks = r.usize()?;
+        let mut chunks = Vec::with_capacity(n_chunks.min(body.len() / 8));
+        for _ in 0..n_chunks {
+            chunks.push(Chunk {
+                start: r.usize()?,
+                entries_before: r.usize()?,
+                origin: r.str()?,
+                ttl: r.str()?,
+            });
+        }
+        let serial_at = r.usize()?;
+        let soa = Soa {
+            file: r.path()?,
+            line: r.usize()?,
+            serial: u32::try_from(r.num()?).ok()?,
+            default_ttl: r.str()?,
+        };
+        let n_inputs = r.usize()?;
+        let mut inputs = Vec::with_capacity(n_inputs.min(body.len()));
+        for _ in 0..n_inputs {
+            inputs.push(r.path()?);
+        }
+        let soas = r.usize()?;
+        let flags = r.num()?;
+        let n_keys = r.usize()?;
+        let mut keys = Vec::with_capacity(n_keys.min(body.len() / 16));
+        for _ in 0..n_keys {
+            keys.push(u128::from_le_bytes(r.take(16)?.try_into().ok()?));
+        }
+        let seed = r.num()?;
+        let in_order = chunks
+            .windows(2)
+            .all(|w| w[0].start <= w[1].start && w[0].entries_before <= w[1].entries_before);
+        let last_fits = chunks.last().is_none_or(|c| {
+            c.start <= out.len() && out.is_char_boundary(c.start) && c.entries_before <= entries
+        });
+        if r.at != body.len()
+            || serial_at >= out.len()
+            || !in_order
+            || !last_fits
+            || chunks.iter().any(|c| !out.is_char_boundary(c.start))
+        {
+            return None;
+        }
+        let sealed_at = out.len();
+        let sources_end = Mark {
+            entries,
+            chunks: n_chunks,
+            origin: origin.clone(),
+            ttl: ttl.clone(),
+        };
+        Some(Some(Assembled {
+            zone: zone_name,
+            em: Emitter {
+                out,
+                zone: em_zone,
+                default_ttl,
+                origin,
+                ttl,
+                entries,
+                chunks,
+                sealed_at,
+            },
+            serial_at,
+            soa,
+            inputs,
+            sources_end,
+            checked: Checked {
+                upto: n_chunks,
+                soas,
+                apex_ns: flags & 1 != 0,
+                merged: flags & 2 != 0,
+                keys,
+                problem: None,
+            },
+            seed,
+        }))
+    };
+    read(&mut r).ok_or_else(damaged)
+}
+
+/// Forget the cache of `zone` (it is no longer worth one).
+pub fn remove(state: &Path, zone: &str) {
+    let _ = std::fs::remove_file(path(state, zone));
+}
+
+/// Remove the caches of zones not in `zones` (removed from the config),
+/// and temporaries a killed writer left.
+pub fn prune<'z>(state: &Path, zones: impl Iterator<Item = &'z str>) {
+    let dir = state.join("cache");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let keep: std::collections::HashSet<&str> = zones.map(|z| z.trim_end_matches('.')).collect();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if name.to_str().is_none_or(|n| !keep.contains(n)) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn num(&mut self, n: u64) {
+        self.0.extend_from_slice(&n.to_le_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.num(b.len() as u64);
+        self.0.extend_from_slice(b);
+    }
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+    fn path(&mut self, p: &Path) {
+        self.bytes(p.as_os_str().as_encoded_bytes());
+    }
+}
+
+struct Reader<'b> {
+    at: usize,
+    bytes: &'b [u8],
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let end = self.at.checked_add(n)?;
+        let b = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(b)
+    }
+    fn num(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn usize(&mut self) -> Option<usize> {
+        usize::try_from(self.num()?).ok()
+    }
+    fn bytes(&mut self) -> Option<&[u8]> {
+        let n = self.usize()?;
+        self.take(n)
+    }
+    fn str(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?.to_vec()).ok()
+    }
+    fn path(&mut self) -> Option<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        Some(PathBuf::from(std::ffi::OsStr::from_bytes(self.bytes()?)))
+    }
+}
