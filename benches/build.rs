@@ -102,7 +102,7 @@ fn many_zones(many: &Path, zones: usize) {
     std::thread::sleep(Duration::from_millis(2200));
     let first = Command::new(zonedrop)
         .args(["build", "--quiet"])
-        .current_dir(&many)
+        .current_dir(many)
         .status();
     assert!(
         first.is_ok_and(|s| s.success()),
