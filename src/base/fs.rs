@@ -36,6 +36,23 @@ pub fn write_atomic(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
     Ok(())
 }
 
+/// Write `parts` to `path` atomically (a reader sees the old file or the
+/// new one, and so does the next process after a writer was killed), mode
+/// 0600, without fsync: for files that are rebuildable and checked when read
+/// (the per-zone input record, caches), where a power loss may cost the
+/// file but must not cost the time of a sync at every build.
+pub fn write_replace(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)?;
+    for part in parts {
+        tmp.write_all(part)?;
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// fsync a directory so a rename in it survives a crash; best effort, as
 /// some file systems refuse to open directories for it.
 pub fn sync_dir(dir: &Path) {

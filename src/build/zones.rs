@@ -21,7 +21,7 @@
 use crate::base::config::Config;
 use crate::base::fs::{stamp, Stamp};
 use crate::build::manifest::racy;
-use crate::build::publish::{write_atomic, PublishError};
+use crate::build::publish::PublishError;
 use crate::build::zone::Rendered;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -128,7 +128,11 @@ impl Records {
         self.zones
             .retain(|z, _| config.zones.iter().any(|c| &c.name == z));
         let text = serde_json::to_vec(&self).unwrap_or_default();
-        write_atomic(&Records::path(&config.paths.state), &[&text])
+        let path = Records::path(&config.paths.state);
+        // Rebuildable: no fsync (a torn file after a power loss reads as
+        // damaged; an old one is caught by the stamps it holds).
+        crate::base::fs::write_replace(&path, &[&text])
+            .map_err(|source| PublishError::Write { path, source })
     }
 }
 

@@ -22,8 +22,8 @@
 use super::check::Checked;
 use super::emit::{Chunk, Emitter};
 use super::{Assembled, Mark, Soa};
-use crate::base::fs::TEMP_PREFIX;
-use std::io::{self, Write};
+use crate::base::fs::write_replace;
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// The file's first bytes: the format and its version.
@@ -92,12 +92,7 @@ pub fn save(state: &Path, a: &Assembled, key: &str) -> io::Result<()> {
     w.num(a.seed);
     let digest = xxhash_rust::xxh3::xxh3_128(&w.0);
     w.0.extend_from_slice(&digest.to_le_bytes());
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)?;
-    tmp.write_all(&w.0)?;
-    tmp.persist(&target).map_err(|e| e.error)?;
-    Ok(())
+    write_replace(&target, &[&w.0])
 }
 
 /// Why a cache file was not used (for the log line), when there was one.
