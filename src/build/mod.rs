@@ -30,7 +30,7 @@ pub mod whitelist;
 pub mod zone;
 pub mod zones;
 
-pub use report::{Published, Report};
+pub use report::{Delta, Published, RecordLine, Report};
 
 use crate::base::config::{Config, SerialPolicy, ZoneConf};
 use crate::base::fs::{self, stamp};
@@ -188,9 +188,11 @@ fn build_zone(
             return (files, Some(prior.clone()));
         }
     }
+    let (rendered, files) = (read.rendered(&zone.name), read.challenge_files(&zone.name));
     let Some(settled) = read.settle(&zone.name) else {
         return (Vec::new(), None);
     };
+    let rendered = accepted(rendered, &files, &settled.refusals);
     report.refusals.extend(settled.refusals);
     let assembled = match settled.zone {
         Ok(a) => a,
@@ -207,6 +209,7 @@ fn build_zone(
         extra: read.sources.extra_digest(&zone.name),
         aliases: read.own_aliases(&zone.name),
         records,
+        rendered: rendered.clone(),
         output: None,
     });
     // Sources read while they moved are not kept: read again next time.
@@ -224,7 +227,11 @@ fn build_zone(
         now_unix,
         opts.bump,
     ) {
-        Ok(Some(p)) => {
+        Ok(Some(mut p)) => {
+            p.delta = read.deferred(&zone.name).map(|prior| Delta {
+                old: prior.rendered.clone(),
+                new: rendered,
+            });
             if serial::date_ran_out(zone.serial, p.old_serial, p.serial, now_unix as i64) {
                 report.alerts.push(format!(
                     "{}: serial {} is past today's last date serial (YYYYMMDD99): the 100 changes a day of serial = \"date\" ran out, and serials run ahead of the date until it catches up",
@@ -252,6 +259,25 @@ fn build_zone(
         r.output = stamp(&out);
     }
     (assembled.inputs, record)
+}
+
+/// The records of a zone (keys, then the challenges from `files`) less the
+/// challenges settling refused: what its published file holds of them.
+fn accepted(
+    mut rendered: Vec<RecordLine>,
+    files: &[PathBuf],
+    refusals: &[whitelist::Refusal],
+) -> Vec<RecordLine> {
+    let challenges = rendered.split_off(rendered.len().saturating_sub(files.len()));
+    let refused = |f: &PathBuf| refusals.iter().any(|r| &r.file == f);
+    rendered.extend(
+        challenges
+            .into_iter()
+            .zip(files)
+            .filter(|(_, f)| !refused(f))
+            .map(|(c, _)| c),
+    );
+    rendered
 }
 
 /// Keep the checked sources of a zone just read in its cache, if they are

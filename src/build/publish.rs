@@ -116,6 +116,7 @@ pub fn publish_zone(
         old_serial,
         serial: new_serial,
         challenges,
+        delta: None,
     }))
 }
 

@@ -5,7 +5,7 @@
 
 use crate::base::config::{Config, ZoneConf};
 use crate::base::fs::stamp;
-use crate::build::report::Report;
+use crate::build::report::{RecordLine, Report};
 use crate::build::whitelist::{self, Sorted};
 use crate::build::zone::{self, quote_txt, Assembled, Rendered, Settled, Sources, ZoneError};
 use crate::build::zones::{self, Records, ZoneRecord};
@@ -187,6 +187,27 @@ impl Read<'_> {
     /// Whether `zone`'s checked sources came from its cache.
     pub fn from_cache(&self, zone: &str) -> bool {
         self.from_cache.contains(zone)
+    }
+
+    /// The records zonedrop renders into `zone` (keys, then challenges),
+    /// as they go into [`Read::settle`].
+    pub fn rendered(&self, zone: &str) -> Vec<RecordLine> {
+        let line = |r: &Rendered| RecordLine {
+            owner: r.owner.clone(),
+            ttl: r.ttl,
+            rtype: r.rtype.to_string(),
+            rdata: r.rdata.clone(),
+        };
+        let keys = self.keys.get(zone).into_iter().flatten();
+        let challenges = self.challenges.get(zone).into_iter().flatten();
+        keys.chain(challenges).map(line).collect()
+    }
+
+    /// The files of `zone`'s challenges, in the order of [`Read::rendered`]
+    /// after its keys.
+    pub fn challenge_files(&self, zone: &str) -> Vec<std::path::PathBuf> {
+        let challenges = self.challenges.get(zone).into_iter().flatten();
+        challenges.map(|r| r.source.clone()).collect()
     }
 
     /// The challenge aliases of `zone`'s own sources, sorted.

@@ -13,6 +13,32 @@ pub struct Published {
     pub old_serial: Option<u32>,
     pub serial: u32,
     pub challenges: usize,
+    /// Set when only the records zonedrop renders (TLSA, SSHFP, challenge
+    /// TXT) changed and the operator's sources did not: what they were and
+    /// what they are, so a responder can apply the change (with `serial`)
+    /// without parsing the published file. `None`: the sources changed, or
+    /// no earlier build of the zone is known.
+    pub delta: Option<Delta>,
+}
+
+/// The records zonedrop renders into a zone, before and after a publish
+/// whose only change they are ([`Published::delta`]). Each list is the
+/// whole set, in the order written (keys, then challenges); refused
+/// challenges are in neither.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delta {
+    pub old: Vec<RecordLine>,
+    pub new: Vec<RecordLine>,
+}
+
+/// One rendered record: owner (absolute, lowercase), TTL, type, and its
+/// data as zone-file text (a TXT value quoted).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct RecordLine {
+    pub owner: String,
+    pub ttl: u32,
+    pub rtype: String,
+    pub rdata: String,
 }
 
 impl std::fmt::Display for Published {

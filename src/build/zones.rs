@@ -22,6 +22,7 @@ use crate::base::config::Config;
 use crate::base::fs::{stamp, Stamp};
 use crate::build::manifest::racy;
 use crate::build::publish::PublishError;
+use crate::build::report::RecordLine;
 use crate::build::zone::Rendered;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -50,6 +51,9 @@ pub struct ZoneRecord {
     pub aliases: Vec<(String, String)>,
     /// [`records_digest`] of the TLSA, SSHFP and challenge records.
     pub records: String,
+    /// Those records as published (refused challenges left out): the old
+    /// side of the next [`crate::build::Delta`].
+    pub rendered: Vec<RecordLine>,
     /// The published file's stamp.
     pub output: Option<Stamp>,
 }
@@ -228,6 +232,7 @@ mod tests {
             extra: String::new(),
             aliases: Vec::new(),
             records: String::new(),
+            rendered: Vec::new(),
             output: None,
         };
         let mut r = Records::default();
@@ -242,5 +247,87 @@ mod tests {
         assert!(r.unchanged_sources("a.test.", "other extra").is_none());
         std::fs::write(&f, "xy").unwrap();
         assert!(r.unchanged_sources("a.test.", "").is_none());
+    }
+}
+
+#[cfg(test)]
+mod delta_tests {
+    use crate::base::config::Config;
+    use crate::build::{run, Options, RecordLine};
+    use std::path::Path;
+    use std::time::{Duration, SystemTime};
+
+    const V1: &str = "LPsIwTo7o8BoG0-vjCyGQGBWSVIPxI-i_X336eUOQZo";
+    const V2: &str = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA";
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn txt(owner: &str, value: &str) -> RecordLine {
+        RecordLine {
+            owner: owner.into(),
+            ttl: 60,
+            rtype: "TXT".into(),
+            rdata: format!("\"{value}\""),
+        }
+    }
+
+    /// A challenge-only change is published with its delta: the records
+    /// zonedrop renders, before and after; a source change without one.
+    #[test]
+    fn a_challenge_only_publish_says_what_it_changed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        write(
+            &p.join("zonedrop.toml"),
+            "[[drop]]\npath = \"drop\"\n[[zone]]\nname = \"example.test\"\n",
+        );
+        write(
+            &p.join("zones/soa/example.test"),
+            "$TTL 3600\n@ IN SOA ns1 h 1 7200 3600 1209600 300\n",
+        );
+        write(
+            &p.join("zones/primary/example.test"),
+            "@ IN NS ns1\nns1 IN A 192.0.2.1\n",
+        );
+        std::fs::create_dir_all(p.join("drop")).unwrap();
+        std::thread::sleep(Duration::from_millis(2200));
+        let config = Config::load(&p.join("zonedrop.toml")).unwrap();
+        let build = || run(&config, &Options::default(), SystemTime::now()).unwrap();
+        let first = build();
+        assert_eq!(first.published.len(), 1);
+        assert_eq!(first.published[0].delta, None, "no earlier build known");
+
+        let owner = "_acme-challenge.example.test.";
+        write(&p.join("drop/a"), &format!("{owner} 60 IN TXT \"{V1}\"\n"));
+        let r = build();
+        let delta = r.published[0]
+            .delta
+            .clone()
+            .expect("a challenge-only change");
+        assert_eq!((delta.old, delta.new), (vec![], vec![txt(owner, V1)]));
+
+        write(&p.join("drop/b"), &format!("{owner} 60 IN TXT \"{V2}\"\n"));
+        std::fs::remove_file(p.join("drop/a")).unwrap();
+        let r = build();
+        let delta = r.published[0]
+            .delta
+            .clone()
+            .expect("a challenge-only change");
+        assert_eq!(
+            (delta.old, delta.new),
+            (vec![txt(owner, V1)], vec![txt(owner, V2)])
+        );
+
+        std::thread::sleep(Duration::from_millis(10));
+        write(
+            &p.join("zones/primary/example.test"),
+            "@ IN NS ns1\nns1 IN A 192.0.2.1\nwww IN A 192.0.2.2\n",
+        );
+        let r = build();
+        assert_eq!(r.published.len(), 1);
+        assert_eq!(r.published[0].delta, None, "the sources changed");
     }
 }
