@@ -287,11 +287,15 @@ fn keep_checked_sources(config: &Config, a: &zone::Assembled, record: &ZoneRecor
     let state = &config.paths.state;
     if !zone::cache::worth(a) {
         zone::cache::remove(state, &a.zone);
-    } else if let Err(e) = zone::cache::save(state, a, &record.cache_key()) {
-        log::info!(
-            "{}: cannot keep the checked sources: {e}",
-            zone::cache::path(state, &a.zone).display()
-        );
+    } else {
+        let key = record.cache_key();
+        zone::cache::remember(a, &key);
+        if let Err(e) = zone::cache::save(state, a, &key) {
+            log::info!(
+                "{}: cannot keep the checked sources: {e}",
+                zone::cache::path(state, &a.zone).display()
+            );
+        }
     }
 }
 

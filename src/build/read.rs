@@ -225,7 +225,21 @@ impl Read<'_> {
         if let Some(prior) = self.deferred.get(zone) {
             if !self.assembled.contains_key(zone) {
                 let state = &self.config.paths.state;
-                let read = match zone::cache::load(state, zone, &prior.cache_key()) {
+                let key = prior.cache_key();
+                let kept = zone::cache::recall(zone, &key);
+                let loaded = match kept {
+                    Some(a) => {
+                        log::debug!("zone {zone}: checked sources kept in memory");
+                        Ok(Some(a))
+                    }
+                    None => zone::cache::load(state, zone, &key).inspect(|a| {
+                        if let Some(a) = a {
+                            log::debug!("zone {zone}: checked sources from its cache file");
+                            zone::cache::remember(a, &key);
+                        }
+                    }),
+                };
+                let read = match loaded {
                     Ok(Some(a)) => {
                         self.from_cache.insert(zone.to_string());
                         Ok(a)

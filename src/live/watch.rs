@@ -140,6 +140,10 @@ impl Watched {
     }
 }
 
+/// Bytes of checked sources `watch` and `run` keep in memory
+/// ([`crate::build::zone::cache`]): a million-record zone takes about 50 MB.
+const MEMORY_FOR_SOURCES: usize = 256 << 20;
+
 /// Watch and build until the event channel closes (never, in practice).
 /// `on_build` sees every build's report (it logs and swaps in zones). At
 /// SIGHUP the config file is read again: a good one is used from the next
@@ -152,6 +156,8 @@ pub fn run(
     mut on_reload: impl FnMut(&Config),
 ) -> Result<(), WatchError> {
     let mut config = config.clone();
+    // Builds after this one keep zones' checked sources in memory too.
+    crate::build::zone::cache::keep_in_memory(MEMORY_FOR_SOURCES);
     let (tx, rx) = mpsc::channel::<Wake>();
     // Registered before the first build: from here on SIGHUP no longer
     // ends the process.

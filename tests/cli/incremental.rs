@@ -273,3 +273,43 @@ fn a_damaged_cache_is_read_from_the_sources_and_written_anew() {
     assert_eq!(t.run(&["build", "--quiet"]).code, 0);
     assert!(!cache.exists());
 }
+
+/// `watch` keeps a zone's checked sources in memory: after the first
+/// challenge-only change, the next ones neither read the sources nor the
+/// cache file.
+#[test]
+fn watch_keeps_checked_sources_in_memory() {
+    let t = big_zone(3000);
+    std::thread::sleep(PAST_THE_TICK);
+    assert_eq!(t.run(&["build", "--quiet"]).code, 0);
+    let mut cmd = t.cmd(&["watch"]);
+    cmd.env("RUST_LOG", "zonedrop=debug");
+    let d = Daemon::start("zonedrop watch", &mut cmd, t.path("watch.log"));
+    let published_within = |value: &str| {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while !published(&t, "example.test").contains(value) {
+            assert!(
+                std::time::Instant::now() < until,
+                "not published; log:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(t.run(&["add", OWNER, V1]).code, 0);
+    published_within(V1);
+    assert_eq!(
+        t.run(&["add", "_acme-challenge.www.example.test", V1]).code,
+        0
+    );
+    published_within("_acme-challenge.www");
+    let log = d.log();
+    assert!(
+        log.contains("zone example.test.: checked sources from its cache file"),
+        "{log}"
+    );
+    assert!(
+        log.contains("zone example.test.: checked sources kept in memory"),
+        "{log}"
+    );
+}

@@ -12,6 +12,9 @@
 //! is no cache. It is written atomically (a temporary renamed over it), so
 //! a writer killed midway leaves the old file or the new one; it is not
 //! fsynced, since after a power loss the digest tells a torn file.
+//!
+//! `watch` and `run` also keep them in memory ([`keep_in_memory`]), bounded
+//! by a byte limit, least recently used out first.
 
 // Input here comes from state/ files: never panic on it.
 #![cfg_attr(
@@ -23,8 +26,10 @@ use super::check::Checked;
 use super::emit::{Chunk, Emitter};
 use super::{Assembled, Mark, Soa};
 use crate::base::fs::write_replace;
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// The file's first bytes: the format and its version.
 const MAGIC: &[u8] = b"zonedrop zone cache 1\n";
@@ -211,19 +216,123 @@ pub fn load(state: &Path, zone: &str, key: &str) -> Result<Option<Assembled>, Un
     read(&mut r).ok_or_else(damaged)
 }
 
+/// The checked sources kept in memory by a long-running process (`watch`,
+/// `run`): by zone, under the same key as the file, least recently used
+/// first out once they take more than the limit.
+static MEMORY: Mutex<Option<Memory>> = Mutex::new(None);
+
+struct Memory {
+    limit: usize,
+    used: usize,
+    clock: u64,
+    zones: HashMap<String, Kept>,
+}
+
+struct Kept {
+    key: String,
+    sources: Assembled,
+    bytes: usize,
+    used_at: u64,
+}
+
+/// Keep checked sources in memory too, up to `limit` bytes (`watch` and
+/// `run` call this once: a cron build has no later build to keep them for).
+pub fn keep_in_memory(limit: usize) {
+    let mut m = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+    *m = Some(Memory {
+        limit,
+        used: 0,
+        clock: 0,
+        zones: HashMap::new(),
+    });
+}
+
+/// Bytes `a`'s sources take in memory, roughly.
+fn size(a: &Assembled) -> usize {
+    a.em.sealed_at.min(a.em.out.len())
+        + a.checked.keys.len() * 16
+        + a.em.chunks.len() * (std::mem::size_of::<Chunk>() + 16)
+}
+
+/// `a` (its sources: the records are cut off) kept in memory under `key`,
+/// if memory is kept and it fits.
+pub fn remember(a: &Assembled, key: &str) {
+    let mut guard = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(m) = guard.as_mut() else {
+        return;
+    };
+    if let Some(old) = m.zones.remove(&a.zone) {
+        m.used -= old.bytes;
+    }
+    let bytes = size(a);
+    if bytes > m.limit {
+        return;
+    }
+    while m.used + bytes > m.limit {
+        let Some(oldest) = m
+            .zones
+            .iter()
+            .min_by_key(|(_, k)| k.used_at)
+            .map(|(z, _)| z.clone())
+        else {
+            break;
+        };
+        if let Some(k) = m.zones.remove(&oldest) {
+            m.used -= k.bytes;
+        }
+    }
+    let mut sources = a.clone();
+    sources.set_records(&[]);
+    m.clock += 1;
+    m.used += bytes;
+    m.zones.insert(
+        a.zone.clone(),
+        Kept {
+            key: key.to_string(),
+            sources,
+            bytes,
+            used_at: m.clock,
+        },
+    );
+}
+
+/// The checked sources of `zone` kept in memory under `key`, if any.
+pub fn recall(zone: &str, key: &str) -> Option<Assembled> {
+    let mut guard = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+    let m = guard.as_mut()?;
+    m.clock += 1;
+    let clock = m.clock;
+    let k = m.zones.get_mut(zone).filter(|k| k.key == key)?;
+    k.used_at = clock;
+    Some(k.sources.clone())
+}
+
 /// Forget the cache of `zone` (it is no longer worth one).
 pub fn remove(state: &Path, zone: &str) {
     let _ = std::fs::remove_file(path(state, zone));
 }
 
 /// Remove the caches of zones not in `zones` (removed from the config),
-/// and temporaries a killed writer left.
+/// in memory and in state/, and temporaries a killed writer left.
 pub fn prune<'z>(state: &Path, zones: impl Iterator<Item = &'z str>) {
+    let keep: std::collections::HashSet<&str> = zones.map(|z| z.trim_end_matches('.')).collect();
+    if let Some(m) = MEMORY.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        let gone: Vec<String> = m
+            .zones
+            .keys()
+            .filter(|z| !keep.contains(z.trim_end_matches('.')))
+            .cloned()
+            .collect();
+        for z in gone {
+            if let Some(k) = m.zones.remove(&z) {
+                m.used -= k.bytes;
+            }
+        }
+    }
     let dir = state.join("cache");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return;
     };
-    let keep: std::collections::HashSet<&str> = zones.map(|z| z.trim_end_matches('.')).collect();
     for e in entries.flatten() {
         let name = e.file_name();
         if name.to_str().is_none_or(|n| !keep.contains(n)) {
@@ -278,5 +387,59 @@ impl Reader<'_> {
     fn path(&mut self) -> Option<PathBuf> {
         use std::os::unix::ffi::OsStrExt;
         Some(PathBuf::from(std::ffi::OsStr::from_bytes(self.bytes()?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::config::Config;
+    use crate::build::zone::Sources;
+
+    #[test]
+    fn a_cache_reads_back_and_memory_keeps_the_most_recent_within_its_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        let mut config = String::new();
+        for z in ["a.test", "b.test"] {
+            config.push_str(&format!("[[zone]]\nname = \"{z}\"\n"));
+            let write = |rel: String, text: &str| {
+                std::fs::create_dir_all(p.join(&rel).parent().unwrap()).unwrap();
+                std::fs::write(p.join(rel), text).unwrap();
+            };
+            write(
+                format!("zones/soa/{z}"),
+                "$TTL 3600\n@ IN SOA ns1 h 1 7200 3600 1209600 300\n",
+            );
+            let hosts: String = (0..100).map(|i| format!("h{i} IN A 192.0.2.1\n")).collect();
+            write(format!("zones/primary/{z}"), &format!("@ IN NS ns1\n{hosts}"));
+        }
+        std::fs::write(p.join("zonedrop.toml"), &config).unwrap();
+        let config = Config::load(&p.join("zonedrop.toml")).unwrap();
+        let mut sources = Sources::new(&config).unwrap();
+        let mut a = sources.assemble_sources("a.test.").unwrap();
+        let mut b = sources.assemble_sources("b.test.").unwrap();
+        sources.check(&mut a, &[]).unwrap();
+        sources.check(&mut b, &[]).unwrap();
+
+        // The file: read back under its key only.
+        let state = p.join("state");
+        save(&state, &a, "k1").unwrap();
+        let back = load(&state, "a.test.", "k1").unwrap().unwrap();
+        assert_eq!(back.content(), a.content());
+        assert_eq!(back.checked.keys, a.checked.keys);
+        assert!(load(&state, "a.test.", "k2").unwrap().is_none());
+        assert!(load(&state, "b.test.", "k1").unwrap().is_none());
+
+        // Memory: room for one of the two.
+        keep_in_memory(size(&a) + size(&b) / 2);
+        remember(&a, "ka");
+        assert!(recall("a.test.", "ka").is_some());
+        assert!(recall("a.test.", "other key").is_none());
+        remember(&b, "kb");
+        assert!(recall("a.test.", "ka").is_none(), "the least recent went");
+        assert_eq!(recall("b.test.", "kb").unwrap().content(), b.content());
+        prune(&state, ["a.test."].into_iter());
+        assert!(recall("b.test.", "kb").is_none(), "a zone no longer configured");
     }
 }
