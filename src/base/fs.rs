@@ -42,12 +42,23 @@ pub fn write_atomic(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
 /// (the per-zone input record, caches), where a power loss may cost the
 /// file but must not cost the time of a sync at every build.
 pub fn write_replace(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    write_replace_with(path, |w| parts.iter().try_for_each(|p| w.write_all(p)))
+}
+
+/// [`write_replace`], the content written by `fill` (buffered), so that a
+/// big file need not be built in memory first.
+pub fn write_replace_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .tempfile_in(dir)?;
-    for part in parts {
-        tmp.write_all(part)?;
+    {
+        let mut w = io::BufWriter::with_capacity(1 << 16, tmp.as_file());
+        fill(&mut w)?;
+        w.flush()?;
     }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())

@@ -212,10 +212,15 @@ fn build_zone(
         rendered: rendered.clone(),
         output: None,
     });
-    // Sources read while they moved are not kept: read again next time.
+    // The checked sources are kept once a zone was read although its
+    // sources had not moved (its challenges or keys had), or under
+    // --force: a build whose sources moved does not pay for a cache that
+    // the next source change would make useless. Sources read while they
+    // moved are never kept.
+    let unmoved = opts.force || read.deferred(&zone.name).is_some();
     if let Some(r) = record
         .as_ref()
-        .filter(|r| !read.from_cache(&zone.name) && r.vouches(time_ns))
+        .filter(|r| unmoved && !read.from_cache(&zone.name) && r.vouches(time_ns))
     {
         keep_checked_sources(config, &assembled, r);
     }

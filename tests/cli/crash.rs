@@ -317,7 +317,7 @@ fn sigkilled_builds_leave_the_old_cache_or_the_new_one() {
         .collect();
     let t = Tree::one_zone("[build]\nlock_wait = \"0s\"\n", &hosts);
     std::thread::sleep(Duration::from_millis(2200));
-    assert_eq!(t.run(&["build", "--quiet"]).code, 0);
+    assert_eq!(t.run(&["build", "--force", "--quiet"]).code, 0);
     assert!(t.path("state/cache/example.test").exists());
     let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ u64::from(std::process::id()));
     let started = Instant::now();

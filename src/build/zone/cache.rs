@@ -25,9 +25,9 @@
 use super::check::Checked;
 use super::emit::{Chunk, Emitter};
 use super::{Assembled, Mark, Soa};
-use crate::base::fs::write_replace;
+use crate::base::fs::write_replace_with;
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -51,53 +51,56 @@ pub fn worth(a: &Assembled) -> bool {
         && a.checked.upto == a.sources_end.chunks
 }
 
-/// Write the checked sources of `a` under `key`, atomically.
+/// Write the checked sources of `a` under `key`, atomically (streamed:
+/// a big zone's cache is not built in memory first).
 pub fn save(state: &Path, a: &Assembled, key: &str) -> io::Result<()> {
     let target = path(state, &a.zone);
     let dir = target.parent().unwrap_or(state);
     std::fs::create_dir_all(dir)?;
-    let mut w = Writer(Vec::with_capacity(
-        a.em.sealed_at + a.checked.keys.len() * 16 + 4096,
-    ));
-    w.0.extend_from_slice(MAGIC);
-    w.str(key);
-    w.str(&a.zone);
-    // The emitter as it stands where the sources end.
-    let m = &a.sources_end;
-    let em = &a.em;
-    w.str(em.out.get(..em.sealed_at).unwrap_or(&em.out));
-    w.str(&em.zone);
-    w.str(&em.default_ttl);
-    w.str(&m.origin);
-    w.str(&m.ttl);
-    w.num(m.entries as u64);
-    w.num(m.chunks as u64);
-    for c in &em.chunks[..m.chunks.min(em.chunks.len())] {
-        w.num(c.start as u64);
-        w.num(c.entries_before as u64);
-        w.str(&c.origin);
-        w.str(&c.ttl);
-    }
-    w.num(a.serial_at as u64);
-    w.path(&a.soa.file);
-    w.num(a.soa.line as u64);
-    w.num(u64::from(a.soa.serial));
-    w.str(&a.soa.default_ttl);
-    w.num(a.inputs.len() as u64);
-    for p in &a.inputs {
-        w.path(p);
-    }
-    let c = &a.checked;
-    w.num(c.soas as u64);
-    w.num(u64::from(c.apex_ns) | u64::from(c.merged) << 1);
-    w.num(c.keys.len() as u64);
-    for k in &c.keys {
-        w.0.extend_from_slice(&k.to_le_bytes());
-    }
-    w.num(a.seed);
-    let digest = xxhash_rust::xxh3::xxh3_128(&w.0);
-    w.0.extend_from_slice(&digest.to_le_bytes());
-    write_replace(&target, &[&w.0])
+    write_replace_with(&target, |out| {
+        let mut w = Writer {
+            out,
+            hash: xxhash_rust::xxh3::Xxh3::new(),
+        };
+        w.raw(MAGIC)?;
+        w.str(key)?;
+        w.str(&a.zone)?;
+        // The emitter as it stands where the sources end.
+        let m = &a.sources_end;
+        let em = &a.em;
+        w.str(em.out.get(..em.sealed_at).unwrap_or(&em.out))?;
+        w.str(&em.zone)?;
+        w.str(&em.default_ttl)?;
+        w.str(&m.origin)?;
+        w.str(&m.ttl)?;
+        w.num(m.entries as u64)?;
+        w.num(m.chunks as u64)?;
+        for c in em.chunks.get(..m.chunks).unwrap_or(&em.chunks) {
+            w.num(c.start as u64)?;
+            w.num(c.entries_before as u64)?;
+            w.str(&c.origin)?;
+            w.str(&c.ttl)?;
+        }
+        w.num(a.serial_at as u64)?;
+        w.path(&a.soa.file)?;
+        w.num(a.soa.line as u64)?;
+        w.num(u64::from(a.soa.serial))?;
+        w.str(&a.soa.default_ttl)?;
+        w.num(a.inputs.len() as u64)?;
+        for p in &a.inputs {
+            w.path(p)?;
+        }
+        let c = &a.checked;
+        w.num(c.soas as u64)?;
+        w.num(u64::from(c.apex_ns) | (u64::from(c.merged) << 1))?;
+        w.num(c.keys.len() as u64)?;
+        for k in &c.keys {
+            w.raw(&k.to_le_bytes())?;
+        }
+        w.num(a.seed)?;
+        let digest = w.hash.digest128();
+        w.out.write_all(&digest.to_le_bytes())
+    })
 }
 
 /// Why a cache file was not used (for the log line), when there was one.
@@ -341,21 +344,29 @@ pub fn prune<'z>(state: &Path, zones: impl Iterator<Item = &'z str>) {
     }
 }
 
-struct Writer(Vec<u8>);
+/// Writes the cache's fields and hashes what it writes.
+struct Writer<'w> {
+    out: &'w mut dyn Write,
+    hash: xxhash_rust::xxh3::Xxh3,
+}
 
-impl Writer {
-    fn num(&mut self, n: u64) {
-        self.0.extend_from_slice(&n.to_le_bytes());
+impl Writer<'_> {
+    fn raw(&mut self, b: &[u8]) -> io::Result<()> {
+        self.hash.update(b);
+        self.out.write_all(b)
     }
-    fn bytes(&mut self, b: &[u8]) {
-        self.num(b.len() as u64);
-        self.0.extend_from_slice(b);
+    fn num(&mut self, n: u64) -> io::Result<()> {
+        self.raw(&n.to_le_bytes())
     }
-    fn str(&mut self, s: &str) {
-        self.bytes(s.as_bytes());
+    fn bytes(&mut self, b: &[u8]) -> io::Result<()> {
+        self.num(b.len() as u64)?;
+        self.raw(b)
     }
-    fn path(&mut self, p: &Path) {
-        self.bytes(p.as_os_str().as_encoded_bytes());
+    fn str(&mut self, s: &str) -> io::Result<()> {
+        self.bytes(s.as_bytes())
+    }
+    fn path(&mut self, p: &Path) -> io::Result<()> {
+        self.bytes(p.as_os_str().as_encoded_bytes())
     }
 }
 
@@ -412,7 +423,10 @@ mod tests {
                 "$TTL 3600\n@ IN SOA ns1 h 1 7200 3600 1209600 300\n",
             );
             let hosts: String = (0..100).map(|i| format!("h{i} IN A 192.0.2.1\n")).collect();
-            write(format!("zones/primary/{z}"), &format!("@ IN NS ns1\n{hosts}"));
+            write(
+                format!("zones/primary/{z}"),
+                &format!("@ IN NS ns1\n{hosts}"),
+            );
         }
         std::fs::write(p.join("zonedrop.toml"), &config).unwrap();
         let config = Config::load(&p.join("zonedrop.toml")).unwrap();
@@ -440,6 +454,9 @@ mod tests {
         assert!(recall("a.test.", "ka").is_none(), "the least recent went");
         assert_eq!(recall("b.test.", "kb").unwrap().content(), b.content());
         prune(&state, ["a.test."].into_iter());
-        assert!(recall("b.test.", "kb").is_none(), "a zone no longer configured");
+        assert!(
+            recall("b.test.", "kb").is_none(),
+            "a zone no longer configured"
+        );
     }
 }
