@@ -140,8 +140,14 @@ pub fn record(
     }
     let mut entries = first.files;
     let mut seen = HashSet::new();
-    for p in files.iter().filter(|p| seen.insert(p.as_path())) {
-        entries.push((p.clone(), stamp(p)));
+    // The last files are the fragments: the youngest, so the likeliest to
+    // be racy, which ends the record at once.
+    for p in files.iter().rev().filter(|p| seen.insert(p.as_path())) {
+        let s = stamp(p);
+        if s.is_some_and(|s| racy(&s, first.time_ns)) {
+            return Manifest::remove(state);
+        }
+        entries.push((p.clone(), s));
     }
     let outputs = config
         .zones

@@ -206,7 +206,7 @@ fn build_zone(
     }
     let mut record = Some(ZoneRecord {
         sources: zone_sources(config, zone, &assembled.inputs),
-        extra: read.sources.extra_digest(&zone.name),
+        extra: read.extra_digest(&zone.name),
         aliases: read.own_aliases(&zone.name),
         records,
         rendered: rendered.clone(),

@@ -27,6 +27,8 @@ pub struct Read<'c> {
     deferred: HashMap<String, ZoneRecord>,
     /// The challenge aliases of each zone's own sources, as read.
     own_aliases: HashMap<String, Vec<(String, String)>>,
+    /// The digest of each zone's entries in extra/ (none: no entries).
+    extra_digests: HashMap<String, String>,
     /// The zones whose checked sources came from their cache.
     from_cache: HashSet<String>,
     /// Accepted challenges, by zone.
@@ -58,9 +60,11 @@ pub fn read_sources<'c>(
     let mut assembled = HashMap::new();
     let mut deferred = HashMap::new();
     let mut own_aliases = HashMap::new();
+    let extra_digests = sources.extra_digests();
+    let no_extra = String::new();
     for z in &config.zones {
-        let prior =
-            records.and_then(|r| r.unchanged_sources(&z.name, &sources.extra_digest(&z.name)));
+        let extra = extra_digests.get(&z.name).unwrap_or(&no_extra);
+        let prior = records.and_then(|r| r.unchanged_sources(&z.name, extra));
         if let Some(prior) = prior {
             sources
                 .aliases
@@ -91,6 +95,7 @@ pub fn read_sources<'c>(
         assembled,
         deferred,
         own_aliases,
+        extra_digests,
         from_cache: HashSet::new(),
         challenges: HashMap::new(),
         keys: HashMap::new(),
@@ -182,6 +187,11 @@ impl Read<'_> {
             self.keys.get(zone).unwrap_or(&none),
             self.challenges.get(zone).unwrap_or(&none),
         )
+    }
+
+    /// The digest of `zone`'s entries in extra/ (empty: none).
+    pub fn extra_digest(&self, zone: &str) -> String {
+        self.extra_digests.get(zone).cloned().unwrap_or_default()
     }
 
     /// Whether `zone`'s checked sources came from its cache.

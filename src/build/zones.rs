@@ -45,7 +45,8 @@ pub struct Records {
 pub struct ZoneRecord {
     /// soa, primary and included files, stamped after reading.
     pub sources: Vec<(PathBuf, Option<Stamp>)>,
-    /// [`crate::build::zone::Sources::extra_digest`].
+    /// [`crate::build::zone::Sources::extra_digests`] of the zone (empty:
+    /// no entries in extra/).
     pub extra: String,
     /// The challenge aliases of its own sources (owner, target).
     pub aliases: Vec<(String, String)>,

@@ -233,16 +233,19 @@ impl<'c> Sources<'c> {
         Ok((a, aliases))
     }
 
-    /// A digest of the entries of extra/ that fall in `zone` (file, line,
-    /// scope and text): equal digests, equal contribution to the zone.
-    pub fn extra_digest(&self, zone: &str) -> String {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for e in self.extras.iter().filter(|e| e.zone == zone) {
+    /// A digest of the entries of extra/ that fall in each zone (file,
+    /// line, scope and text), in one pass: equal digests, equal
+    /// contribution to the zone. A zone with none is not in the map.
+    pub fn extra_digests(&self) -> std::collections::HashMap<String, String> {
+        let mut hashers: std::collections::HashMap<&str, xxhash_rust::xxh3::Xxh3> =
+            std::collections::HashMap::new();
+        for e in &self.extras {
+            let h = hashers.entry(e.zone.as_str()).or_default();
             for part in [
                 e.file.as_os_str().as_encoded_bytes(),
                 &e.line.to_le_bytes(),
                 e.scope.origin.as_bytes(),
-                e.scope.ttl.as_deref().unwrap_or("\0").as_bytes(),
+                e.scope.ttl.as_deref().unwrap_or("\\0").as_bytes(),
                 e.owner.as_bytes(),
                 e.rest.as_bytes(),
             ] {
@@ -250,7 +253,10 @@ impl<'c> Sources<'c> {
                 h.update(part);
             }
         }
-        format!("{:032x}", h.digest128())
+        hashers
+            .into_iter()
+            .map(|(z, h)| (z.to_string(), format!("{:032x}", h.digest128())))
+            .collect()
     }
 
     /// soa + primary + extra of `zone`, and the CNAMEs at challenge labels
