@@ -312,9 +312,12 @@ fn zone_sources(
     read_from: &[PathBuf],
 ) -> Vec<(PathBuf, Option<fs::Stamp>)> {
     let mut paths: Vec<PathBuf> = read_from.to_vec();
-    for p in [config.soa_file(zone), config.primary_file(zone)] {
-        if !paths.contains(&p) {
-            paths.push(p);
+    let own = inputs::inputs(config, Some(&zone.name))
+        .into_iter()
+        .filter(|i| i.kind == inputs::Kind::ZoneFile);
+    for i in own {
+        if !paths.contains(&i.path) {
+            paths.push(i.path);
         }
     }
     paths
