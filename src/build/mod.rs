@@ -6,13 +6,16 @@
 //! 2. the no-change decision ([`manifest`]): a run in which nothing moved
 //!    since the last one costs a `stat` per input ([`inputs`]) and reads
 //!    nothing;
-//! 3. reading ([`read`]): the operator's sources ([`source`], [`zone`]),
+//! 3. reading ([`read`]): the operator's sources ([`source`], [`zone`]) of
+//!    the zones whose input record ([`zones`]) does not vouch for them,
 //!    the drop directories through the [`whitelist`], the TLSA and SSHFP
 //!    records ([`crate::dane::keys`]);
-//! 4. per zone: settling ([`zone::settle`]: challenges that would break the
+//! 4. per zone: skipped when nothing it depends on moved; settling (from
+//!    its cache of checked sources when only its records moved:
+//!    [`zone::cache`]; [`zone::settle`]: challenges that would break the
 //!    zone are refused), publishing ([`publish`], [`serial`]), and the
 //!    effects of a publish ([`effects`]: NOTIFY, `on_change`);
-//! 5. recording what was read ([`manifest`]).
+//! 5. recording what was read ([`manifest`], [`zones`]).
 //!
 //! A zone that fails keeps its last good output and the others still
 //! publish.

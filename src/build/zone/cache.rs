@@ -1,4 +1,4 @@
-//! The cache of a zone's checked sources (state/cache/<zone>): its
+//! The cache of a zone's checked sources (`state/cache/<zone>`): its
 //! assembled text up to the end of the operator's sources, where its
 //! slices start, and the summary of their check (the 128-bit record keys
 //! and their seed). A zone whose only change is its challenges is settled
