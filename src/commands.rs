@@ -164,6 +164,10 @@ impl Responding {
             listen.to_vec()
         };
         let responder = Responder::load_announcing(&config, !builds)?;
+        let keys = responder.updates().load(&config)?;
+        if keys > 0 {
+            log::info!("{keys} update key(s) loaded: RFC 2136 updates are taken");
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -203,6 +207,12 @@ pub fn run(ctx: &Context, poll: Option<Duration>, listen: &[SocketAddr]) -> Resu
             // SIGHUP: serve the zones of the new config; sockets stay.
             |new| {
                 serving.set_zones(new);
+                // The keys of [[update_key]] too; a key that does not load
+                // leaves the keys in use as they were.
+                match serving.updates().load(new) {
+                    Ok(n) => log::info!("{n} update key(s) in use"),
+                    Err(e) => log::error!("{e}; the update keys in use stay"),
+                }
                 if new.serve.listen != listen_at_start {
                     log::warn!("[serve] listen changed: restart zonedrop run to listen there; it goes on listening where it did");
                 }

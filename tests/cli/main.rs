@@ -19,3 +19,4 @@ mod rollover;
 mod servers;
 mod sources;
 mod support;
+mod update;

@@ -18,11 +18,13 @@ mod de;
 mod serve;
 #[cfg(test)]
 mod tests;
+mod update;
 
 pub use dane::*;
 pub use de::parse_duration;
 use de::*;
 pub use serve::*;
+pub use update::*;
 
 /// Where the config is looked for when neither `--config` nor
 /// `$ZONEDROP_CONFIG` names one, in order.
@@ -83,6 +85,8 @@ pub struct Config {
     pub sshfp: Vec<Sshfp>,
     #[serde(default)]
     pub dane: Dane,
+    #[serde(default, rename = "update_key")]
+    pub update_keys: Vec<UpdateKey>,
 }
 
 /// Key rollover of the `[[tlsa]]` and `[[sshfp]]` records.
@@ -396,6 +400,7 @@ impl Config {
         self.serve
             .validate()
             .map_err(|(key, message)| invalid(key, message))?;
+        update::validate(self).map_err(|(key, message)| invalid(key, message))?;
         for t in &self.tlsa {
             if t.ports.is_empty() {
                 return Err(invalid(
@@ -441,6 +446,12 @@ impl Config {
         join(&mut self.paths.unsigned);
         join(&mut self.paths.state);
         self.drops.iter_mut().for_each(|d| join(&mut d.path));
+        for k in &mut self.update_keys {
+            join(&mut k.drop);
+            if let Some(f) = k.secret_file.as_mut() {
+                join(f);
+            }
+        }
         for z in &mut self.zones {
             for p in [&mut z.file, &mut z.soa, &mut z.primary]
                 .into_iter()
