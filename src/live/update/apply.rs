@@ -20,6 +20,7 @@ use crate::base::config::Config;
 use crate::base::name;
 use crate::base::rules::{check_label, check_value, drop_allows};
 use crate::build::whitelist;
+use crate::build::zone::alias::Aliases;
 use crate::build::zone::read_aliases;
 use crate::hook::drop::{self, Entry};
 use crate::hook::fragment::Fragment;
@@ -239,9 +240,14 @@ pub fn check(
         changes.push(change);
     }
     let owners: BTreeSet<String> = changes.iter().map(|c| c.owner().to_string()).collect();
-    let held = held_values(config, &owners, now);
+    // The challenge aliases of the zone sources, as the builder reads them.
+    let aliases = match owners.is_empty() {
+        true => Aliases::default(),
+        false => read_aliases(config).0,
+    };
+    let held = held_values(config, &owners, &aliases, now);
     prerequisites(&zone, &owners, &held, message)?;
-    whitelisted(config, key, &changes, now)?;
+    whitelisted(config, key, &changes, &aliases, now)?;
     limits(config, key, &changes, &held)?;
     Ok(changes)
 }
@@ -251,13 +257,13 @@ pub fn check(
 fn held_values(
     config: &Config,
     owners: &BTreeSet<String>,
+    aliases: &Aliases,
     now: SystemTime,
 ) -> BTreeMap<String, BTreeSet<String>> {
     let mut held: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     if owners.is_empty() {
         return held;
     }
-    let aliases = read_aliases(config).0;
     for dir in &config.drops {
         let Ok(entries) = drop::read_dir(&dir.path, config.policy.max_fragment_bytes) else {
             continue;
@@ -265,7 +271,7 @@ fn held_values(
         for entry in entries {
             let Ok(f) = &entry.fragment else { continue };
             if owners.contains(&f.owner)
-                && whitelist::judge(config, dir, &entry, &aliases, now).is_ok()
+                && whitelist::judge(config, dir, &entry, aliases, now).is_ok()
             {
                 held.entry(f.owner.clone())
                     .or_default()
@@ -350,12 +356,9 @@ fn whitelisted(
     config: &Config,
     key: &Key,
     changes: &[Change],
+    aliases: &Aliases,
     now: SystemTime,
 ) -> Result<(), Refused> {
-    if !changes.iter().any(|c| matches!(c, Change::Add(_))) {
-        return Ok(());
-    }
-    let aliases = read_aliases(config).0;
     for change in changes {
         let Change::Add(f) = change else { continue };
         let entry = Entry {
@@ -366,7 +369,7 @@ fn whitelisted(
             modified: now,
             fragment: Ok(f.clone()),
         };
-        whitelist::judge(config, &key.drop, &entry, &aliases, now)
+        whitelist::judge(config, &key.drop, &entry, aliases, now)
             .map_err(|v| refuse(ResponseCode::Refused, v.reason().to_string()))?;
     }
     Ok(())

@@ -50,8 +50,9 @@ pub use keys::{Key, KeyError, Keys};
 pub const MAX_FUDGE: u64 = 300;
 
 /// How long an accepted update waits for its zone to be served anew
-/// before it is answered anyway.
-const VISIBLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// before it is answered anyway: below the 3 s after which nsupdate sends
+/// the same message again over UDP (which would be refused as a replay).
+const VISIBLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Room left for the TSIG record when a signed answer is sized.
 const TSIG_ROOM: usize = 200;
