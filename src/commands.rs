@@ -43,35 +43,61 @@ impl Context {
     }
 }
 
-/// `zonedrop add FQDN VALUE [--ttl N]` and `zonedrop del FQDN VALUE`.
+/// `zonedrop add FQDN VALUE [--ttl N]` and `zonedrop del FQDN VALUE`;
+/// with `--account URL`, FQDN is the domain and the owner its
+/// dns-account-01 owner.
 pub fn add_del(
     ctx: &Context,
     op: Op,
     fqdn: &str,
     value: &str,
     ttl: Option<u32>,
+    account: Option<&str>,
 ) -> Result<u8, Error> {
+    let owner = match account {
+        None => fqdn.to_string(),
+        Some(url) => {
+            let ok = (url.starts_with("https://") || url.starts_with("http://"))
+                && url.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(Error::Usage(format!(
+                    "--account: `{}` is not an ACME account URL (https://...)",
+                    name::printable(url)
+                )));
+            }
+            let domain = name::parse_fqdn(fqdn).map_err(|e| Error::Usage(e.to_string()))?;
+            format!(
+                "{}._acme-challenge.{domain}",
+                crate::base::rules::account_label(url)
+            )
+        }
+    };
     let change = Change {
         op,
-        owner: fqdn.to_string(),
+        owner,
         value: value.to_string(),
         ttl,
     };
-    apply(ctx, &[change])
+    apply(ctx, &[change], account.is_some())
 }
 
 /// `zonedrop hook CLIENT ARGS...` (and the `zonedrop-CLIENT` symlinks).
 pub fn hook(ctx: &Context, client: &str, args: &[String]) -> Result<u8, Error> {
     match hook::plan(client, args, &|k| std::env::var(k).ok())? {
         Plan::Exit(code) => Ok(code as u8),
-        Plan::Changes(changes) => apply(ctx, &changes),
+        Plan::Changes(changes) => apply(ctx, &changes, false),
     }
 }
 
-fn apply(ctx: &Context, changes: &[Change]) -> Result<u8, Error> {
+/// `account`: the changes are dns-account-01 challenges; without a config
+/// that manages zones, the builder judges whether it takes them.
+fn apply(ctx: &Context, changes: &[Change], account: bool) -> Result<u8, Error> {
     let found = Config::load_optional(ctx.config.as_deref())?;
     let managed = found.as_ref().is_some_and(|c| !c.zones.is_empty());
-    let config = found.unwrap_or_default();
+    let mut config = found.unwrap_or_default();
+    if account && !managed {
+        config.policy.dns_account = true;
+    }
     let dir = ctx.drop_dir(&config)?;
     // certbot, dehydrated, uacme, acmetool and getssl check nothing before
     // telling the CA to look: this replaces the blind sleeps of hook scripts.
@@ -120,11 +146,15 @@ fn refuse_unmanaged(config: &Config, dir: &Path, owner: &str) -> Result<(), Hook
             "`{owner}` lies in no zone the config{file} manages; nothing was written"
         )));
     }
-    let names = config
-        .drops
-        .iter()
-        .find(|d| same_file(&d.path, dir))
-        .and_then(|d| d.names.as_deref());
+    let configured = config.drops.iter().find(|d| same_file(&d.path, dir));
+    let names = configured.and_then(|d| d.names.as_deref());
+    let accounts = configured.and_then(|d| d.accounts.as_deref());
+    if !crate::base::rules::account_allows(accounts, owner) {
+        return Err(HookError::Refused(format!(
+            "`{owner}` carries the label of an ACME account the drop directory {} may not carry ([[drop]] accounts in the config{file}); nothing was written",
+            dir.display()
+        )));
+    }
     if !crate::base::rules::drop_allows(names, owner) {
         return Err(HookError::Refused(format!(
             "`{owner}` is outside the names the drop directory {} may carry ([[drop]] names in the config{file}); nothing was written",
@@ -241,19 +271,23 @@ pub fn run(ctx: &Context, poll: Option<Duration>, listen: &[SocketAddr]) -> Resu
 pub fn list(ctx: &Context, json: bool) -> Result<u8, Error> {
     let config = Config::load_optional(ctx.config.as_deref())?;
     let dirs: Vec<DropDir> = match (&ctx.drop, &config) {
-        (Some(path), c) => vec![DropDir {
-            path: path.clone(),
-            names: c
+        (Some(path), c) => {
+            let configured = c
                 .iter()
                 .flat_map(|c| c.drops.iter())
-                .find(|d| same_file(&d.path, path))
-                .and_then(|d| d.names.clone()),
-        }],
+                .find(|d| same_file(&d.path, path));
+            vec![DropDir {
+                path: path.clone(),
+                names: configured.and_then(|d| d.names.clone()),
+                accounts: configured.and_then(|d| d.accounts.clone()),
+            }]
+        }
         (None, Some(c)) if !c.drops.is_empty() => c.drops.clone(),
         (None, Some(c)) => match c.hook_drop() {
             Some(p) => vec![DropDir {
                 path: p.to_path_buf(),
                 names: None,
+                accounts: None,
             }],
             None => return Err(Error::Hook(HookError::NoDrop)),
         },

@@ -39,13 +39,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 enum Command {
     /// Add a challenge: write the TXT fragment for FQDN and VALUE into the drop directory.
     Add {
-        /// The TXT owner, e.g. _acme-challenge.example.com (trailing dot optional).
+        /// The TXT owner, e.g. _acme-challenge.example.com (trailing dot optional); with --account, the domain being validated.
         fqdn: String,
         /// The challenge's TXT value (for ACME: the 43-character digest the client prints).
         value: String,
         /// TTL for the record (default: policy.ttl_default).
         #[arg(long)]
         ttl: Option<u32>,
+        /// dns-account-01: the ACME account URL; the owner is _<label>._acme-challenge.<FQDN> (needs [policy] dns_account = true).
+        #[arg(long, value_name = "URL")]
+        account: Option<String>,
         /// With --wait: a server to ask, IP or host name, port 53 unless given (default: [hook] servers, else the zone's NS); repeat for more, or give a comma-separated list in ZONEDROP_SERVERS (for clients that call a zonedrop-CLIENT link).
         #[arg(
             long = "server",
@@ -57,10 +60,13 @@ enum Command {
     },
     /// Remove a challenge: delete exactly the fragments carrying FQDN and VALUE.
     Del {
-        /// The TXT owner the challenge was added at, e.g. _acme-challenge.example.com.
+        /// The TXT owner the challenge was added at, e.g. _acme-challenge.example.com; with --account, the domain.
         fqdn: String,
         /// The TXT value that was added; only fragments with exactly this owner and value go.
         value: String,
+        /// dns-account-01: the ACME account URL the challenge was added for.
+        #[arg(long, value_name = "URL")]
+        account: Option<String>,
     },
     /// Be the hook of an ACME client: certbot, lego, dehydrated, uacme, acmetool, getssl.
     Hook {
@@ -310,9 +316,17 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Add {
-            fqdn, value, ttl, ..
-        } => commands::add_del(&ctx, Op::Add, fqdn, value, *ttl),
-        Command::Del { fqdn, value } => commands::add_del(&ctx, Op::Del, fqdn, value, None),
+            fqdn,
+            value,
+            ttl,
+            account,
+            ..
+        } => commands::add_del(&ctx, Op::Add, fqdn, value, *ttl, account.as_deref()),
+        Command::Del {
+            fqdn,
+            value,
+            account,
+        } => commands::add_del(&ctx, Op::Del, fqdn, value, None, account.as_deref()),
         Command::Hook { client, args, .. } => commands::hook(&ctx, client, args),
         Command::Build {
             zones,

@@ -17,7 +17,7 @@
 )]
 
 use crate::base::config::{Config, DropDir};
-use crate::base::rules::{check_label, check_value, drop_allows};
+use crate::base::rules::{account_allows, check_label, check_value, drop_allows};
 use crate::build::zone::alias::Aliases;
 use crate::hook::drop::{self, Entry};
 use crate::hook::fragment::Fragment;
@@ -206,6 +206,12 @@ fn accept(
     if !drop_allows(dir.names.as_deref(), &f.owner) {
         return Err(format!(
             "the owner `{}` is outside the names this drop directory may carry",
+            f.owner
+        ));
+    }
+    if !account_allows(dir.accounts.as_deref(), &f.owner) {
+        return Err(format!(
+            "the owner `{}` carries the label of an ACME account this drop directory may not carry ([[drop]] accounts)",
             f.owner
         ));
     }

@@ -1,6 +1,7 @@
 //! The integration tests: the real `zonedrop` binary, run as a subprocess in
 //! a temporary tree, one module per feature.
 
+mod account;
 mod acme;
 mod build;
 mod bump;

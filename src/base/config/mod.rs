@@ -139,6 +139,9 @@ pub struct DropDir {
     /// Names this directory may carry challenges for; `None`: any managed name.
     #[serde(default, deserialize_with = "patterns")]
     pub names: Option<Vec<String>>,
+    /// The ACME accounts (URLs) whose dns-account-01 labels it may carry; `None`: any.
+    #[serde(default, deserialize_with = "accounts")]
+    pub accounts: Option<Vec<String>>,
 }
 
 /// What the value of an accepted challenge may look like.
@@ -166,6 +169,8 @@ pub struct Policy {
     pub max_values_per_name: usize,
     pub value: ValueShape,
     pub max_files: usize,
+    /// Accept dns-account-01 owners (`_<label>._acme-challenge.<domain>`).
+    pub dns_account: bool,
 }
 
 impl Default for Policy {
@@ -180,6 +185,7 @@ impl Default for Policy {
             max_values_per_name: 8,
             value: ValueShape::Acme,
             max_files: 1000,
+            dns_account: false,
         }
     }
 }

@@ -142,6 +142,9 @@ pub struct UpdateKey {
     /// At most this many values written by the key at once.
     #[serde(default)]
     pub max_values: Option<usize>,
+    /// The ACME accounts (URLs) whose dns-account-01 labels it may place; none: any.
+    #[serde(default, deserialize_with = "accounts")]
+    pub accounts: Option<Vec<String>>,
 }
 
 // Never print the secret.
@@ -156,6 +159,7 @@ impl std::fmt::Debug for UpdateKey {
             .field("drop", &self.drop)
             .field("allow", &self.allow)
             .field("max_values", &self.max_values)
+            .field("accounts", &self.accounts)
             .finish()
     }
 }

@@ -18,7 +18,7 @@
 use super::{Key, UpdateMessage};
 use crate::base::config::Config;
 use crate::base::name;
-use crate::base::rules::{check_label, check_value, drop_allows};
+use crate::base::rules::{account_allows, check_label, check_value, drop_allows};
 use crate::build::whitelist;
 use crate::build::zone::alias::Aliases;
 use crate::build::zone::read_aliases;
@@ -195,7 +195,9 @@ pub fn check(
             ));
         }
         check_label(&owner, policy).map_err(|e| refuse(ResponseCode::Refused, e))?;
-        if !drop_allows(Some(&key.names), &owner) || !drop_allows(key.drop.names.as_deref(), &owner)
+        if !drop_allows(Some(&key.names), &owner)
+            || !drop_allows(key.drop.names.as_deref(), &owner)
+            || !account_allows(key.accounts.as_deref(), &owner)
         {
             return Err(refuse(
                 ResponseCode::Refused,

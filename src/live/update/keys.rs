@@ -61,6 +61,7 @@ pub struct Key {
     pub drop: DropDir,
     pub allow: Option<Vec<Prefix>>,
     pub max_values: Option<usize>,
+    pub accounts: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for Key {
@@ -89,6 +90,7 @@ impl Key {
             drop,
             allow: None,
             max_values: None,
+            accounts: None,
         }
     }
 
@@ -204,6 +206,7 @@ fn load_key(config: &Config, k: &UpdateKey) -> Result<Key, KeyError> {
         drop,
         allow: k.allow.clone(),
         max_values: k.max_values,
+        accounts: k.accounts.clone(),
     })
 }
 
@@ -435,6 +438,7 @@ mod tests {
             DropDir {
                 path: "/nonexistent".into(),
                 names: None,
+                accounts: None,
             },
         );
         let mac = k.sign(b"Hi There");
