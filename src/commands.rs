@@ -298,7 +298,11 @@ pub fn list(ctx: &Context, json: bool) -> Result<u8, Error> {
         Some(c) => read_aliases(c),
         None => Default::default(),
     };
-    let items = list::list(&dirs, config.as_ref(), &aliases, SystemTime::now())?;
+    let now = SystemTime::now();
+    let mut items = list::list(&dirs, config.as_ref(), &aliases, now)?;
+    if let Some(c) = &config {
+        items.extend(list::persisted(c, now));
+    }
     if json {
         let text =
             serde_json::to_string_pretty(&items).map_err(|e| Error::Failed(e.to_string()))?;
@@ -586,4 +590,49 @@ pub fn notify(ctx: &Context, zone: &str, to: &[Server]) -> Result<u8, Error> {
         ));
     }
     Ok(failures(&notify::notify_zone(&config, &zone, to)?))
+}
+
+/// What `zonedrop persist` was given.
+#[derive(Debug, Clone)]
+pub struct PersistArgs {
+    pub domain: String,
+    pub issuer: String,
+    pub account_uri: String,
+    pub wildcard: bool,
+    pub until: Option<String>,
+    pub days: Option<u64>,
+    pub ttl: u32,
+}
+
+/// `zonedrop persist DOMAIN --issuer NAME --account-uri URL [--wildcard]
+/// [--until TIME | --days N]`: the dns-persist-01 record in zone-file syntax.
+pub fn persist(args: &PersistArgs) -> Result<u8, Error> {
+    use crate::base::config::{check_account_uri, check_issuer, parse_until, persist_value};
+    let domain = name::parse_fqdn(&args.domain).map_err(|e| Error::Usage(e.to_string()))?;
+    let issuer = check_issuer(&args.issuer).map_err(|e| Error::Usage(format!("--issuer: {e}")))?;
+    let account = check_account_uri(&args.account_uri)
+        .map_err(|e| Error::Usage(format!("--account-uri: {e}")))?;
+    let until = match (&args.until, args.days) {
+        (Some(t), _) => Some(parse_until(t).map_err(|e| Error::Usage(format!("--until: {e}")))?),
+        (None, Some(days)) => {
+            let now = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            Some(now.saturating_add(days.saturating_mul(86_400)))
+        }
+        (None, None) => None,
+    };
+    let value = persist_value(&issuer, &account, args.wildcard, until);
+    if value.len() > 255 {
+        return Err(Error::Usage(
+            "the record's value would be longer than 255 characters".into(),
+        ));
+    }
+    println!(
+        "{} {} IN TXT {}",
+        crate::base::config::persist_owner(&domain),
+        args.ttl,
+        crate::build::zone::quote_txt(&value)
+    );
+    Ok(exit::OK)
 }

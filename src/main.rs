@@ -58,6 +58,29 @@ enum Command {
         )]
         servers: Vec<Server>,
     },
+    /// Print the dns-persist-01 record for DOMAIN (draft-ietf-acme-dns-persist) in zone-file syntax, for zones kept by hand; [[persist]] in the config puts it into the zones zonedrop builds.
+    Persist {
+        /// The domain the CA may issue for: the record goes at _validation-persist.DOMAIN.
+        domain: String,
+        /// The CA's issuer domain name, as in its CAA records (e.g. letsencrypt.org).
+        #[arg(long)]
+        issuer: String,
+        /// The ACME account URL the CA may issue to (RFC 8657 accounturi).
+        #[arg(long, value_name = "URL")]
+        account_uri: String,
+        /// Wildcard certificates too (policy=wildcard).
+        #[arg(long)]
+        wildcard: bool,
+        /// persistUntil: unix seconds, a date (2027-06-30) or an RFC 3339 time.
+        #[arg(long, value_name = "TIME", conflicts_with = "days")]
+        until: Option<String>,
+        /// persistUntil N days from now (as acme.sh's --dns-persist-days N).
+        #[arg(long, value_name = "N")]
+        days: Option<u64>,
+        /// The record's TTL.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u32,
+    },
     /// Remove a challenge: delete exactly the fragments carrying FQDN and VALUE.
     Del {
         /// The TXT owner the challenge was added at, e.g. _acme-challenge.example.com; with --account, the domain.
@@ -328,6 +351,23 @@ fn main() -> ExitCode {
             account,
         } => commands::add_del(&ctx, Op::Del, fqdn, value, None, account.as_deref()),
         Command::Hook { client, args, .. } => commands::hook(&ctx, client, args),
+        Command::Persist {
+            domain,
+            issuer,
+            account_uri,
+            wildcard,
+            until,
+            days,
+            ttl,
+        } => commands::persist(&commands::PersistArgs {
+            domain: domain.clone(),
+            issuer: issuer.clone(),
+            account_uri: account_uri.clone(),
+            wildcard: *wildcard,
+            until: until.clone(),
+            days: *days,
+            ttl: *ttl,
+        }),
         Command::Build {
             zones,
             force,

@@ -10,7 +10,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::base::config::{Policy, ValueShape};
+use crate::base::config::{check_persist_value, Policy, ValueShape, PERSIST_LABEL};
 use crate::base::name;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -115,8 +115,42 @@ pub fn check_chars(value: &str) -> Result<(), ValueError> {
     Ok(())
 }
 
-/// Check an owner's first label against `policy.labels`.
+/// The characters a dns-persist-01 value may hold: printable ASCII and
+/// spaces, no quote or backslash (its syntax is checked by the whitelist).
+pub fn check_persist_chars(value: &str) -> Result<(), ValueError> {
+    if value.is_empty() {
+        return Err(ValueError::Empty);
+    }
+    if value.len() > 255 {
+        return Err(ValueError::TooLong);
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_graphic() || *c == ' ') || matches!(c, '"' | '\\'))
+    {
+        return Err(ValueError::BadChar(c));
+    }
+    Ok(())
+}
+
+/// Whether `owner` is a dns-persist-01 owner (`_validation-persist.<domain>`).
+pub fn is_persist_owner(owner: &str) -> bool {
+    name::first_label(owner).eq_ignore_ascii_case(PERSIST_LABEL)
+}
+
+/// Check an owner's first label against `policy.labels`. A
+/// dns-persist-01 owner is refused unless `policy.persist_from_drop`,
+/// whatever `labels` say: such a record grants issuance for as long as it
+/// stands, a decision for the zone's owner (`[[persist]]`), not a hook.
 pub fn check_label(owner: &str, policy: &Policy) -> Result<(), String> {
+    if is_persist_owner(owner) {
+        return match policy.persist_from_drop {
+            true => Ok(()),
+            false => Err(format!(
+                "`{owner}` is a dns-persist-01 record: only [[persist]] in the config publishes those, unless [policy] persist_from_drop = true"
+            )),
+        };
+    }
     if is_challenge_owner(owner, policy) {
         Ok(())
     } else {
@@ -124,6 +158,16 @@ pub fn check_label(owner: &str, policy: &Policy) -> Result<(), String> {
             "the owner `{owner}` does not start with an allowed label ({})",
             policy.labels.join(", ")
         ))
+    }
+}
+
+/// Check the value of a record at `owner`: a dns-persist-01 record's
+/// syntax at a `_validation-persist` owner, else [`check_value`].
+pub fn check_value_at(owner: &str, value: &str, policy: &Policy) -> Result<(), String> {
+    if is_persist_owner(owner) {
+        check_persist_value(value)
+    } else {
+        check_value(value, policy)
     }
 }
 

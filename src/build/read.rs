@@ -3,7 +3,7 @@
 //! learnt on the way), the drop directories judged with those aliases, and
 //! the TLSA and SSHFP records, each sorted by zone for [`Read::settle`].
 
-use crate::base::config::{Config, ZoneConf};
+use crate::base::config::{persist_owner, Config, ZoneConf};
 use crate::base::fs::stamp;
 use crate::build::report::Report;
 use crate::build::whitelist::{self, Sorted};
@@ -109,10 +109,46 @@ impl Read<'_> {
                 )),
             }
         }
+        self.read_persist(now, report);
         self.stale_at(
             keys::next_key_change(config)
                 .map(|t| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())),
         );
+    }
+
+    /// The dns-persist-01 records of `[[persist]]`, with the config's
+    /// records; a `persistUntil` that has passed is warned about (the
+    /// record stays until the operator removes or renews it).
+    fn read_persist(&mut self, now: SystemTime, report: &mut Report) {
+        let config = self.config;
+        let source = config.file.clone().unwrap_or_default();
+        for p in &config.persists {
+            let value = p.value();
+            if !p.expired(now) {
+                // The first build after it passes warns.
+                self.stale_at(p.until);
+            }
+            if p.expired(now) {
+                report.warnings.push(format!(
+                    "{}: [[persist]] for {}: persistUntil {} has passed: CAs no longer honour the record; renew `until` or remove the table",
+                    source.display(),
+                    p.names.join(", "),
+                    p.until.map_or(String::new(), |u| humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(u)).to_string())
+                ));
+            }
+            for name in &p.names {
+                let owner = persist_owner(name);
+                if let Some(z) = config.zone_of(&owner) {
+                    self.keys.entry(z.name.clone()).or_default().push(Rendered {
+                        owner,
+                        ttl: p.ttl,
+                        rtype: "TXT",
+                        rdata: quote_txt(&value),
+                        source: source.clone(),
+                    });
+                }
+            }
+        }
     }
 
     /// Check `zone` with its keys and challenges, refusing the challenges

@@ -17,7 +17,7 @@
 )]
 
 use crate::base::config::{Config, DropDir};
-use crate::base::rules::{account_allows, check_label, check_value, drop_allows};
+use crate::base::rules::{account_allows, check_label, check_value_at, drop_allows};
 use crate::build::zone::alias::Aliases;
 use crate::hook::drop::{self, Entry};
 use crate::hook::fragment::Fragment;
@@ -196,7 +196,7 @@ fn accept(
     aliases: &Aliases,
 ) -> Result<(String, String), String> {
     check_label(&f.owner, &config.policy)?;
-    check_value(&f.value, &config.policy)?;
+    check_value_at(&f.owner, &f.value, &config.policy)?;
     if config.zone_of(&f.owner).is_none() {
         return Err(format!(
             "the owner `{}` lies in no configured zone",

@@ -15,6 +15,7 @@ mod hook;
 mod live;
 mod messages;
 mod netlimits;
+mod persist;
 mod reload;
 mod rollover;
 mod servers;

@@ -287,6 +287,8 @@ fn refused_updates_write_nothing() {
         ("nsupdate", Some(KEY), format!("zone example.test\nupdate add example.test. 60 TXT \"{V1}\""), "REFUSED"),
         ("nsupdate", Some(KEY), format!("zone example.test\nupdate delete {www}"), "REFUSED"),
         ("knsupdate", Some(KEY), "zone example.test\nupdate delete example.test. NS".to_string(), "REFUSED"),
+        // A dns-persist-01 record: never from the drop side by default.
+        ("nsupdate", Some(KEY), "zone example.test\nupdate add _validation-persist.www.example.test. 60 TXT \"letsencrypt.org; accounturi=https://ca.example/acct/1\"".to_string(), "REFUSED"),
         // A value the whitelist would not take.
         ("nsupdate", Some(KEY), format!("zone example.test\nupdate add {www} 60 TXT \"short\""), "REFUSED"),
         // A zone not served here, a name outside the zone.

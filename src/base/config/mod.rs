@@ -15,6 +15,7 @@ use thiserror::Error;
 
 mod dane;
 mod de;
+mod persist;
 mod serve;
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,7 @@ mod update;
 pub use dane::*;
 pub use de::parse_duration;
 use de::*;
+pub use persist::*;
 pub use serve::*;
 pub use update::*;
 
@@ -87,6 +89,8 @@ pub struct Config {
     pub dane: Dane,
     #[serde(default, rename = "update_key")]
     pub update_keys: Vec<UpdateKey>,
+    #[serde(default, rename = "persist")]
+    pub persists: Vec<Persist>,
 }
 
 /// Key rollover of the `[[tlsa]]` and `[[sshfp]]` records.
@@ -171,6 +175,9 @@ pub struct Policy {
     pub max_files: usize,
     /// Accept dns-account-01 owners (`_<label>._acme-challenge.<domain>`).
     pub dns_account: bool,
+    /// Accept dns-persist-01 records (`_validation-persist.<domain>`) from
+    /// the drop side; otherwise only `[[persist]]` publishes them.
+    pub persist_from_drop: bool,
 }
 
 impl Default for Policy {
@@ -186,6 +193,7 @@ impl Default for Policy {
             value: ValueShape::Acme,
             max_files: 1000,
             dns_account: false,
+            persist_from_drop: false,
         }
     }
 }
@@ -407,6 +415,7 @@ impl Config {
             .validate()
             .map_err(|(key, message)| invalid(key, message))?;
         update::validate(self).map_err(|(key, message)| invalid(key, message))?;
+        persist::validate(self).map_err(|(key, message)| invalid(key, message))?;
         for t in &self.tlsa {
             if t.ports.is_empty() {
                 return Err(invalid(

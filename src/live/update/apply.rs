@@ -18,7 +18,7 @@
 use super::{Key, UpdateMessage};
 use crate::base::config::Config;
 use crate::base::name;
-use crate::base::rules::{account_allows, check_label, check_value, drop_allows};
+use crate::base::rules::{account_allows, check_label, check_value_at, drop_allows};
 use crate::build::whitelist;
 use crate::build::zone::alias::Aliases;
 use crate::build::zone::read_aliases;
@@ -207,7 +207,8 @@ pub fn check(
         let change = match record.dns_class {
             DNSClass::IN => {
                 let value = txt_value(record)?;
-                check_value(&value, policy).map_err(|e| refuse(ResponseCode::Refused, e))?;
+                check_value_at(&owner, &value, policy)
+                    .map_err(|e| refuse(ResponseCode::Refused, e))?;
                 Change::Add(Fragment {
                     owner,
                     ttl: Some(record.ttl.min(i32::MAX as u32)),
