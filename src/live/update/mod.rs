@@ -54,6 +54,10 @@ pub const MAX_FUDGE: u64 = 300;
 /// the same message again over UDP (which would be refused as a replay).
 const VISIBLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The most MACs remembered at once: past it, signed updates are refused
+/// until older MACs leave the window.
+const MAX_SEEN: usize = 100_000;
+
 /// Room left for the TSIG record when a signed answer is sized.
 const TSIG_ROOM: usize = 200;
 
@@ -100,6 +104,11 @@ impl Updates {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.len() > 10_000 {
             seen.retain(|_, t| *t >= now);
+            // Signed updates beyond what can be remembered within the
+            // window: refused (as a replay would be), never forgotten early.
+            if seen.len() > MAX_SEEN {
+                return false;
+            }
         }
         match seen.get(mac) {
             Some(t) if *t >= now => false,
@@ -325,21 +334,8 @@ pub(crate) async fn handle<R: ResponseHandler, T: Time>(
         };
         return front.answer::<Signing<R>, T>(request, signing).await;
     }
-    if !updates.first_sight(&ctx.request_mac, now, remember) {
-        log::warn!(
-            "update from {src} refused: a replay of a message already seen (key {})",
-            ctx.key.name
-        );
-        return reply(request, ResponseCode::Refused, Some(&ctx), None, handle).await;
-    }
-    if let Some(allow) = &ctx.key.allow {
-        if !allow.iter().any(|p| p.contains(src)) {
-            log::warn!(
-                "update from {src} refused: key {} is not allowed from there ([[update_key]] allow)",
-                ctx.key.name
-            );
-            return reply(request, ResponseCode::Refused, Some(&ctx), None, handle).await;
-        }
+    if let Err(rcode) = updates.admit(&ctx, remember, src, now) {
+        return reply(request, rcode, Some(&ctx), None, handle).await;
     }
     let state = updates.state.load_full();
     let served = front.served_zones();
@@ -348,22 +344,7 @@ pub(crate) async fn handle<R: ResponseHandler, T: Time>(
     let serial = front.serial(&zone);
     let key = ctx.key.clone();
     let (rcode, changed) = tokio::task::spawn_blocking(move || {
-        let served = |z: &str| served.iter().any(|s| s == z);
-        match apply::apply(&state.config, &key, &served, &message, SystemTime::now()) {
-            Ok(done) => {
-                log::info!("update by key {} from {src}: {done}", key.name);
-                (ResponseCode::NoError, done.changed())
-            }
-            Err(refused) => {
-                log::warn!(
-                    "update by key {} from {src} refused ({:?}): {}; nothing written",
-                    key.name,
-                    refused.rcode,
-                    refused.reason
-                );
-                (refused.rcode, false)
-            }
-        }
+        apply_logged(&state.config, &key, &served, &message, src)
     })
     .await
     .unwrap_or((ResponseCode::ServFail, false));
@@ -377,6 +358,99 @@ pub(crate) async fn handle<R: ResponseHandler, T: Time>(
         }
     }
     reply(request, rcode, Some(&ctx), None, handle).await
+}
+
+impl Updates {
+    /// The checks between a good TSIG and the sections: not a replay
+    /// (the MAC is remembered until `remember`), a source the key allows.
+    fn admit(
+        &self,
+        ctx: &SignCtx,
+        remember: u64,
+        src: std::net::IpAddr,
+        now: u64,
+    ) -> Result<(), ResponseCode> {
+        if !self.first_sight(&ctx.request_mac, now, remember) {
+            log::warn!(
+                "update from {src} refused: a replay of a message already seen (key {})",
+                ctx.key.name
+            );
+            return Err(ResponseCode::Refused);
+        }
+        if let Some(allow) = &ctx.key.allow {
+            if !allow.iter().any(|p| p.contains(src)) {
+                log::warn!(
+                    "update from {src} refused: key {} is not allowed from there ([[update_key]] allow)",
+                    ctx.key.name
+                );
+                return Err(ResponseCode::Refused);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Updates::decide`] for a message as it came over UDP from `src`;
+    /// None when it does not parse (the UDP path answers FORMERR then).
+    pub fn decide_bytes(
+        &self,
+        raw: &[u8],
+        src: std::net::SocketAddr,
+        served: &[String],
+        now: u64,
+    ) -> Option<ResponseCode> {
+        let request = Request::from_bytes(raw.to_vec(), src, Protocol::Udp).ok()?;
+        Some(self.decide(&request, served, now))
+    }
+
+    /// What [`handle`] decides for an UPDATE, without answering or waiting
+    /// for the zone to be served: TSIG, replay, source, sections, writes.
+    /// The RCODE of the answer. (The fuzz target's way in.)
+    pub fn decide(&self, request: &Request, served: &[String], now: u64) -> ResponseCode {
+        let src = request.src().ip();
+        let (ctx, remember) = match self.verify(request, now) {
+            Tsig::Unsigned => return ResponseCode::Refused,
+            Tsig::BadKey { .. } | Tsig::BadSig(_) | Tsig::BadTime(_) => {
+                return ResponseCode::NotAuth
+            }
+            Tsig::Valid(ctx, remember) => (ctx, remember),
+        };
+        if request.metadata.op_code != OpCode::Update {
+            return ResponseCode::NoError;
+        }
+        if let Err(rcode) = self.admit(&ctx, remember, src, now) {
+            return rcode;
+        }
+        let state = self.state.load_full();
+        let message = UpdateMessage::of(request);
+        apply_logged(&state.config, &ctx.key, served, &message, src).0
+    }
+}
+
+/// Apply `message` for `key` and log the outcome: the RCODE, and whether a
+/// file changed.
+fn apply_logged(
+    config: &Config,
+    key: &Key,
+    served: &[String],
+    message: &UpdateMessage,
+    src: std::net::IpAddr,
+) -> (ResponseCode, bool) {
+    let served = |z: &str| served.iter().any(|s| s == z);
+    match apply::apply(config, key, &served, message, SystemTime::now()) {
+        Ok(done) => {
+            log::info!("update by key {} from {src}: {done}", key.name);
+            (ResponseCode::NoError, done.changed())
+        }
+        Err(refused) => {
+            log::warn!(
+                "update by key {} from {src} refused ({:?}): {}; nothing written",
+                key.name,
+                refused.rcode,
+                refused.reason
+            );
+            (refused.rcode, false)
+        }
+    }
 }
 
 fn what(update: bool) -> &'static str {
