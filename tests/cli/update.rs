@@ -403,6 +403,52 @@ fn signed_queries_are_answered_signed() {
     }
 }
 
+/// A signed query is answered afresh each time, never from the UDP answer
+/// cache: the same bytes a second later get an answer signed a second later.
+#[test]
+fn signed_answers_are_not_cached() {
+    let site = Site::start("");
+    let mut m = Message::query();
+    m.metadata.recursion_desired = false;
+    m.add_query(Query::query(
+        Name::from_ascii("example.test.").unwrap(),
+        RecordType::SOA,
+    ));
+    let signer = TSigner::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(SECRET)
+            .unwrap(),
+        TsigAlgorithm::HmacSha256,
+        Name::from_ascii("acme-key.").unwrap(),
+        300,
+    )
+    .unwrap();
+    m.finalize(&signer, now()).unwrap();
+    let bytes = m.to_vec().unwrap();
+    // One client socket: the same responder socket (and thread cache) each time.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let ask = || {
+        socket.send_to(&bytes, site.addr()).unwrap();
+        let mut buf = [0u8; 4096];
+        let (n, _) = socket.recv_from(&mut buf).unwrap();
+        Message::from_vec(&buf[..n]).unwrap()
+    };
+    let first = ask();
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = ask();
+    let (a, b) = (first.signature.unwrap(), second.signature.unwrap());
+    assert_eq!(a.data.error, None);
+    assert_eq!(first.answers.len(), 1);
+    assert!(
+        b.data.time > a.data.time,
+        "the second answer is the first one again"
+    );
+    assert_ne!(a.data.mac, b.data.mac);
+}
+
 #[test]
 fn keys_reload_on_sighup() {
     let site = Site::start("");
