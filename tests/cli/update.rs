@@ -648,3 +648,41 @@ fn lego_rfc2136_through_run() {
         &["www.example.test", "*.example.test"],
     );
 }
+
+#[test]
+fn allow_and_max_values_limit_a_key() {
+    let www = "_acme-challenge.www.example.test.";
+    let add = |v: &str| format!("zone example.test\nupdate add {www} 60 TXT \"{v}\"");
+    // From a source outside `allow`: refused, nothing written.
+    let site = Site::start("allow = [\"192.0.2.0/24\", \"2001:db8::/32\"]\n");
+    let (rc, out) = site.nsupdate("nsupdate", Some(KEY), &add(V1));
+    assert!(rc != 0 && out.contains("REFUSED"), "{out}");
+    assert!(site.tree.drop_files("drop").is_empty());
+    assert!(
+        site.run.log().contains("is not allowed from there"),
+        "{}",
+        site.run.log()
+    );
+    // From inside it; and at most `max_values` values at once.
+    let site = Site::start("allow = [\"127.0.0.0/8\"]\nmax_values = 1\n");
+    let (rc, out) = site.nsupdate("nsupdate", Some(KEY), &add(V1));
+    assert_eq!(rc, 0, "{out}");
+    let (rc, out) = site.nsupdate("nsupdate", Some(KEY), &add(V2));
+    assert!(rc != 0 && out.contains("REFUSED"), "{out}");
+    assert_eq!(site.tree.drop_files("drop").len(), 1);
+    assert!(
+        site.run.log().contains("(max_values)"),
+        "{}",
+        site.run.log()
+    );
+    // Room again once the first is deleted.
+    let (rc, out) = site.nsupdate(
+        "nsupdate",
+        Some(KEY),
+        &format!(
+            "zone example.test\nupdate delete {www} TXT \"{V1}\"\nupdate add {www} 60 TXT \"{V2}\""
+        ),
+    );
+    assert_eq!(rc, 0, "{out}\n{}", site.run.log());
+    site.served(www, &[V2]);
+}
