@@ -526,6 +526,11 @@ impl Front {
         .served()
     }
 
+    /// What peers made the responder refuse or drop.
+    pub(crate) fn tally(&self) -> &Tally {
+        &self.inner.tally
+    }
+
     /// The serial of `zone` (absolute, lowercase) as served now.
     pub(crate) fn serial(&self, zone: &str) -> Option<u32> {
         let slots = self.inner.lock();

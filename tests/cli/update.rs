@@ -686,3 +686,33 @@ fn allow_and_max_values_limit_a_key() {
     assert_eq!(rc, 0, "{out}\n{}", site.run.log());
     site.served(www, &[V2]);
 }
+
+/// Refusals a peer causes without the key are logged bounded (a line when
+/// they start, then counts), however fast it sends.
+#[test]
+fn a_flood_of_unsigned_updates_logs_one_line() {
+    let site = Site::start("");
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let msg = update_message(
+        "example.test.",
+        vec![txt_record("_acme-challenge.www.example.test.", V1)],
+        None,
+        0,
+    );
+    for _ in 0..300 {
+        socket.send_to(&msg, site.addr()).unwrap();
+        let mut buf = [0u8; 512];
+        socket.recv_from(&mut buf).unwrap();
+    }
+    let lines = site
+        .run
+        .log()
+        .lines()
+        .filter(|l| l.contains("not signed with TSIG"))
+        .count();
+    assert_eq!(lines, 1, "{}", site.run.log());
+    assert!(site.tree.drop_files("drop").is_empty());
+}

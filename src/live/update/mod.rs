@@ -14,7 +14,9 @@
 //! `Front` (`serve.rs`) hands over every UPDATE and every signed message;
 //! a signed query is answered by `Front` as usual and the answer signed on
 //! its way out ([`Signing`]). Signed messages are never in the UDP answer
-//! cache (`udp.rs` caches only unsigned queries). Keys are read at start
+//! cache (`udp.rs` caches only unsigned queries). Refusals a peer can
+//! cause without the key (and replays) are logged through the responder's
+//! tally (`tally.rs`: a line when they start, then counts). Keys are read at start
 //! and again on SIGHUP in `run` ([`Updates::load`]).
 
 #![cfg_attr(
@@ -43,6 +45,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::base::config::{Config, TsigAlg};
 use crate::live::serve::Front;
+use crate::live::tally::Event;
 pub use keys::{Key, KeyError, Keys};
 
 /// The largest fudge honoured (seconds): a client asking for more gets
@@ -255,18 +258,23 @@ pub(crate) async fn handle<R: ResponseHandler, T: Time>(
     handle: R,
 ) -> ResponseInfo {
     let now = unix_now();
+    let tally = front.tally();
     let update = request.metadata.op_code == OpCode::Update;
     let src = request.src().ip();
     let (ctx, remember) = match updates.verify(request, now) {
         Tsig::Unsigned => {
-            log::warn!("update from {src} refused: not signed with TSIG");
+            tally.note(Event::UpdateRefused, || {
+                format!("update from {src} refused: not signed with TSIG")
+            });
             return reply(request, ResponseCode::Refused, None, None, handle).await;
         }
         Tsig::BadKey { name, algorithm } => {
-            log::warn!(
-                "{} from {src} refused: unknown TSIG key or algorithm",
-                what(update)
-            );
+            tally.note(Event::UpdateRefused, || {
+                format!(
+                    "{} from {src} refused: unknown TSIG key or algorithm",
+                    what(update)
+                )
+            });
             // §5.2.1: NOTAUTH, BADKEY, unsigned.
             let tsig = TSIG::new(
                 algorithm,
@@ -281,11 +289,13 @@ pub(crate) async fn handle<R: ResponseHandler, T: Time>(
             return reply(request, ResponseCode::NotAuth, None, Some(rec), handle).await;
         }
         Tsig::BadSig(key) => {
-            log::warn!(
-                "{} from {src} refused: bad TSIG MAC for key {}",
-                what(update),
-                key.name
-            );
+            tally.note(Event::UpdateRefused, || {
+                format!(
+                    "{} from {src} refused: bad TSIG MAC for key {}",
+                    what(update),
+                    key.name
+                )
+            });
             // §5.2.2: NOTAUTH, BADSIG, unsigned.
             let tsig = TSIG::new(
                 tsig_algorithm(key.algorithm),
@@ -301,11 +311,13 @@ pub(crate) async fn handle<R: ResponseHandler, T: Time>(
             return reply(request, ResponseCode::NotAuth, None, Some(rec), handle).await;
         }
         Tsig::BadTime(ctx) => {
-            log::warn!(
-                "{} from {src} refused: TSIG time outside the fudge (key {})",
-                what(update),
-                ctx.key.name
-            );
+            tally.note(Event::UpdateRefused, || {
+                format!(
+                    "{} from {src} refused: TSIG time outside the fudge (key {})",
+                    what(update),
+                    ctx.key.name
+                )
+            });
             // §5.2.3: NOTAUTH, BADTIME, signed.
             return reply(request, ResponseCode::NotAuth, Some(&ctx), None, handle).await;
         }
@@ -334,7 +346,8 @@ pub(crate) async fn handle<R: ResponseHandler, T: Time>(
         };
         return front.answer::<Signing<R>, T>(request, signing).await;
     }
-    if let Err(rcode) = updates.admit(&ctx, remember, src, now) {
+    if let Err((rcode, why)) = updates.admit(&ctx, remember, src, now) {
+        tally.note(Event::UpdateRefused, || why);
         return reply(request, rcode, Some(&ctx), None, handle).await;
     }
     let state = updates.state.load_full();
@@ -369,21 +382,25 @@ impl Updates {
         remember: u64,
         src: std::net::IpAddr,
         now: u64,
-    ) -> Result<(), ResponseCode> {
+    ) -> Result<(), (ResponseCode, String)> {
         if !self.first_sight(&ctx.request_mac, now, remember) {
-            log::warn!(
-                "update from {src} refused: a replay of a message already seen (key {})",
-                ctx.key.name
-            );
-            return Err(ResponseCode::Refused);
+            return Err((
+                ResponseCode::Refused,
+                format!(
+                    "update from {src} refused: a replay of a message already seen (key {})",
+                    ctx.key.name
+                ),
+            ));
         }
         if let Some(allow) = &ctx.key.allow {
             if !allow.iter().any(|p| p.contains(src)) {
-                log::warn!(
-                    "update from {src} refused: key {} is not allowed from there ([[update_key]] allow)",
-                    ctx.key.name
-                );
-                return Err(ResponseCode::Refused);
+                return Err((
+                    ResponseCode::Refused,
+                    format!(
+                        "update from {src} refused: key {} is not allowed from there ([[update_key]] allow)",
+                        ctx.key.name
+                    ),
+                ));
             }
         }
         Ok(())
@@ -417,7 +434,8 @@ impl Updates {
         if request.metadata.op_code != OpCode::Update {
             return ResponseCode::NoError;
         }
-        if let Err(rcode) = self.admit(&ctx, remember, src, now) {
+        if let Err((rcode, why)) = self.admit(&ctx, remember, src, now) {
+            log::warn!("{why}");
             return rcode;
         }
         let state = self.state.load_full();
