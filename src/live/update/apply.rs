@@ -164,84 +164,11 @@ pub fn check(
             format!("zone `{zone}` is not served here"),
         ));
     }
-    let policy = &config.policy;
-    let mut changes = Vec::new();
-    for record in &message.updates {
-        let owner = owner_of(&record.name)?;
-        // §3.4.1.3: every name within the zone.
-        if !name::in_zone(&owner, &zone) || config.zone_of(&owner).map(|z| &z.name) != Some(&zone) {
-            return Err(refuse(
-                ResponseCode::NotZone,
-                format!("`{owner}` is outside zone {zone}"),
-            ));
-        }
-        let rtype = record.record_type();
-        if rtype == RecordType::ANY && record.dns_class == DNSClass::ANY {
-            return Err(refuse(
-                ResponseCode::Refused,
-                format!("a delete of every RRset at `{owner}`"),
-            ));
-        }
-        if owner == zone {
-            return Err(refuse(
-                ResponseCode::Refused,
-                format!("a change at the zone apex `{owner}`"),
-            ));
-        }
-        if rtype != RecordType::TXT {
-            return Err(refuse(
-                ResponseCode::Refused,
-                format!("a {rtype} record at `{owner}`: only TXT is accepted"),
-            ));
-        }
-        check_label(&owner, policy).map_err(|e| refuse(ResponseCode::Refused, e))?;
-        if !drop_allows(Some(&key.names), &owner)
-            || !drop_allows(key.drop.names.as_deref(), &owner)
-            || !account_allows(key.accounts.as_deref(), &owner)
-        {
-            return Err(refuse(
-                ResponseCode::Refused,
-                format!("`{owner}` is outside the names of key {}", key.name),
-            ));
-        }
-        let change = match record.dns_class {
-            DNSClass::IN => {
-                let value = txt_value(record)?;
-                check_value_at(&owner, &value, policy)
-                    .map_err(|e| refuse(ResponseCode::Refused, e))?;
-                Change::Add(Fragment {
-                    owner,
-                    ttl: Some(record.ttl.min(i32::MAX as u32)),
-                    value,
-                })
-            }
-            // §2.5.2: delete an RRset (TTL 0, no data).
-            DNSClass::ANY => {
-                if record.ttl != 0 || !matches!(record.data, RData::Update0(_)) {
-                    return Err(refuse(ResponseCode::FormErr, "a malformed RRset delete"));
-                }
-                Change::Delete { owner, value: None }
-            }
-            // §2.5.4: delete one RR (TTL 0).
-            DNSClass::NONE => {
-                if record.ttl != 0 {
-                    return Err(refuse(ResponseCode::FormErr, "a malformed RR delete"));
-                }
-                let value = txt_value(record)?;
-                Change::Delete {
-                    owner,
-                    value: Some(value),
-                }
-            }
-            other => {
-                return Err(refuse(
-                    ResponseCode::FormErr,
-                    format!("an update record of class {other}"),
-                ))
-            }
-        };
-        changes.push(change);
-    }
+    let changes = message
+        .updates
+        .iter()
+        .map(|record| change_of(config, key, &zone, record))
+        .collect::<Result<Vec<_>, _>>()?;
     let owners: BTreeSet<String> = changes.iter().map(|c| c.owner().to_string()).collect();
     // The challenge aliases of the zone sources, as the builder reads them.
     let aliases = match owners.is_empty() {
@@ -253,6 +180,86 @@ pub fn check(
     whitelisted(config, key, &changes, &aliases, now)?;
     limits(config, key, &changes, &held)?;
     Ok(changes)
+}
+
+/// One record of the update section (RFC 2136 §3.4.1), checked: the
+/// change it makes, or why it is refused.
+fn change_of(config: &Config, key: &Key, zone: &str, record: &Record) -> Result<Change, Refused> {
+    let policy = &config.policy;
+    let owner = owner_of(&record.name)?;
+    // §3.4.1.3: every name within the zone.
+    if !name::in_zone(&owner, zone) || config.zone_of(&owner).map(|z| z.name.as_str()) != Some(zone)
+    {
+        return Err(refuse(
+            ResponseCode::NotZone,
+            format!("`{owner}` is outside zone {zone}"),
+        ));
+    }
+    let rtype = record.record_type();
+    if rtype == RecordType::ANY && record.dns_class == DNSClass::ANY {
+        return Err(refuse(
+            ResponseCode::Refused,
+            format!("a delete of every RRset at `{owner}`"),
+        ));
+    }
+    if owner == zone {
+        return Err(refuse(
+            ResponseCode::Refused,
+            format!("a change at the zone apex `{owner}`"),
+        ));
+    }
+    if rtype != RecordType::TXT {
+        return Err(refuse(
+            ResponseCode::Refused,
+            format!("a {rtype} record at `{owner}`: only TXT is accepted"),
+        ));
+    }
+    check_label(&owner, policy).map_err(|e| refuse(ResponseCode::Refused, e))?;
+    if !drop_allows(Some(&key.names), &owner)
+        || !drop_allows(key.drop.names.as_deref(), &owner)
+        || !account_allows(key.accounts.as_deref(), &owner)
+    {
+        return Err(refuse(
+            ResponseCode::Refused,
+            format!("`{owner}` is outside the names of key {}", key.name),
+        ));
+    }
+    let change = match record.dns_class {
+        DNSClass::IN => {
+            let value = txt_value(record)?;
+            check_value_at(&owner, &value, policy).map_err(|e| refuse(ResponseCode::Refused, e))?;
+            Change::Add(Fragment {
+                owner,
+                ttl: Some(record.ttl.min(i32::MAX as u32)),
+                value,
+            })
+        }
+        // §2.5.2: delete an RRset (TTL 0, no data).
+        DNSClass::ANY => {
+            if record.ttl != 0 || !matches!(record.data, RData::Update0(_)) {
+                return Err(refuse(ResponseCode::FormErr, "a malformed RRset delete"));
+            }
+            Change::Delete { owner, value: None }
+        }
+        // §2.5.4: delete one RR (TTL 0).
+        DNSClass::NONE => {
+            if record.ttl != 0 {
+                return Err(refuse(ResponseCode::FormErr, "a malformed RR delete"));
+            }
+            let value = txt_value(record)?;
+            Change::Delete {
+                owner,
+                value: Some(value),
+            }
+        }
+        other => {
+            return Err(refuse(
+                ResponseCode::FormErr,
+                format!("an update record of class {other}"),
+            ))
+        }
+    };
+    Ok(change)
 }
 
 /// The values the drop directories hold now at each of `owners`, as the
