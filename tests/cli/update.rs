@@ -716,3 +716,40 @@ fn a_flood_of_unsigned_updates_logs_one_line() {
     assert_eq!(lines, 1, "{}", site.run.log());
     assert!(site.tree.drop_files("drop").is_empty());
 }
+
+/// `serve` (no builder in the process) takes updates too: the fragment is
+/// written for whichever builder reads the drop directory.
+#[test]
+fn serve_takes_updates_too() {
+    let port = free_port();
+    let tree = Tree::one_zone(
+        &format!(
+            "[serve]\nlisten = [\"127.0.0.1:{port}\"]\n[[update_key]]\nname = \"acme-key\"\n\
+             algorithm = \"hmac-sha256\"\nsecret_file = \"acme.key\"\nnames = [\"www.example.test\"]\ndrop = \"drop\"\n"
+        ),
+        "",
+    );
+    let key = tree.write("acme.key", &key_file("acme-key", SECRET));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(tree.run(&["build"]).code, 0);
+    let run = Daemon::start(
+        "zonedrop serve",
+        zonedrop().arg("serve").current_dir(tree.path("")),
+        tree.path("serve.log"),
+    );
+    let site = Site { run, port, tree };
+    site.wait_for(|| query_txt(site.addr(), "example.test.").is_some_and(|(rc, _)| rc == 0));
+    let www = "_acme-challenge.www.example.test.";
+    let (rc, out) = site.nsupdate(
+        "nsupdate",
+        Some(KEY),
+        &format!("zone example.test\nupdate add {www} 60 TXT \"{V1}\""),
+    );
+    assert_eq!(rc, 0, "{out}\n{}", site.run.log());
+    let files = site.tree.drop_files("drop");
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].1, format!("{www} 60 IN TXT \"{V1}\"\n"));
+    // A build elsewhere publishes it, and serve picks the file up.
+    assert_eq!(site.tree.run(&["build"]).code, 0);
+    site.served(www, &[V1]);
+}
