@@ -753,3 +753,53 @@ fn serve_takes_updates_too() {
     assert_eq!(site.tree.run(&["build"]).code, 0);
     site.served(www, &[V1]);
 }
+
+/// A key file as `tsig-keygen` (bind9) writes it, with hmac-sha512, used
+/// by `nsupdate -k` on the same file.
+#[test]
+fn tsig_keygen_files_are_read() {
+    need("tsig-keygen", "bind9");
+    let port = free_port();
+    let tree = Tree::one_zone(
+        &format!(
+            "[serve]\nlisten = [\"127.0.0.1:{port}\"]\n[[update_key]]\nname = \"made-by-keygen\"\n\
+             algorithm = \"hmac-sha512\"\nsecret_file = \"keygen.key\"\nnames = [\"www.example.test\"]\ndrop = \"drop\"\n"
+        ),
+        "",
+    );
+    let out = Command::new("tsig-keygen")
+        .args(["-a", "hmac-sha512", "made-by-keygen"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let key = tree.path("keygen.key");
+    std::fs::write(&key, &out.stdout).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let run = Daemon::start(
+        "zonedrop run",
+        zonedrop().arg("run").current_dir(tree.path("")),
+        tree.path("run.log"),
+    );
+    let site = Site { run, port, tree };
+    site.wait_for(|| query_txt(site.addr(), "example.test.").is_some_and(|(rc, _)| rc == 0));
+    let mut child = Command::new("nsupdate")
+        .arg("-k")
+        .arg(&key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    write!(
+        child.stdin.take().unwrap(),
+        "server 127.0.0.1 {port}\nzone example.test\nupdate add _acme-challenge.www.example.test. 60 TXT \"{V1}\"\nsend\n"
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}\n{}", site.run.log());
+    site.served("_acme-challenge.www.example.test.", &[V1]);
+    let text = std::fs::read_to_string(&key).unwrap();
+    let secret = text.split('"').nth(3).unwrap();
+    assert!(!site.run.log().contains(secret), "{}", site.run.log());
+}
