@@ -7,6 +7,7 @@ use crate::base::config::{Config, DropDir, Proto, SshfpHash, TlsaParams};
 use crate::base::name;
 use crate::base::server::Server;
 use crate::build::list;
+use crate::build::refusals::{Cap, Memory};
 use crate::build::zone::read_aliases;
 use crate::build::{self, report::Shown};
 use crate::dane::{keys, sshfp, tlsa};
@@ -125,7 +126,7 @@ fn apply(ctx: &Context, changes: &[Change], account: bool) -> Result<u8, Error> 
             |e| {
                 Error::Failed(format!(
                     "{e}; the challenge stays written in {}",
-                    dir.display()
+                    crate::base::name::printable_path(&dir)
                 ))
             },
         )?;
@@ -137,10 +138,9 @@ fn apply(ctx: &Context, changes: &[Change], account: bool) -> Result<u8, Error> 
 /// builder would take: an owner in a configured zone, and within the
 /// `[[drop]] names` of the directory written to.
 fn refuse_unmanaged(config: &Config, dir: &Path, owner: &str) -> Result<(), HookError> {
-    let file = config
-        .file
-        .as_deref()
-        .map_or_else(String::new, |f| format!(" ({})", f.display()));
+    let file = config.file.as_deref().map_or_else(String::new, |f| {
+        format!(" ({})", crate::base::name::printable_path(f))
+    });
     if config.zone_of(owner).is_none() {
         return Err(HookError::Refused(format!(
             "`{owner}` lies in no zone the config{file} manages; nothing was written"
@@ -158,10 +158,32 @@ fn refuse_unmanaged(config: &Config, dir: &Path, owner: &str) -> Result<(), Hook
     if !crate::base::rules::drop_allows(names, owner) {
         return Err(HookError::Refused(format!(
             "`{owner}` is outside the names the drop directory {} may carry ([[drop]] names in the config{file}); nothing was written",
-            dir.display()
+            crate::base::name::printable_path(dir)
         )));
     }
     Ok(())
+}
+
+/// `zonedrop prune [--drop DIR]`: remove from the drop directory the
+/// fragments older than `policy.max_age` (and killed writers' temporaries
+/// as old). Silent when all went; each file it could not remove is a line,
+/// and exit 1.
+pub fn prune(ctx: &Context) -> Result<u8, Error> {
+    let config = ctx.optional_config()?;
+    let dir = ctx.drop_dir(&config)?;
+    crate::hook::drop::check_dir(&dir)?;
+    let pruned = crate::hook::prune::prune(&dir, config.policy.max_age, SystemTime::now())?;
+    let failed: Vec<String> = pruned
+        .failed
+        .iter()
+        .map(|(p, e)| {
+            format!(
+                "{}: expired (policy.max_age), but cannot be removed: {e}",
+                name::printable(&p.to_string_lossy())
+            )
+        })
+        .collect();
+    Ok(failures(&failed))
 }
 
 /// `zonedrop watch [--poll DURATION]`.
@@ -446,7 +468,7 @@ pub fn render_key_status(statuses: &[keys::KeyStatus]) -> String {
                 s.rtype,
                 s.rdata,
                 s.state,
-                s.source.display()
+                crate::base::name::printable_path(&s.source)
             )
         })
         .collect()
@@ -467,12 +489,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// `zonedrop build` and `zonedrop check` (`opts.dry_run`): `opts` as the
-/// command line gave them, but for the zones, which come as typed.
+/// command line gave them, but for the zones, which come as typed. With
+/// `strict` (or `[build] strict` for a build) a refusal not reported before
+/// (for a check: any refusal) makes the exit status 1.
 pub fn build(
     ctx: &Context,
     zones: &[String],
     opts: &build::Options,
     quiet: bool,
+    strict: bool,
 ) -> Result<u8, Error> {
     let config = Config::load_required(ctx.config.as_deref())?;
     let zones = zones
@@ -483,16 +508,23 @@ pub fn build(
         zones,
         ..opts.clone()
     };
-    let report = build::run(&config, &opts, SystemTime::now())?;
-    report.show(Shown::Terminal {
-        quiet,
-        check: opts.dry_run,
-    });
-    Ok(if report.failed() {
-        exit::FAILED
-    } else {
-        exit::OK
-    })
+    let mut memory = Memory::stored(&config);
+    let report = build::run(&config, &opts, SystemTime::now(), &mut memory)?;
+    report.show(
+        Shown::Terminal {
+            quiet,
+            check: opts.dry_run,
+        },
+        &mut Cap::per_build(config.build.refusal_lines),
+    );
+    let strict = strict || (config.build.strict && !opts.dry_run);
+    Ok(
+        if report.failed() || (strict && report.new_refusals() > 0) {
+            exit::FAILED
+        } else {
+            exit::OK
+        },
+    )
 }
 
 /// `zonedrop init [DIR] --zone NAME...`: a working tree in one command;
@@ -503,7 +535,7 @@ pub fn init(dir: &Path, zones: &[String], add: Option<&str>) -> Result<u8, Error
             let config = crate::init::add_zone(dir, zone)?;
             println!(
                 "{}: zone {} added. Next: fill in its soa/ and primary/ files, then zonedrop build",
-                config.display(),
+                crate::base::name::printable_path(&config),
                 zone.trim_end_matches('.').to_ascii_lowercase()
             );
         }
@@ -511,8 +543,8 @@ pub fn init(dir: &Path, zones: &[String], add: Option<&str>) -> Result<u8, Error
             let config = crate::init::init(dir, zones)?;
             println!(
                 "{}: ready. Next: cd {} && zonedrop build",
-                config.display(),
-                dir.display()
+                crate::base::name::printable_path(&config),
+                crate::base::name::printable_path(dir)
             );
         }
     }

@@ -7,8 +7,10 @@ use thiserror::Error;
 pub mod exit {
     /// All good.
     pub const OK: u8 = 0;
-    /// A zone failed, a hook was refused, an on_change command failed, or a
-    /// certificate or key file (tlsa, sshfp, list --dane) could not be used.
+    /// A zone failed, a hook was refused, an on_change command failed, a
+    /// certificate or key file (tlsa, sshfp, list --dane) could not be used,
+    /// or a refusal was new under `--strict`; each command's `--help` says
+    /// exactly (main.rs, `exits`).
     pub const FAILED: u8 = 1;
     /// Bad usage or bad config.
     pub const USAGE: u8 = 2;

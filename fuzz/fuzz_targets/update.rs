@@ -254,7 +254,10 @@ fn check_drop(site: &Site, wrote_allowed: bool) {
             name.ends_with(".tsig-fuzz-key"),
             "not the key's file name: {name}"
         );
-        let entry = drop::read_entry(&site.drop.join(&n), 4096).unwrap();
+        let entry = drop::DropHandle::open(&site.drop)
+            .unwrap()
+            .read_entry(&n, 4096)
+            .unwrap();
         let f = entry
             .fragment
             .as_ref()

@@ -95,6 +95,17 @@ pub enum ValueError {
     BadChar(char),
 }
 
+impl ValueError {
+    /// The rule broken, without the character (for text that may be anything).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            ValueError::Empty => "is empty",
+            ValueError::TooLong => "is longer than 255 bytes",
+            ValueError::BadChar(_) => "holds a character a value may not hold (quotes, spaces, backslashes, semicolons, control characters, non-ASCII)",
+        }
+    }
+}
+
 /// The characters a value may hold at all: printable ASCII except space,
 /// quote, backslash and semicolon — enough for base64, base64url and hex
 /// tokens, and nothing that needs escaping in zone-file text.

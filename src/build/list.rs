@@ -5,17 +5,19 @@
 //! `zonedrop check` says. Reads only; never removes an expired fragment.
 
 use crate::base::config::{persist_owner, Config, DropDir};
+use crate::base::name::printable_path;
 use crate::build::whitelist;
 use crate::build::zone::alias::Aliases;
-use crate::hook::drop::{self, DropError};
+use crate::hook::drop::{DropError, DropHandle};
 use serde::Serialize;
-use std::path::PathBuf;
 use std::time::SystemTime;
 
 /// One drop file as `list` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Listed {
-    pub file: PathBuf,
+    /// The file's path, escaped ([`printable_path`]): a name that is not
+    /// UTF-8 or holds control characters is shown, never printed raw.
+    pub file: String,
     pub owner: Option<String>,
     pub value: Option<String>,
     pub ttl: Option<u32>,
@@ -50,8 +52,7 @@ pub fn list(
     let max = config.map_or(4096, |c| c.policy.max_fragment_bytes);
     let mut out = Vec::new();
     for dir in dirs {
-        drop::check_dir(&dir.path)?;
-        for entry in drop::read_dir(&dir.path, max)? {
+        for entry in DropHandle::open(&dir.path)?.read_all(max)? {
             let age = now
                 .duration_since(entry.modified)
                 .unwrap_or_default()
@@ -71,7 +72,7 @@ pub fn list(
                 None => {}
             }
             out.push(Listed {
-                file: entry.path,
+                file: printable_path(&entry.path),
                 owner,
                 value,
                 ttl,
@@ -91,7 +92,7 @@ pub fn list(
 /// drop directories' files: FILE is the config, the verdict says whether
 /// its `persistUntil` has passed.
 pub fn persisted(config: &Config, now: SystemTime) -> Vec<Listed> {
-    let file = config.file.clone().unwrap_or_default();
+    let file = printable_path(config.file.clone().unwrap_or_default());
     let mut out = Vec::new();
     for p in &config.persists {
         let expired = p.expired(now);
@@ -143,7 +144,7 @@ pub fn render_text(items: &[Listed]) -> String {
             i.age,
             i.zone.as_deref().unwrap_or("-"),
             i.published_at.as_deref().unwrap_or("-"),
-            i.file.display(),
+            i.file,
             verdict
         ));
     }

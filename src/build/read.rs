@@ -4,12 +4,14 @@
 //! the TLSA and SSHFP records, each sorted by zone for [`Read::settle`].
 
 use crate::base::config::{persist_owner, Config, ZoneConf};
-use crate::base::fs::stamp;
+use crate::base::name::printable_path;
 use crate::build::report::Report;
 use crate::build::whitelist::{self, Sorted};
 use crate::build::zone::{self, quote_txt, Assembled, Rendered, Settled, Sources, ZoneError};
 use crate::dane::keys;
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What has been read for the zones being built.
@@ -25,6 +27,9 @@ pub struct Read<'c> {
     challenges: HashMap<String, Vec<Rendered>>,
     /// TLSA and SSHFP records, by zone.
     keys: HashMap<String, Vec<Rendered>>,
+    /// Zones fed by a drop directory that could not be read, and why: they
+    /// fail (and keep their last good output) rather than lose challenges.
+    blocked: HashMap<String, Vec<String>>,
     /// Unix seconds at which what was read goes stale by itself: the
     /// earliest accepted fragment's `max_age`, or the end of a rollover hold.
     pub until: Option<u64>,
@@ -51,6 +56,7 @@ pub fn read_sources<'c>(config: &'c Config, zones: &[&ZoneConf]) -> Result<Read<
         assembled,
         challenges: HashMap::new(),
         keys: HashMap::new(),
+        blocked: HashMap::new(),
         until: None,
     })
 }
@@ -58,9 +64,24 @@ pub fn read_sources<'c>(config: &'c Config, zones: &[&ZoneConf]) -> Result<Read<
 impl Read<'_> {
     /// The drop directories, judged with the aliases of the sources; with
     /// `prune`, expired fragments are removed where the builder may write.
-    pub fn read_drops(&mut self, now: SystemTime, prune: bool) -> Sorted {
+    /// A drop directory that cannot be read fails the zones it feeds; one
+    /// that does not exist is said once per process (`warnings`).
+    pub fn read_drops(&mut self, now: SystemTime, prune: bool, report: &mut Report) -> Sorted {
         let config = self.config;
         let sorted = whitelist::sort_drops_with(config, &self.sources.aliases, now, prune);
+        for (dir, e) in &sorted.unreadable {
+            for zone in whitelist::fed_zones(config, dir, &self.sources.aliases) {
+                self.blocked.entry(zone).or_default().push(e.to_string());
+            }
+        }
+        report.warnings.extend(missing_once(&sorted.missing));
+        // A fragment refused as dated in the future is looked at again
+        // once it comes within policy.max_future: no skipping past that.
+        self.stale_at(
+            sorted
+                .future_until
+                .map(|t| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 1),
+        );
         for c in &sorted.challenges {
             self.challenges
                 .entry(c.zone.clone())
@@ -72,10 +93,11 @@ impl Read<'_> {
                     rdata: quote_txt(&c.value),
                     source: c.file.clone(),
                 });
-            let expires = stamp(&c.file).map(|s| {
-                (s.mtime_ns / 1_000_000_000).max(0) as u64 + config.policy.max_age.as_secs() + 1
-            });
-            self.stale_at(expires);
+            let written = c
+                .modified
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.stale_at(Some(written + config.policy.max_age.as_secs() + 1));
         }
         sorted
     }
@@ -155,6 +177,19 @@ impl Read<'_> {
     /// that would break it ([`zone::settle`]); `None` for a zone not read.
     pub fn settle(&mut self, zone: &str) -> Option<Settled> {
         let assembled = self.assembled.remove(zone)?;
+        if let Some(why) = self.blocked.remove(zone) {
+            return Some(Settled {
+                zone: Err(ZoneError::Zone {
+                    zone: zone.trim_end_matches('.').to_string(),
+                    message: format!(
+                        "{}; the zone keeps its last published version, challenges included",
+                        why.join("; ")
+                    ),
+                }),
+                challenges: 0,
+                refusals: Vec::new(),
+            });
+        }
         let keys = self.keys.remove(zone).unwrap_or_default();
         let challenges = self.challenges.remove(zone).unwrap_or_default();
         Some(match assembled {
@@ -173,4 +208,25 @@ impl Read<'_> {
             (a, b) => a.or(b),
         };
     }
+}
+
+/// The missing drop directories not yet reported by this process (`watch`
+/// and `run` build again and again): one warning each, until it appears.
+fn missing_once(missing: &[PathBuf]) -> Vec<String> {
+    static SAID: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let Ok(mut said) = SAID.lock() else {
+        return Vec::new();
+    };
+    said.retain(|p| missing.contains(p));
+    let mut out = Vec::new();
+    for p in missing {
+        if !said.contains(p) {
+            said.push(p.clone());
+            out.push(format!(
+                "drop directory {} does not exist (yet): it counts as empty",
+                printable_path(p)
+            ));
+        }
+    }
+    out
 }

@@ -15,6 +15,7 @@
 
 pub mod drop;
 pub mod fragment;
+pub mod prune;
 
 use crate::base::config::Policy;
 use crate::base::name::{self, NameError};
@@ -312,6 +313,10 @@ pub fn apply(
             }
         }
     }
+    // The writable side keeps its directory clean as it goes (a builder
+    // behind a read-only mount cannot): best effort, `zonedrop prune`
+    // says what it could not remove.
+    let _ = prune::prune(dir, policy.max_age, std::time::SystemTime::now());
     Ok(checked)
 }
 

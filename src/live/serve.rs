@@ -65,12 +65,12 @@ pub const POLL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Error)]
 pub enum ServeError {
-    #[error("{file}: cannot read the published zone: {source}")]
+    #[error("{}: cannot read the published zone: {source}", crate::base::name::printable_path(.file))]
     Read {
         file: PathBuf,
         source: std::io::Error,
     },
-    #[error("{file}: cannot load zone {zone}: {message}")]
+    #[error("{}: cannot load zone {zone}: {message}", crate::base::name::printable_path(.file))]
     Load {
         file: PathBuf,
         zone: String,
@@ -197,7 +197,7 @@ impl Responder {
                     if announce {
                         log::info!(
                             "{}: not published yet; zone {zone} is served once it appears",
-                            file.display()
+                            crate::base::name::printable_path(file)
                         );
                     }
                     None
@@ -264,7 +264,7 @@ impl Responder {
         }?;
         log::info!(
             "{}: zone {zone} reloaded (serial {})",
-            file.display(),
+            crate::base::name::printable_path(&file),
             loaded.serial
         );
         slot.served = Some(loaded);
@@ -740,7 +740,7 @@ mod tests {
             e,
             format!(
                 "{}: cannot load zone example.test.: no SOA record at example.test.",
-                file.display()
+                crate::base::name::printable_path(&file)
             )
         );
     }

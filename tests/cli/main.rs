@@ -3,6 +3,7 @@
 
 mod account;
 mod acme;
+mod boundary;
 mod build;
 mod bump;
 mod concurrency;
@@ -16,6 +17,7 @@ mod live;
 mod messages;
 mod netlimits;
 mod persist;
+mod refusals;
 mod reload;
 mod rollover;
 mod servers;

@@ -15,6 +15,7 @@ use thiserror::Error;
 
 mod dane;
 mod de;
+mod overlap;
 mod persist;
 mod serve;
 #[cfg(test)]
@@ -38,19 +39,19 @@ pub const SEARCH_PATH: [&str; 3] = [
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read the config: {source}")]
+    #[error("{}: cannot read the config: {source}", crate::base::name::printable_path(.path))]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: line {line}: {message}{context}")]
+    #[error("{}: line {line}: {message}{context}", crate::base::name::printable_path(.path))]
     Syntax {
         path: PathBuf,
         line: usize,
         message: String,
         context: String,
     },
-    #[error("{path}: {key}: {message}")]
+    #[error("{}: {key}: {message}", crate::base::name::printable_path(.path))]
     Invalid {
         path: PathBuf,
         key: String,
@@ -169,6 +170,11 @@ pub struct Policy {
     pub ttl_max: u32,
     #[serde(deserialize_with = "duration")]
     pub max_age: Duration,
+    /// How far in the future a fragment's mtime may lie (clock skew
+    /// between a jail and the host): beyond it, refused, or a future date
+    /// would outlive `max_age` and win every `max_values_per_name` contest.
+    #[serde(deserialize_with = "duration")]
+    pub max_future: Duration,
     pub max_fragment_bytes: u64,
     pub max_values_per_name: usize,
     pub value: ValueShape,
@@ -188,6 +194,7 @@ impl Default for Policy {
             ttl_default: 60,
             ttl_max: 3600,
             max_age: Duration::from_secs(24 * 3600),
+            max_future: Duration::from_secs(5 * 60),
             max_fragment_bytes: 4096,
             max_values_per_name: 8,
             value: ValueShape::Acme,
@@ -241,6 +248,13 @@ pub struct Build {
     /// How long a second builder waits for the lock.
     #[serde(deserialize_with = "duration")]
     pub lock_wait: Duration,
+    /// A refusal not reported before makes `build` exit 1 (as `--strict`).
+    pub strict: bool,
+    /// New refusals shown one by one per build (`build`) or per
+    /// `refusal_interval` (`watch`, `run`); the rest are summed up in a line.
+    pub refusal_lines: usize,
+    #[serde(deserialize_with = "duration")]
+    pub refusal_interval: Duration,
 }
 
 impl Default for Build {
@@ -249,6 +263,9 @@ impl Default for Build {
             on_change: None,
             notify: Vec::new(),
             lock_wait: Duration::from_secs(30),
+            strict: false,
+            refusal_lines: 20,
+            refusal_interval: Duration::from_secs(60),
         }
     }
 }
@@ -307,6 +324,11 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         config.resolve(base);
+        overlap::check(&config).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: "drop.path".into(),
+            message,
+        })?;
         config.file = Some(path.to_path_buf());
         Ok(config)
     }
@@ -420,7 +442,10 @@ impl Config {
             if t.ports.is_empty() {
                 return Err(invalid(
                     "tlsa.ports",
-                    format!("{}: at least one port is needed", t.cert.display()),
+                    format!(
+                        "{}: at least one port is needed",
+                        crate::base::name::printable_path(&t.cert)
+                    ),
                 ));
             }
         }
@@ -429,7 +454,14 @@ impl Config {
         let holds = self
             .tlsa
             .iter()
-            .map(|t| ("tlsa.hold", t.cert.display().to_string(), t.hold, t.ttl))
+            .map(|t| {
+                (
+                    "tlsa.hold",
+                    crate::base::name::printable_path(&t.cert).to_string(),
+                    t.hold,
+                    t.ttl,
+                )
+            })
             .chain(
                 self.sshfp
                     .iter()

@@ -371,13 +371,13 @@ fn whitelisted(
 ) -> Result<(), Refused> {
     for change in changes {
         let Change::Add(f) = change else { continue };
+        let name = drop::file_name_by(&f.owner, &f.value, Some(&key.name));
         let entry = Entry {
-            path: key
-                .drop
-                .path
-                .join(drop::file_name_by(&f.owner, &f.value, Some(&key.name))),
+            path: key.drop.path.join(&name),
+            name: name.into(),
             modified: now,
             fragment: Ok(f.clone()),
+            version: None,
         };
         whitelist::judge(config, &key.drop, &entry, aliases, now)
             .map_err(|v| refuse(ResponseCode::Refused, v.reason().to_string()))?;
@@ -468,15 +468,16 @@ fn limits(
 /// The (owner, value) pairs `key` has written that are still there.
 fn own_values(config: &Config, key: &Key) -> BTreeSet<(String, String)> {
     let suffix = drop::writer_suffix(&key.name);
-    let Ok(names) = drop::list_names(&key.drop.path) else {
+    let Ok(handle) = drop::DropHandle::open_following(&key.drop.path) else {
+        return BTreeSet::new();
+    };
+    let Ok(names) = handle.names() else {
         return BTreeSet::new();
     };
     names
         .into_iter()
         .filter(|n| n.as_encoded_bytes().ends_with(suffix.as_bytes()))
-        .filter_map(|n| {
-            drop::read_entry(&key.drop.path.join(n), config.policy.max_fragment_bytes).ok()
-        })
+        .filter_map(|n| handle.read_entry(&n, config.policy.max_fragment_bytes).ok())
         .filter_map(|e| e.fragment.ok())
         .map(|f| (f.owner, f.value))
         .collect()
