@@ -256,19 +256,7 @@ pub fn run(ctx: &Context, poll: Option<Duration>, listen: &[SocketAddr]) -> Resu
                     }
                 }
             },
-            // SIGHUP: serve the zones of the new config; sockets stay.
-            |new| {
-                serving.set_zones(new);
-                // The keys of [[update_key]] too; a key that does not load
-                // leaves the keys in use as they were.
-                match serving.updates().load(new) {
-                    Ok(n) => log::info!("{n} update key(s) in use"),
-                    Err(e) => log::error!("{e}; the update keys in use stay"),
-                }
-                if new.serve.listen != listen_at_start {
-                    log::warn!("[serve] listen changed: restart zonedrop run to listen there; it goes on listening where it did");
-                }
-            },
+            |new| take_reloaded(&serving, new, &listen_at_start),
         )
     });
     let served = runtime.block_on(async {
@@ -555,13 +543,44 @@ pub fn init(dir: &Path, zones: &[String], add: Option<&str>) -> Result<u8, Error
 /// until SIGINT or SIGTERM.
 pub fn serve(ctx: &Context, listen: &[SocketAddr]) -> Result<u8, Error> {
     let Responding {
-        config: _,
+        config,
         listen,
         responder,
         runtime,
     } = Responding::new(ctx, listen, false)?;
-    runtime.block_on(responder.serve(&listen, shutdown_signal()))?;
+    let serving = responder.clone();
+    runtime.block_on(async move {
+        // SIGHUP: the config read again, as `run` and `watch` do.
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(async move {
+                let listen_at_start = config.serve.listen.clone();
+                let mut config = config;
+                while hup.recv().await.is_some() {
+                    if let Some(new) = crate::live::watch::read_again(&config) {
+                        take_reloaded(&serving, &new, &listen_at_start);
+                        config = new;
+                    }
+                }
+            });
+        }
+        responder.serve(&listen, shutdown_signal()).await
+    })?;
     Ok(exit::OK)
+}
+
+/// What the responder takes from a config read again on SIGHUP: the zones
+/// it serves and the `[[update_key]]` keys (a key that does not load leaves
+/// the keys in use as they were); sockets stay.
+fn take_reloaded(serving: &Responder, new: &Config, listen_at_start: &[SocketAddr]) {
+    serving.set_zones(new);
+    match serving.updates().load(new) {
+        Ok(n) => log::info!("{n} update key(s) in use"),
+        Err(e) => log::error!("{e}; the update keys in use stay"),
+    }
+    if new.serve.listen != listen_at_start {
+        log::warn!("[serve] listen changed: restart to listen there; zonedrop goes on listening where it did");
+    }
 }
 
 /// Completes on SIGINT or SIGTERM (or never, if neither can be watched).

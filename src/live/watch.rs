@@ -232,7 +232,7 @@ pub fn run(
 
 /// The config file of `config` read again, or None (logged) when it does
 /// not load.
-fn read_again(config: &Config) -> Option<Config> {
+pub(crate) fn read_again(config: &Config) -> Option<Config> {
     let path = config.file.as_deref()?;
     match Config::load(path) {
         Ok(new) => {

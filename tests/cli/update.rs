@@ -718,7 +718,8 @@ fn a_flood_of_unsigned_updates_logs_one_line() {
 }
 
 /// `serve` (no builder in the process) takes updates too: the fragment is
-/// written for whichever builder reads the drop directory.
+/// written for whichever builder reads the drop directory; SIGHUP reloads
+/// its keys as it does in `run`.
 #[test]
 fn serve_takes_updates_too() {
     let port = free_port();
@@ -734,7 +735,10 @@ fn serve_takes_updates_too() {
     assert_eq!(tree.run(&["build"]).code, 0);
     let run = Daemon::start(
         "zonedrop serve",
-        zonedrop().arg("serve").current_dir(tree.path("")),
+        zonedrop()
+            .arg("serve")
+            .current_dir(tree.path(""))
+            .env("RUST_LOG", "info"),
         tree.path("serve.log"),
     );
     let site = Site { run, port, tree };
@@ -752,6 +756,19 @@ fn serve_takes_updates_too() {
     // A build elsewhere publishes it, and serve picks the file up.
     assert_eq!(site.tree.run(&["build"]).code, 0);
     site.served(www, &[V1]);
+    // SIGHUP reloads the keys in serve too (and does not end it).
+    site.tree
+        .write("acme.key", &key_file("acme-key", OTHER_SECRET));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(site.run.child.id() as i32, libc::SIGHUP) };
+    site.wait_for(|| site.run.log().contains("update key(s) in use"));
+    let new_key = format!("hmac-sha256:acme-key:{OTHER_SECRET}");
+    let (rc, out) = site.nsupdate(
+        "nsupdate",
+        Some(&new_key),
+        &format!("zone example.test\nupdate add {www} 60 TXT \"{V2}\""),
+    );
+    assert_eq!(rc, 0, "{out}\n{}", site.run.log());
 }
 
 /// A key file as `tsig-keygen` (bind9) writes it, with hmac-sha512, used
