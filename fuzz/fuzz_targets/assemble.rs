@@ -120,7 +120,11 @@ fuzz_target!(|input: Input| {
     let Ok(mut read) = read_sources(&config, &zones, None) else {
         return;
     };
-    let sorted = read.read_drops(SystemTime::now(), false);
+    let sorted = read.read_drops(
+        SystemTime::now(),
+        false,
+        &mut zonedrop::build::Report::default(),
+    );
     for z in &config.zones {
         let Some(settled) = read.settle(&z.name) else {
             continue;

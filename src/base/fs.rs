@@ -7,11 +7,15 @@
 //! directory) sees the old file or the new one, never a part, and after a
 //! crash the rename is either there or not.
 
+use rustix::fs::{AtFlags, Mode, OFlags};
 use serde::{Deserialize, Serialize};
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Prefix of the temporary files of atomic writes. Readers of drop
 /// directories skip every dot-file; the builder removes these from its
@@ -61,6 +65,47 @@ pub fn write_replace_with(
         w.flush()?;
     }
     tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// [`write_atomic`] into the open directory `dir` under `name`: the
+/// temporary (created with `O_EXCL | O_NOFOLLOW`), the rename and the
+/// folder's fsync are all relative to the handle, so a folder swapped for a
+/// symlink meanwhile cannot send the file elsewhere.
+pub fn write_atomic_at(dir: BorrowedFd<'_>, name: &OsStr, parts: &[&[u8]]) -> io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut attempts = 0;
+    let (tmp, fd) = loop {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let tmp = format!(
+            "{TEMP_PREFIX}{}-{nanos:x}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        match rustix::fs::openat(dir, tmp.as_str(), flags, Mode::from_bits_truncate(0o600)) {
+            Ok(fd) => break (tmp, fd),
+            Err(rustix::io::Errno::EXIST) if attempts < 100 => attempts += 1,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut file = File::from(fd);
+    let written = (|| -> io::Result<()> {
+        for part in parts {
+            file.write_all(part)?;
+        }
+        file.set_permissions(fs::Permissions::from_mode(0o644))?;
+        file.sync_all()?;
+        rustix::fs::renameat(dir, tmp.as_str(), dir, name)?;
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+    }
+    written?;
+    let _ = rustix::fs::fsync(dir);
     Ok(())
 }
 

@@ -26,6 +26,7 @@ pub mod list;
 pub mod manifest;
 pub mod publish;
 pub mod read;
+pub mod refusals;
 pub mod report;
 pub mod serial;
 pub mod source;
@@ -77,8 +78,16 @@ impl Options {
     }
 }
 
-/// Run one build (or, with `dry_run`, one check).
-pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, BuildError> {
+/// Run one build (or, with `dry_run`, one check). `memory` says which
+/// refusals were reported before ([`refusals::Memory`]: a stored one is read
+/// and written under the build lock); a check neither consults nor
+/// advances it, and all its refusals count as new.
+pub fn run(
+    config: &Config,
+    opts: &Options,
+    now: SystemTime,
+    memory: &mut refusals::Memory,
+) -> Result<Report, BuildError> {
     let zones = selected(config, opts)?;
     if opts.bump {
         if let Some(z) = zones.iter().find(|z| z.serial == SerialPolicy::Keep) {
@@ -118,7 +127,7 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
             return Ok(report);
         }
     };
-    let drops = read.read_drops(now, !opts.dry_run);
+    let drops = read.read_drops(now, !opts.dry_run, &mut report);
     report.refusals = drops.refusals;
     read.read_keys(now, opts.dry_run, &mut report);
     let mut files: Vec<PathBuf> = listed
@@ -154,6 +163,7 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
         );
     }
     if !opts.dry_run {
+        remember(memory, &mut report);
         files.extend(drops.challenges.into_iter().map(|c| c.file));
         files.extend(report.refusals.iter().map(|r| r.file.clone()));
         // The zones are out: a manifest that cannot be written costs the
@@ -163,6 +173,14 @@ pub fn run(config: &Config, opts: &Options, now: SystemTime) -> Result<Report, B
         }
     }
     Ok(report)
+}
+
+/// Mark which of the build's refusals are new, and remember them; a memory
+/// that cannot be read or written is one alert, never a failed zone.
+fn remember(memory: &mut refusals::Memory, report: &mut Report) {
+    report.alerts.extend(memory.load());
+    report.fresh = memory.sort(&report.refusals);
+    report.alerts.extend(memory.save());
 }
 
 /// One zone, once everything is read: skipped if its input record says
@@ -186,7 +204,7 @@ fn build_zone(
     let records = read.records_digest(&zone.name);
     let out = config.published_path(&zone.name);
     if let Some(prior) = read.deferred(&zone.name) {
-        if Records::unchanged(prior, &records, &out) {
+        if !read.blocked(&zone.name) && Records::unchanged(prior, &records, &out) {
             let files = prior.sources.iter().map(|(p, _)| p.clone()).collect();
             return (files, Some(prior.clone()));
         }

@@ -24,9 +24,9 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum PublishError {
-    #[error("{}: cannot write: {source}", path.display())]
+    #[error("{}: cannot write: {source}", crate::base::name::printable_path(path))]
     Write { path: PathBuf, source: io::Error },
-    #[error("{}: another zonedrop build holds the lock; gave up after {}", path.display(), humantime::format_duration(*waited))]
+    #[error("{}: another zonedrop build holds the lock; gave up after {}", crate::base::name::printable_path(path), humantime::format_duration(*waited))]
     Locked { path: PathBuf, waited: Duration },
     #[error("{}: cannot read the zone's state as {user}: {source}; the zone keeps its last published version until it can be read", path.display())]
     ReadState {

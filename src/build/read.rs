@@ -3,14 +3,16 @@
 //! learnt on the way), the drop directories judged with those aliases, and
 //! the TLSA and SSHFP records, each sorted by zone for [`Read::settle`].
 
-use crate::base::config::{Config, ZoneConf};
-use crate::base::fs::stamp;
+use crate::base::config::{persist_owner, Config, ZoneConf};
+use crate::base::name::printable_path;
 use crate::build::report::{RecordLine, Report};
 use crate::build::whitelist::{self, Sorted};
 use crate::build::zone::{self, quote_txt, Assembled, Rendered, Settled, Sources, ZoneError};
 use crate::build::zones::{self, Records, ZoneRecord};
 use crate::dane::keys;
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What has been read for the zones being built.
@@ -37,6 +39,9 @@ pub struct Read<'c> {
     keys: HashMap<String, Vec<Rendered>>,
     /// The zones the rollover memory holds back (it failed).
     held: keys::Held,
+    /// Zones fed by a drop directory that could not be read, and why: they
+    /// fail (and keep their last good output) rather than lose challenges.
+    blocked: HashMap<String, Vec<String>>,
     /// Unix seconds at which what was read goes stale by itself: the
     /// earliest accepted fragment's `max_age`, or the end of a rollover hold.
     pub until: Option<u64>,
@@ -100,6 +105,7 @@ pub fn read_sources<'c>(
         challenges: HashMap::new(),
         keys: HashMap::new(),
         held: keys::Held::Nothing,
+        blocked: HashMap::new(),
         until: None,
     })
 }
@@ -107,9 +113,24 @@ pub fn read_sources<'c>(
 impl Read<'_> {
     /// The drop directories, judged with the aliases of the sources; with
     /// `prune`, expired fragments are removed where the builder may write.
-    pub fn read_drops(&mut self, now: SystemTime, prune: bool) -> Sorted {
+    /// A drop directory that cannot be read fails the zones it feeds; one
+    /// that does not exist is said once per process (`warnings`).
+    pub fn read_drops(&mut self, now: SystemTime, prune: bool, report: &mut Report) -> Sorted {
         let config = self.config;
         let sorted = whitelist::sort_drops_with(config, &self.sources.aliases, now, prune);
+        for (dir, e) in &sorted.unreadable {
+            for zone in whitelist::fed_zones(config, dir, &self.sources.aliases) {
+                self.blocked.entry(zone).or_default().push(e.to_string());
+            }
+        }
+        report.warnings.extend(missing_once(&sorted.missing));
+        // A fragment refused as dated in the future is looked at again
+        // once it comes within policy.max_future: no skipping past that.
+        self.stale_at(
+            sorted
+                .future_until
+                .map(|t| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) + 1),
+        );
         for c in &sorted.challenges {
             self.challenges
                 .entry(c.zone.clone())
@@ -121,10 +142,11 @@ impl Read<'_> {
                     rdata: quote_txt(&c.value),
                     source: c.file.clone(),
                 });
-            let expires = stamp(&c.file).map(|s| {
-                (s.mtime_ns / 1_000_000_000).max(0) as u64 + config.policy.max_age.as_secs() + 1
-            });
-            self.stale_at(expires);
+            let written = c
+                .modified
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.stale_at(Some(written + config.policy.max_age.as_secs() + 1));
         }
         sorted
     }
@@ -159,6 +181,7 @@ impl Read<'_> {
                 )),
             }
         }
+        self.read_persist(now, report);
         self.stale_at(
             keys::next_key_change(config)
                 .map(|t| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())),
@@ -171,6 +194,12 @@ impl Read<'_> {
         let config = self.config;
         self.held
             .holds(|owner| config.zone_of(owner).is_some_and(|z| z.name == zone))
+    }
+
+    /// Whether a drop directory that feeds `zone` could not be listed: the
+    /// zone fails (in [`Read::settle`]) even if its records look unchanged.
+    pub fn blocked(&self, zone: &str) -> bool {
+        self.blocked.contains_key(zone)
     }
 
     /// The record of `zone` if its sources were not read (they are as its
@@ -228,6 +257,41 @@ impl Read<'_> {
         }
     }
 
+    /// The dns-persist-01 records of `[[persist]]`, with the config's
+    /// records; a `persistUntil` that has passed is warned about (the
+    /// record stays until the operator removes or renews it).
+    fn read_persist(&mut self, now: SystemTime, report: &mut Report) {
+        let config = self.config;
+        let source = config.file.clone().unwrap_or_default();
+        for p in &config.persists {
+            let value = p.value();
+            if !p.expired(now) {
+                // The first build after it passes warns.
+                self.stale_at(p.until);
+            }
+            if p.expired(now) {
+                report.warnings.push(format!(
+                    "{}: [[persist]] for {}: persistUntil {} has passed: CAs no longer honour the record; renew `until` or remove the table",
+                    source.display(),
+                    p.names.join(", "),
+                    p.until.map_or(String::new(), |u| humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(u)).to_string())
+                ));
+            }
+            for name in &p.names {
+                let owner = persist_owner(name);
+                if let Some(z) = config.zone_of(&owner) {
+                    self.keys.entry(z.name.clone()).or_default().push(Rendered {
+                        owner,
+                        ttl: p.ttl,
+                        rtype: "TXT",
+                        rdata: quote_txt(&value),
+                        source: source.clone(),
+                    });
+                }
+            }
+        }
+    }
+
     /// Check `zone` with its keys and challenges, refusing the challenges
     /// that would break it ([`zone::settle`]); `None` for a zone not being
     /// built. A zone whose reading was deferred is read now.
@@ -264,6 +328,19 @@ impl Read<'_> {
             }
         }
         let assembled = self.assembled.remove(zone)?;
+        if let Some(why) = self.blocked.remove(zone) {
+            return Some(Settled {
+                zone: Err(ZoneError::Zone {
+                    zone: zone.trim_end_matches('.').to_string(),
+                    message: format!(
+                        "{}; the zone keeps its last published version, challenges included",
+                        why.join("; ")
+                    ),
+                }),
+                challenges: 0,
+                refusals: Vec::new(),
+            });
+        }
         let keys = self.keys.remove(zone).unwrap_or_default();
         let challenges = self.challenges.remove(zone).unwrap_or_default();
         Some(match assembled {
@@ -282,4 +359,25 @@ impl Read<'_> {
             (a, b) => a.or(b),
         };
     }
+}
+
+/// The missing drop directories not yet reported by this process (`watch`
+/// and `run` build again and again): one warning each, until it appears.
+fn missing_once(missing: &[PathBuf]) -> Vec<String> {
+    static SAID: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let Ok(mut said) = SAID.lock() else {
+        return Vec::new();
+    };
+    said.retain(|p| missing.contains(p));
+    let mut out = Vec::new();
+    for p in missing {
+        if !said.contains(p) {
+            said.push(p.clone());
+            out.push(format!(
+                "drop directory {} does not exist (yet): it counts as empty",
+                printable_path(p)
+            ));
+        }
+    }
+    out
 }

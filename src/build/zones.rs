@@ -296,7 +296,10 @@ mod delta_tests {
         std::fs::create_dir_all(p.join("drop")).unwrap();
         std::thread::sleep(Duration::from_millis(2200));
         let config = Config::load(&p.join("zonedrop.toml")).unwrap();
-        let build = || run(&config, &Options::default(), SystemTime::now()).unwrap();
+        let build = || {
+            let mut memory = crate::build::refusals::Memory::kept();
+            run(&config, &Options::default(), SystemTime::now(), &mut memory).unwrap()
+        };
         let first = build();
         assert_eq!(first.published.len(), 1);
         assert_eq!(first.published[0].delta, None, "no earlier build known");

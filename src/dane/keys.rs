@@ -304,7 +304,7 @@ impl Retiring {
             "{} {}: the key from {} replaced the published one at {} without being pre-published for its TTL ({} s) plus [dane] propagation_margin ({}); clients holding the old record set in cache may fail until {}: publish the next key beside the current one first ({how})",
             self.owner,
             self.rtype,
-            a.source.display(),
+            crate::base::name::printable_path(&a.source),
             at(self.retired),
             a.ttl,
             humantime::format_duration(margin),
@@ -336,13 +336,13 @@ fn load_state(path: &Path) -> Result<State, String> {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
             format!(
                 "{}: cannot parse the key rollover memory ({e}); it is left as it is: delete it to start afresh (fingerprints it holds for rollover are then dropped)",
-                path.display()
+                crate::base::name::printable_path(path)
             )
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
         Err(e) => Err(format!(
             "{}: cannot read the key rollover memory as {}: {e}",
-            crate::base::name::printable(&path.display().to_string()),
+            crate::base::name::printable_path(path),
             crate::base::fs::user()
         )),
     }
@@ -352,7 +352,7 @@ fn save_state(path: &Path, state: &State) -> Result<(), String> {
     let fail = |e: &dyn std::fmt::Display| {
         format!(
             "{}: cannot write the key rollover memory as {}: {e}",
-            crate::base::name::printable(&path.display().to_string()),
+            crate::base::name::printable_path(path),
             crate::base::fs::user()
         )
     };

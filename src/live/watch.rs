@@ -17,6 +17,7 @@
 
 use crate::base::config::Config;
 use crate::build::inputs::{inputs, Kind};
+use crate::build::refusals::{Cap, Memory};
 use crate::build::report::Shown;
 use crate::build::{self, Report};
 use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
@@ -198,7 +199,8 @@ pub fn run(
             humantime::format_duration(p)
         ))
     );
-    build_once(&config, false, &mut on_build);
+    let mut refusals = Refusals::new(&config);
+    build_once(&config, false, &mut refusals, &mut on_build);
     loop {
         let mut reload = false;
         match rx.recv_timeout(tick) {
@@ -230,19 +232,19 @@ pub fn run(
             }
         }
         watched.arm(&mut watcher);
-        build_once(&config, force, &mut on_build);
+        build_once(&config, force, &mut refusals, &mut on_build);
     }
 }
 
 /// The config file of `config` read again, or None (logged) when it does
 /// not load.
-fn read_again(config: &Config) -> Option<Config> {
+pub(crate) fn read_again(config: &Config) -> Option<Config> {
     let path = config.file.as_deref()?;
     match Config::load(path) {
         Ok(new) => {
             log::info!(
                 "{}: config read again (SIGHUP): {} zones",
-                path.display(),
+                crate::base::name::printable_path(path),
                 new.zones.len()
             );
             Some(new)
@@ -278,14 +280,37 @@ fn hangups(tx: mpsc::Sender<Wake>) -> Result<(), WatchError> {
     Ok(())
 }
 
-fn build_once(config: &Config, force: bool, on_build: &mut impl FnMut(&Report)) {
+/// Which refusals this process reported, and the lines they may still
+/// take in the current interval ([`crate::build::refusals`]).
+struct Refusals {
+    memory: Memory,
+    cap: Cap,
+}
+
+impl Refusals {
+    fn new(config: &Config) -> Refusals {
+        Refusals {
+            memory: Memory::kept(),
+            cap: Cap::per_interval(config.build.refusal_lines, config.build.refusal_interval),
+        }
+    }
+}
+
+fn build_once(
+    config: &Config,
+    force: bool,
+    refusals: &mut Refusals,
+    on_build: &mut impl FnMut(&Report),
+) {
     let opts = build::Options {
         force,
         ..Default::default()
     };
-    match build::run(config, &opts, SystemTime::now()) {
+    let b = &config.build;
+    refusals.cap.set_limits(b.refusal_lines, b.refusal_interval);
+    match build::run(config, &opts, SystemTime::now(), &mut refusals.memory) {
         Ok(report) => {
-            report.show(Shown::Log);
+            report.show(Shown::Log, &mut refusals.cap);
             on_build(&report);
         }
         Err(e) => log::error!("{e}"),

@@ -45,7 +45,7 @@ const SERIAL_MARK: &str = "4294967295";
 /// What is wrong with a zone, and where (the file and line when known).
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ZoneError {
-    #[error("{}{}: {message}", file.display(), at_line(*line))]
+    #[error("{}{}: {message}", crate::base::name::printable_path(file), at_line(*line))]
     At {
         file: PathBuf,
         line: usize,

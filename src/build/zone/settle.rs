@@ -41,6 +41,7 @@ pub fn settle(
                 let challenges = records.split_off(first_challenge);
                 records.extend(challenges.into_iter().filter(|r| r.source != file));
                 refusals.push(Refusal {
+                    version: None,
                     file,
                     reason: format!(
                         "it would break zone {}: {message}",

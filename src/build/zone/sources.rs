@@ -444,7 +444,7 @@ impl Sink for EmitSink<'_> {
                 }
                 return Err(format!(
                     "a second SOA record (the zone's is at {}:{line})",
-                    file.display()
+                    crate::base::name::printable_path(file.as_path())
                 ));
             }
         }
