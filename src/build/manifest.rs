@@ -21,6 +21,7 @@ use crate::base::hex;
 use crate::build::inputs::{Input, Kind};
 use crate::build::publish::{write_atomic, PublishError};
 use crate::build::report::Report;
+use crate::hook::drop::DropHandle;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -89,17 +90,15 @@ pub fn stamp_first(inputs: &[Input]) -> First {
 }
 
 /// The digest of a folder's listing: every name in it, sorted, dot-files
-/// included. `None` when it cannot be listed.
+/// included. `None` when it cannot be listed. The folder is opened with
+/// `O_NOFOLLOW` ([`DropHandle::open`]): a drop directory swapped for a
+/// symlink is never listed through it (a folder that is a symlink is
+/// compared by the link's own stamp).
 pub fn listing(dir: &Path) -> Option<String> {
-    let mut names: Vec<Vec<u8>> = fs::read_dir(dir)
-        .ok()?
-        .map(|e| e.map(|e| e.file_name().into_encoded_bytes()))
-        .collect::<Result<_, _>>()
-        .ok()?;
-    names.sort_unstable();
+    let names = DropHandle::open(dir).ok()?.all_names().ok()?;
     let mut h = Sha256::new();
     for n in &names {
-        h.update(n);
+        h.update(n.as_encoded_bytes());
         h.update([0]);
     }
     Some(hex(&h.finalize()[..16]))
