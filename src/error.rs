@@ -7,8 +7,10 @@ use thiserror::Error;
 pub mod exit {
     /// All good.
     pub const OK: u8 = 0;
-    /// A zone failed, a hook was refused, an on_change command failed, or a
-    /// certificate or key file (tlsa, sshfp, list --dane) could not be used.
+    /// A zone failed, a hook was refused, an on_change command failed, a
+    /// certificate or key file (tlsa, sshfp, list --dane) could not be used,
+    /// or a refusal was new under `--strict`; each command's `--help` says
+    /// exactly (main.rs, `exits`).
     pub const FAILED: u8 = 1;
     /// Bad usage or bad config.
     pub const USAGE: u8 = 2;
@@ -38,6 +40,8 @@ pub enum Error {
     Sshfp(#[from] crate::dane::sshfp::SshfpError),
     #[error(transparent)]
     Init(#[from] crate::init::InitError),
+    #[error(transparent)]
+    UpdateKey(#[from] crate::live::update::KeyError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -51,6 +55,7 @@ impl Error {
         use crate::live::wait::WaitError;
         match self {
             Error::Config(_)
+            | Error::UpdateKey(_)
             | Error::Usage(_)
             | Error::Init(crate::init::InitError::Name(_) | crate::init::InitError::Config(_))
             | Error::Hook(HookError::Usage(_))

@@ -20,17 +20,24 @@ use toml_edit::{value, Array, ArrayOfTables, DocumentMut, Item, Table};
 pub enum InitError {
     #[error("--zone: {0}")]
     Name(#[from] name::NameError),
-    #[error("{}: already exists; init writes only into a fresh tree (to add a zone: zonedrop init {} --add-zone NAME)", path.display(), dir.display())]
+    #[error("{}: already exists; init writes only into a fresh tree (to add a zone: zonedrop init {} --add-zone NAME)", crate::base::name::printable_path(path), crate::base::name::printable_path(dir))]
     Exists { path: PathBuf, dir: PathBuf },
-    #[error("{}: no config to add a zone to: make the tree with zonedrop init {} --zone NAME", path.display(), dir.display())]
+    #[error(
+        "{}: no config to add a zone to: make the tree with zonedrop init {} --zone NAME",
+        crate::base::name::printable_path(path),
+        crate::base::name::printable_path(dir)
+    )]
     NoConfig { path: PathBuf, dir: PathBuf },
-    #[error("{}: zone {zone} is configured already", path.display())]
+    #[error(
+        "{}: zone {zone} is configured already",
+        crate::base::name::printable_path(path)
+    )]
     Configured { path: PathBuf, zone: String },
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {message}", crate::base::name::printable_path(path))]
     Edit { path: PathBuf, message: String },
     #[error(transparent)]
     Config(#[from] crate::base::config::ConfigError),
-    #[error("{}: cannot write: {source}", path.display())]
+    #[error("{}: cannot write: {source}", crate::base::name::printable_path(path))]
     Write {
         path: PathBuf,
         source: std::io::Error,

@@ -23,13 +23,13 @@ Options:
 # Usage: dns_zonedrop_add _acme-challenge.www.example.org "XKrxpRBosdIKFzxW_CT3KLZNf6q0HG9i01zxXp5CPBs"
 dns_zonedrop_add() {
   _zonedrop_settings
-  _zonedrop_run add "$1" "$2"
+  _zonedrop_run add -- "$1" "$2"
 }
 
 # Usage: dns_zonedrop_rm _acme-challenge.www.example.org "XKrxpRBosdIKFzxW_CT3KLZNf6q0HG9i01zxXp5CPBs"
 dns_zonedrop_rm() {
   _zonedrop_settings
-  _zonedrop_run del "$1" "$2"
+  _zonedrop_run del -- "$1" "$2"
 }
 
 # Read the settings from the environment or acme.sh's saved account
@@ -56,7 +56,7 @@ _zonedrop_run() {
   fi
   if ! "$_zd_bin" "$@"; then
     if command -v _err >/dev/null 2>&1; then
-      _err "zonedrop $1 $2 failed"
+      _err "zonedrop $1 $3 failed"
     fi
     return 1
   fi

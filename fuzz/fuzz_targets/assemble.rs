@@ -117,10 +117,14 @@ fuzz_target!(|input: Input| {
 
     let config = Config::load(&root.join("zonedrop.toml")).expect("the fuzz config loads");
     let zones: Vec<&ZoneConf> = config.zones.iter().collect();
-    let Ok(mut read) = read_sources(&config, &zones) else {
+    let Ok(mut read) = read_sources(&config, &zones, None) else {
         return;
     };
-    let sorted = read.read_drops(SystemTime::now(), false);
+    let sorted = read.read_drops(
+        SystemTime::now(),
+        false,
+        &mut zonedrop::build::Report::default(),
+    );
     for z in &config.zones {
         let Some(settled) = read.settle(&z.name) else {
             continue;

@@ -77,8 +77,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let entry = Entry {
         path: PathBuf::from("drop/fuzz"),
+        name: "fuzz".into(),
         modified: SystemTime::now(),
         fragment: parsed.clone().map_err(ReadRefusal::Syntax),
+        version: None,
     };
     let dir = &config.drops[0];
     let Ok(c) = whitelist::judge(config, dir, &entry, &w.aliases, SystemTime::now()) else {

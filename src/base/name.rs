@@ -33,6 +33,24 @@ pub enum NameError {
     NotZoneText(String),
 }
 
+impl NameError {
+    /// The rule broken, without the name (for text that may be anything).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            NameError::Empty(_) => "it is empty",
+            NameError::EmptyLabel(_) => "it has an empty label",
+            NameError::LongLabel(_) => "a label is longer than 63 bytes",
+            NameError::TooLong(_) => "it is longer than 253 bytes",
+            NameError::BadChar { .. } => {
+                "it holds a character other than letters, digits, `-` and `_`"
+            }
+            NameError::NotZoneText(_) => {
+                "a label starts with `-`, holds `_` after its first character, or is bad punycode"
+            }
+        }
+    }
+}
+
 /// Parse `s` (with or without the trailing dot, any case) into a lowercase
 /// absolute name such as `_acme-challenge.example.test.`.
 ///
@@ -109,24 +127,52 @@ pub fn parent(name: &str) -> &str {
     }
 }
 
-/// A name for messages: control characters and non-ASCII are escaped so one
-/// hostile argument cannot break a log line in two.
+/// A name for messages: control characters, and the invisible ones that
+/// reorder or hide text (U+202E and the like), escaped (`\n`, `\u{202e}`) so
+/// one hostile argument or file name cannot break a log line in two or
+/// forge one.
 pub fn printable(s: &str) -> String {
     s.chars().map(printable_char).collect()
 }
 
-/// One character for a message: control characters escaped (`\n`), others as they are.
+/// One character for a message: control and other unprintable characters
+/// escaped (`\n`, `\u{1b}`), others as they are.
 pub fn printable_char(c: char) -> String {
-    if c.is_control() {
-        c.escape_debug().to_string()
-    } else {
-        c.to_string()
+    match c {
+        // escape_debug would add a backslash to these; they are printable.
+        '\\' | '"' | '\'' => c.to_string(),
+        _ => c.escape_debug().to_string(),
     }
+}
+
+/// A path or file name for messages and `list` output: [`printable`], with
+/// each byte that is not UTF-8 written `\xNN`. Every path zonedrop prints
+/// goes through here (a drop file's name is chosen by whoever wrote it).
+pub fn printable_path(p: impl AsRef<std::ffi::OsStr>) -> String {
+    let mut out = String::new();
+    for chunk in p.as_ref().as_encoded_bytes().utf8_chunks() {
+        out.push_str(&printable(chunk.valid()));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_escapes_what_could_forge_a_line() {
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(
+            printable("a\nb\u{1b}[31m\u{202e}é\\\""),
+            "a\\nb\\u{1b}[31m\\u{202e}é\\\""
+        );
+        let name = std::ffi::OsStr::from_bytes(b"x\xff\n");
+        assert_eq!(printable_path(name), "x\\xff\\n");
+    }
 
     #[test]
     fn normalises_case_and_dot() {

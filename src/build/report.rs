@@ -2,6 +2,7 @@
 //! it refused, its errors and warnings; and how it is shown, on a terminal
 //! or in the log ([`Report::show`]).
 
+use crate::build::refusals::Cap;
 use crate::build::whitelist::Refusal;
 use std::path::PathBuf;
 
@@ -38,6 +39,16 @@ pub struct Txt {
     pub value: String,
 }
 
+/// One rendered record: owner (absolute, lowercase), TTL, type, and its
+/// data as zone-file text (a TXT value quoted).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct RecordLine {
+    pub owner: String,
+    pub ttl: u32,
+    pub rtype: String,
+    pub rdata: String,
+}
+
 impl std::fmt::Display for Published {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let zone = self.zone.trim_end_matches('.');
@@ -60,6 +71,9 @@ pub struct Report {
     pub skipped: bool,
     pub published: Vec<Published>,
     pub refusals: Vec<Refusal>,
+    /// For each of `refusals`, whether it was not reported before
+    /// ([`crate::build::refusals::Memory`]); empty (a check): all are new.
+    pub fresh: Vec<bool>,
     /// One line each: zones that failed, on_change commands that failed.
     pub errors: Vec<String>,
     /// Informational lines (expired certificates and the like).
@@ -74,14 +88,26 @@ impl Report {
     pub fn failed(&self) -> bool {
         !self.errors.is_empty()
     }
+
+    /// Whether the `i`th refusal was not reported before.
+    pub fn is_fresh(&self, i: usize) -> bool {
+        self.fresh.get(i).copied().unwrap_or(true)
+    }
+
+    /// How many refusals were not reported before (what `--strict` fails on).
+    pub fn new_refusals(&self) -> usize {
+        (0..self.refusals.len())
+            .filter(|&i| self.is_fresh(i))
+            .count()
+    }
 }
 
 /// Where a report is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shown {
-    /// On the terminal of `build` (`quiet`: errors only) or `check`
-    /// (`check`: every refusal, even when quiet): the published zones on
-    /// stdout, the rest on stderr.
+    /// On the terminal of `build` (`quiet`: errors, alerts and new
+    /// refusals only) or `check` (`check`: every refusal, uncapped): the
+    /// published zones on stdout, the rest on stderr.
     Terminal { quiet: bool, check: bool },
     /// In the log of `watch` and `run`, one line each at its level.
     Log,
@@ -99,14 +125,23 @@ enum Line {
 
 impl Report {
     /// Show the report: refusals, warnings, errors, then the published
-    /// zones, one line each. A skipped build shows nothing.
-    pub fn show(&self, to: Shown) {
+    /// zones, one line each. Refusals: a check shows them all; a build or
+    /// the log only those not reported before (even when quiet), as many
+    /// as `cap` lets through, then a line with the counts of the rest (at
+    /// the end of a build, or once the cap's interval has passed). A
+    /// skipped build shows nothing else.
+    pub fn show(&self, to: Shown, cap: &mut Cap) {
+        let check = matches!(to, Shown::Terminal { check: true, .. });
+        if to == Shown::Log {
+            if let Some(summary) = cap.summary() {
+                log::warn!("{summary}");
+            }
+        }
         if self.skipped {
             return;
         }
         let wanted = |line| match (to, line) {
-            (Shown::Log, _) | (_, Line::Error | Line::Alert) => true,
-            (Shown::Terminal { quiet, check }, Line::Refusal) => !quiet || check,
+            (Shown::Log, _) | (_, Line::Error | Line::Alert | Line::Refusal) => true,
             (Shown::Terminal { quiet, .. }, _) => !quiet,
         };
         let show = |line, text: &dyn std::fmt::Display| {
@@ -125,8 +160,15 @@ impl Report {
                 }
             }
         };
-        for r in &self.refusals {
-            show(Line::Refusal, r);
+        for (i, r) in self.refusals.iter().enumerate() {
+            if check || (self.is_fresh(i) && cap.admit(r)) {
+                show(Line::Refusal, r);
+            }
+        }
+        if !check && to != Shown::Log {
+            if let Some(summary) = cap.summary() {
+                show(Line::Refusal, &summary);
+            }
         }
         for w in &self.warnings {
             show(Line::Warning, w);

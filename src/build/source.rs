@@ -25,7 +25,7 @@ use thiserror::Error;
 const MAX_INCLUDE_DEPTH: usize = 8;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("{}{}: {message}", file.display(), at_line(*line))]
+#[error("{}{}: {message}", crate::base::name::printable_path(file), at_line(*line))]
 pub struct SourceError {
     pub file: PathBuf,
     pub line: usize,
@@ -274,7 +274,7 @@ impl<'r> Expander<'r> {
                         }
                         let path = self.include_path(&file, target).map_err(|m| err(raw.line, m))?;
                         let inner_text = std::fs::read_to_string(&path)
-                            .map_err(|e| err(raw.line, format!("$INCLUDE {}: cannot read: {e}", path.display())))?;
+                            .map_err(|e| err(raw.line, format!("$INCLUDE {}: cannot read: {e}", crate::base::name::printable_path(&path))))?;
                         let inner_scope = Scope {
                             origin: match arg(2) {
                                 Some(o) => absolute(o, &scope.origin).into(),
@@ -338,7 +338,7 @@ impl<'r> Expander<'r> {
         if !self.roots.iter().any(|r| real.starts_with(r)) {
             return Err(format!(
                 "$INCLUDE {target}: {} lies outside the zone source folders",
-                real.display()
+                crate::base::name::printable_path(&real)
             ));
         }
         if !real.is_file() {

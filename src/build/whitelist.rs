@@ -17,13 +17,14 @@
 )]
 
 use crate::base::config::{Config, DropDir};
-use crate::base::rules::{check_label, check_value, drop_allows};
+use crate::base::name::printable_path;
+use crate::base::rules::{account_allows, check_label, check_value_at, drop_allows};
 use crate::build::zone::alias::Aliases;
-use crate::hook::drop::{self, Entry};
+use crate::hook::drop::{DropError, DropHandle, Entry, Version};
 use crate::hook::fragment::Fragment;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 /// A challenge record the builder may publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,11 @@ pub struct Challenge {
     pub value: String,
     /// The drop file it came from.
     pub file: PathBuf,
+    /// Its mtime as read (the newest win under `max_values_per_name`; it
+    /// expires `max_age` after).
+    pub modified: SystemTime,
+    /// The version read, for the refusal memory.
+    pub version: Option<Version>,
 }
 
 /// A drop file, or a record in it, that was not accepted.
@@ -44,29 +50,43 @@ pub struct Challenge {
 pub struct Refusal {
     pub file: PathBuf,
     pub reason: String,
+    /// The version of the file as the drop reader read it, when it did
+    /// (the refusal memory's key); `None`: look at the path.
+    pub version: Option<Version>,
 }
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: refused: {}", self.file.display(), self.reason)
+        write!(
+            f,
+            "{}: refused: {}",
+            printable_path(&self.file),
+            self.reason
+        )
     }
 }
 
 /// Every drop directory read, checked and sorted into accepted challenges and
 /// refusals.
+#[derive(Default)]
 pub struct Sorted {
     pub challenges: Vec<Challenge>,
     pub refusals: Vec<Refusal>,
+    /// Drop directories that could not be opened or listed, and why: an
+    /// error for the zones they feed, which keep their last good output.
+    pub unreadable: Vec<(DropDir, DropError)>,
+    /// Drop directories that do not exist (yet): they hold no challenges.
+    pub missing: Vec<PathBuf>,
+    /// The earliest time a fragment refused as dated in the future comes
+    /// within `policy.max_future`: the build's result is stale then.
+    pub future_until: Option<SystemTime>,
 }
 
 /// Read all drop directories of `config` and apply the whitelist, with the
 /// challenge aliases of the zone sources; `now` is injectable for tests; with
 /// `prune`, expired fragments are removed where the builder may write.
 pub fn sort_drops_with(config: &Config, aliases: &Aliases, now: SystemTime, prune: bool) -> Sorted {
-    let mut out = Sorted {
-        challenges: Vec::new(),
-        refusals: Vec::new(),
-    };
+    let mut out = Sorted::default();
     for dir in &config.drops {
         sort_dir(config, dir, aliases, now, prune, &mut out);
     }
@@ -83,36 +103,36 @@ fn sort_dir(
     out: &mut Sorted,
 ) {
     let policy = &config.policy;
-    let refuse = |out: &mut Sorted, file: &Path, reason: String| {
+    let refuse = |out: &mut Sorted, entry: Option<&Entry>, reason: String| {
         out.refusals.push(Refusal {
-            file: file.to_path_buf(),
+            file: entry.map_or_else(|| dir.path.clone(), |e| e.path.clone()),
             reason,
+            version: entry.and_then(|e| e.version),
         })
     };
-    let names = match drop::list_names(&dir.path) {
-        Ok(n) => n,
-        // A drop directory that does not exist (yet) holds no challenges.
-        Err(drop::DropError::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::NotFound =>
-        {
-            return
+    // Opened once: every read and removal below is relative to the handle.
+    let listed = DropHandle::open(&dir.path)
+        .and_then(|h| h.read_all(policy.max_fragment_bytes).map(|e| (h, e)));
+    let (handle, mut entries) = match listed {
+        Ok(listed) => listed,
+        // A drop directory that does not exist (yet) holds no challenges:
+        // hooks may not have run.
+        Err(DropError::Missing(path)) => {
+            out.missing.push(path);
+            return;
         }
         Err(e) => {
-            refuse(out, &dir.path, e.to_string());
+            out.unreadable.push((dir.clone(), e));
             return;
         }
     };
-    let mut entries: Vec<Entry> = names
-        .into_iter()
-        .filter_map(|n| drop::read_entry(&dir.path.join(n), policy.max_fragment_bytes).ok())
-        .collect();
     if entries.len() > policy.max_files {
         // Keep the newest: a live client's fragment is always recent.
         entries.sort_by_key(|e| std::cmp::Reverse(e.modified));
         let over = entries.split_off(policy.max_files);
         refuse(
             out,
-            &dir.path,
+            None,
             format!(
                 "{} files over the limit of {} (policy.max_files) were ignored, oldest first",
                 over.len(),
@@ -121,21 +141,71 @@ fn sort_dir(
         );
     }
     for entry in entries {
-        let remove = |path: &Path| {
-            // Best effort: on a read-only mount it stays, and stays ignored.
-            if prune {
-                let _ = std::fs::remove_file(path);
-            }
-        };
         match judge(config, dir, &entry, aliases, now) {
             Ok(c) => out.challenges.push(c),
-            Err(Verdict::Expired(reason)) => {
-                remove(&entry.path);
-                refuse(out, &entry.path, reason);
+            Err(Verdict::Expired(mut reason)) => {
+                // On a read-only mount it stays, and stays ignored: the
+                // refusal says so (once per file version, see build::refusals).
+                let failed = prune
+                    .then(|| handle.remove_entry(&entry).err())
+                    .flatten()
+                    .filter(|e| e.kind() != std::io::ErrorKind::NotFound);
+                if let Some(e) = failed {
+                    reason.push_str(&format!(
+                        "; the builder cannot remove it ({e}): run `zonedrop prune` on the side that writes the drop directory"
+                    ));
+                }
+                refuse(out, Some(&entry), reason);
             }
-            Err(Verdict::Refused(reason)) => refuse(out, &entry.path, reason),
+            Err(Verdict::Refused(reason)) => refuse(out, Some(&entry), reason),
+            Err(Verdict::Future(reason, at)) => {
+                out.future_until = Some(out.future_until.map_or(at, |t| t.min(at)));
+                refuse(out, Some(&entry), reason);
+            }
         }
     }
+}
+
+/// The zones a drop directory may carry challenges into: every zone when
+/// it has no `names`; else the zones of its names (and below a wildcard),
+/// and the zones its challenge aliases lead into. When it cannot be read,
+/// these are the zones that may not publish without it.
+pub fn fed_zones(config: &Config, dir: &DropDir, aliases: &Aliases) -> Vec<String> {
+    let Some(names) = &dir.names else {
+        return config.zones.iter().map(|z| z.name.clone()).collect();
+    };
+    let mut fed: Vec<String> = Vec::new();
+    let mut feed = |zone: Option<&str>| {
+        if let Some(z) = zone {
+            if !fed.iter().any(|f| f == z) {
+                fed.push(z.to_string());
+            }
+        }
+    };
+    for pattern in names {
+        let base = pattern.strip_prefix("*.").unwrap_or(pattern);
+        feed(config.zone_of(base).map(|z| z.name.as_str()));
+        if pattern.starts_with("*.") {
+            for z in config
+                .zones
+                .iter()
+                .filter(|z| crate::base::name::in_zone(&z.name, base))
+            {
+                feed(Some(&z.name));
+            }
+        }
+    }
+    for (owner, _) in aliases.iter() {
+        if drop_allows(Some(names), owner) {
+            let target = aliases.follow(owner).ok();
+            feed(
+                target
+                    .and_then(|t| config.zone_of(&t))
+                    .map(|z| z.name.as_str()),
+            );
+        }
+    }
+    fed
 }
 
 /// Why [`judge`] did not accept an entry.
@@ -144,12 +214,15 @@ pub enum Verdict {
     /// Older than `policy.max_age`: ignored, and removed where possible.
     Expired(String),
     Refused(String),
+    /// Dated more than `policy.max_future` ahead: refused until the given
+    /// time, when it comes within it.
+    Future(String, SystemTime),
 }
 
 impl Verdict {
     pub fn reason(&self) -> &str {
         match self {
-            Verdict::Expired(r) | Verdict::Refused(r) => r,
+            Verdict::Expired(r) | Verdict::Refused(r) | Verdict::Future(r, _) => r,
         }
     }
 }
@@ -168,6 +241,18 @@ pub fn judge(
         .fragment
         .as_ref()
         .map_err(|why| Verdict::Refused(why.to_string()))?;
+    if let Ok(ahead) = entry.modified.duration_since(now) {
+        if ahead > policy.max_future {
+            return Err(Verdict::Future(
+                format!(
+                    "dated {} in the future, more than policy.max_future ({}): a writer's clock is wrong, or the file tries to outlive policy.max_age",
+                    humantime::format_duration(Duration::from_secs(ahead.as_secs())),
+                    humantime::format_duration(policy.max_future)
+                ),
+                entry.modified - policy.max_future,
+            ));
+        }
+    }
     let age = now.duration_since(entry.modified).unwrap_or_default();
     if age > policy.max_age {
         return Err(Verdict::Expired(format!(
@@ -185,6 +270,8 @@ pub fn judge(
             .clamp(policy.ttl_min, policy.ttl_max),
         value: fragment.value.clone(),
         file: entry.path.clone(),
+        modified: entry.modified,
+        version: entry.version,
     })
 }
 
@@ -196,7 +283,7 @@ fn accept(
     aliases: &Aliases,
 ) -> Result<(String, String), String> {
     check_label(&f.owner, &config.policy)?;
-    check_value(&f.value, &config.policy)?;
+    check_value_at(&f.owner, &f.value, &config.policy)?;
     if config.zone_of(&f.owner).is_none() {
         return Err(format!(
             "the owner `{}` lies in no configured zone",
@@ -206,6 +293,12 @@ fn accept(
     if !drop_allows(dir.names.as_deref(), &f.owner) {
         return Err(format!(
             "the owner `{}` is outside the names this drop directory may carry",
+            f.owner
+        ));
+    }
+    if !account_allows(dir.accounts.as_deref(), &f.owner) {
+        return Err(format!(
+            "the owner `{}` carries the label of an ACME account this drop directory may not carry ([[drop]] accounts)",
             f.owner
         ));
     }
@@ -231,7 +324,7 @@ fn limit_per_owner(out: &mut Sorted, max: usize) {
     }
     for (_, mut list) in by_owner {
         if list.len() > max {
-            list.sort_by_key(|c| std::cmp::Reverse(modified(&c.file)));
+            list.sort_by_key(|c| std::cmp::Reverse(c.modified));
             for c in list.split_off(max) {
                 out.refusals.push(Refusal {
                     reason: format!(
@@ -239,6 +332,7 @@ fn limit_per_owner(out: &mut Sorted, max: usize) {
                         c.owner
                     ),
                     file: c.file,
+                    version: c.version,
                 });
             }
         }
@@ -246,10 +340,4 @@ fn limit_per_owner(out: &mut Sorted, max: usize) {
     }
     out.challenges
         .sort_by(|a, b| (&a.owner, &a.value).cmp(&(&b.owner, &b.value)));
-}
-
-fn modified(p: &Path) -> SystemTime {
-    std::fs::symlink_metadata(p)
-        .and_then(|m| m.modified())
-        .unwrap_or(SystemTime::UNIX_EPOCH)
 }

@@ -115,7 +115,7 @@ pub(super) fn inputs(config: &Config) -> (Vec<Input>, Vec<Unlisted>) {
         let describe = |path: &Path, role: &str| {
             format!(
                 "tlsa {role} {} {} {} {} {}",
-                path.display(),
+                crate::base::name::printable_path(path),
                 t.names.join(","),
                 t.ports
                     .iter()
@@ -149,14 +149,21 @@ pub(super) fn inputs(config: &Config) -> (Vec<Input>, Vec<Unlisted>) {
         let hold = s.hold.unwrap_or_else(|| default_hold(s.ttl));
         let hash = format!("{:?}", s.hash).to_lowercase();
         for path in &s.keys {
-            let entry = format!("sshfp {} {hash} {}", s.name, path.display());
+            let entry = format!(
+                "sshfp {} {hash} {}",
+                s.name,
+                crate::base::name::printable_path(path)
+            );
             let files = match std::fs::metadata(path) {
                 Ok(m) if m.is_dir() => match folder_files(path) {
                     Ok(files) => files,
                     Err(e) => {
                         unlisted.push(Unlisted {
                             entry,
-                            error: format!("{}: cannot list the key folder: {e}", path.display()),
+                            error: format!(
+                                "{}: cannot list the key folder: {e}",
+                                crate::base::name::printable_path(path)
+                            ),
                         });
                         continue;
                     }
@@ -165,14 +172,21 @@ pub(super) fn inputs(config: &Config) -> (Vec<Input>, Vec<Unlisted>) {
                 Err(e) => {
                     unlisted.push(Unlisted {
                         entry,
-                        error: format!("{}: cannot read: {e}", path.display()),
+                        error: format!(
+                            "{}: cannot read: {e}",
+                            crate::base::name::printable_path(path)
+                        ),
                     });
                     continue;
                 }
             };
             for file in files {
                 out.push(Input {
-                    key: format!("sshfp {} {hash} {}", s.name, file.display()),
+                    key: format!(
+                        "sshfp {} {hash} {}",
+                        s.name,
+                        crate::base::name::printable_path(&file)
+                    ),
                     entry: entry.clone(),
                     path: file,
                     kind: Kind::Sshfp(s.hash),

@@ -21,19 +21,19 @@ use thiserror::Error;
 /// Why a file gives no SSHFP record. Every message names the file (and line).
 #[derive(Debug, Error)]
 pub enum SshfpError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{}: cannot read: {source}", crate::base::name::printable_path(.path))]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: line {line}: {message}")]
+    #[error("{}: line {line}: {message}", crate::base::name::printable_path(.path))]
     Line {
         path: PathBuf,
         line: usize,
         message: String,
     },
     #[error(
-        "{path}: no SSH public key in it (expected `TYPE BASE64 [COMMENT]` or known_hosts lines)"
+        "{}: no SSH public key in it (expected `TYPE BASE64 [COMMENT]` or known_hosts lines)", crate::base::name::printable_path(.path)
     )]
     NoKeys { path: PathBuf },
 }

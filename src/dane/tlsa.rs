@@ -23,30 +23,30 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 /// Why a file gives no TLSA record. Every message names the file.
 #[derive(Debug, Error)]
 pub enum DaneError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{}: cannot read: {source}", crate::base::name::printable_path(.path))]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: empty file (still being written?)")]
+    #[error("{}: empty file (still being written?)", crate::base::name::printable_path(.path))]
     Empty { path: PathBuf },
-    #[error("{path}: truncated PEM block `{label}` (half-written file?)")]
+    #[error("{}: truncated PEM block `{label}` (half-written file?)", crate::base::name::printable_path(.path))]
     HalfWritten { path: PathBuf, label: String },
-    #[error("{path}: broken PEM block ({why})")]
+    #[error("{}: broken PEM block ({why})", crate::base::name::printable_path(.path))]
     BadPem { path: PathBuf, why: String },
-    #[error("{path}: PEM block `{label}` does not hold valid DER ({why})")]
+    #[error("{}: PEM block `{label}` does not hold valid DER ({why})", crate::base::name::printable_path(.path))]
     BadDer {
         path: PathBuf,
         label: String,
         why: String,
     },
-    #[error("{path}: `RSA PUBLIC KEY` (PKCS #1) is not a SubjectPublicKeyInfo: convert it with `openssl rsa -RSAPublicKey_in -pubout`")]
+    #[error("{}: `RSA PUBLIC KEY` (PKCS #1) is not a SubjectPublicKeyInfo: convert it with `openssl rsa -RSAPublicKey_in -pubout`", crate::base::name::printable_path(.path))]
     Pkcs1 { path: PathBuf },
-    #[error("{path}: not a certificate, CSR or public key")]
+    #[error("{}: not a certificate, CSR or public key", crate::base::name::printable_path(.path))]
     NotKeyMaterial { path: PathBuf },
-    #[error("{path}: selector 0 (full certificate) needs a certificate, and this file holds {what}: use selector 1")]
+    #[error("{}: selector 0 (full certificate) needs a certificate, and this file holds {what}: use selector 1", crate::base::name::printable_path(.path))]
     NeedsCertificate { path: PathBuf, what: &'static str },
-    #[error("{path}: usage {usage} needs an issuer (CA) certificate, and the file holds only the server's: give the full chain (e.g. fullchain.pem) or the CA certificate")]
+    #[error("{}: usage {usage} needs an issuer (CA) certificate, and the file holds only the server's: give the full chain (e.g. fullchain.pem) or the CA certificate", crate::base::name::printable_path(.path))]
     NoIssuer { path: PathBuf, usage: u8 },
 }
 
@@ -297,7 +297,7 @@ pub fn expired(material: &Material, usage: u8, path: &Path, now: SystemTime) -> 
         .map(|c| {
             format!(
                 "{}: certificate expired {}; its TLSA record is published anyway: renew it",
-                path.display(),
+                crate::base::name::printable_path(path),
                 humantime::format_rfc3339_seconds(c.not_after)
             )
         })

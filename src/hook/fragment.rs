@@ -15,8 +15,9 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+use crate::base::config::PERSIST_LABEL;
 use crate::base::name::{self, NameError};
-use crate::base::rules::{check_chars, ValueError};
+use crate::base::rules::{check_chars, check_persist_chars, ValueError};
 use thiserror::Error;
 
 /// A TXT challenge record as read from, or written to, a drop directory.
@@ -30,7 +31,11 @@ pub struct Fragment {
     pub value: String,
 }
 
-/// Why a fragment's text is refused.
+/// Why a fragment's text is refused. The messages name the rule broken,
+/// never the text: a drop file that fails here may be anything (a hard link
+/// to a secret, a file meant to be mailed out by cron), so none of its
+/// bytes may reach a log line. Only a token from a fixed list (a record
+/// type zonedrop knows, a character the grammar forbids) is named.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum FragmentError {
     #[error("it is empty")]
@@ -45,16 +50,16 @@ pub enum FragmentError {
     Directive,
     #[error("it holds `{}`, which a challenge record never needs", name::printable_char(*.0))]
     Forbidden(char),
-    #[error("the owner `{0}` is relative: it must end with a dot")]
-    RelativeOwner(String),
-    #[error("the owner is not a plain domain name: {0}")]
+    #[error("the owner is relative: it must end with a dot")]
+    RelativeOwner,
+    #[error("the owner is not a plain domain name: {}", .0.rule())]
     Owner(NameError),
-    #[error("the record type is `{0}`, only TXT is accepted")]
-    NotTxt(String),
-    #[error("the class is `{0}`, only IN is accepted")]
-    NotIn(String),
-    #[error("the TTL `{0}` is not a number from 0 to 2147483647")]
-    BadTtl(String),
+    #[error("the record type is {}, only TXT is accepted", .0.map_or("not TXT".to_string(), |t| format!("`{t}`")))]
+    NotTxt(Option<&'static str>),
+    #[error("the class is not IN, only IN is accepted")]
+    NotIn,
+    #[error("the TTL is not a number from 0 to 2147483647")]
+    BadTtl,
     #[error("the record has no type")]
     NoType,
     #[error("the record has no value")]
@@ -63,7 +68,7 @@ pub enum FragmentError {
     ManyStrings,
     #[error("the value has an unbalanced quote")]
     Quote,
-    #[error("the value {0}")]
+    #[error("the value {}", .0.rule())]
     Value(ValueError),
 }
 
@@ -103,10 +108,19 @@ impl Fragment {
         if line.starts_with('$') {
             return Err(FragmentError::Directive);
         }
-        if let Some(c) = line
-            .chars()
-            .find(|c| matches!(c, '(' | ')' | ';' | '\\' | '@'))
-        {
+        // A dns-persist-01 record's value holds `; ` (its parameters): at
+        // `_validation-persist` owners, within the quotes only. Whether such
+        // a record is taken at all is the whitelist's business.
+        let persist = line
+            .get(..PERSIST_LABEL.len() + 1)
+            .is_some_and(|l| l.eq_ignore_ascii_case(&format!("{PERSIST_LABEL}.")));
+        let quoted = match (line.find('"'), line.rfind('"')) {
+            (Some(a), Some(b)) if persist && a < b => a..b,
+            _ => 0..0,
+        };
+        if let Some((_, c)) = line.char_indices().find(|(i, c)| {
+            matches!(c, '(' | ')' | ';' | '\\' | '@') && !(*c == ';' && quoted.contains(i))
+        }) {
             return Err(FragmentError::Forbidden(c));
         }
 
@@ -116,7 +130,7 @@ impl Fragment {
         let mut tokens = head.split([' ', '\t']).filter(|t| !t.is_empty());
         let owner = tokens.next().ok_or(FragmentError::NoType)?;
         if !owner.ends_with('.') {
-            return Err(FragmentError::RelativeOwner(name::printable(owner)));
+            return Err(FragmentError::RelativeOwner);
         }
         let owner = name::parse_fqdn(owner).map_err(FragmentError::Owner)?;
         let mut ttl = None;
@@ -134,18 +148,18 @@ impl Fragment {
             } else if token.eq_ignore_ascii_case("TXT") {
                 rtype = Some(());
             } else if is_class(token) && class.is_none() {
-                return Err(FragmentError::NotIn(name::printable(token)));
+                return Err(FragmentError::NotIn);
             } else if token.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
-                return Err(FragmentError::BadTtl(name::printable(token)));
+                return Err(FragmentError::BadTtl);
             } else {
-                return Err(FragmentError::NotTxt(name::printable(token)));
+                return Err(FragmentError::NotTxt(known_type(token)));
             }
         }
         if rtype.is_none() {
             // `owner TXT` with no value ends up with the type as the "value".
             return match value {
                 Some(v) if v.eq_ignore_ascii_case("TXT") => Err(FragmentError::NoValue),
-                Some(v) if !v.starts_with('"') => Err(FragmentError::NotTxt(name::printable(v))),
+                Some(v) if !v.starts_with('"') => Err(FragmentError::NotTxt(known_type(v))),
                 _ => Err(FragmentError::NoType),
             };
         }
@@ -154,7 +168,11 @@ impl Fragment {
             Some(inner) => inner.strip_suffix('"').ok_or(FragmentError::Quote)?,
             None => value,
         };
-        check_chars(value).map_err(FragmentError::Value)?;
+        if persist {
+            check_persist_chars(value).map_err(FragmentError::Value)?;
+        } else {
+            check_chars(value).map_err(FragmentError::Value)?;
+        }
         Ok(Fragment {
             owner,
             ttl,
@@ -188,8 +206,21 @@ fn parse_ttl(token: &str) -> Result<u32, FragmentError> {
     // RFC 2181 §8: a TTL is an unsigned 31-bit number.
     match token.parse::<u32>() {
         Ok(t) if t <= i32::MAX as u32 => Ok(t),
-        _ => Err(FragmentError::BadTtl(name::printable(token))),
+        _ => Err(FragmentError::BadTtl),
     }
+}
+
+/// `token` as one of the record types a refusal may name (it comes from a
+/// fixed list, not from the file); `None` for anything else.
+fn known_type(token: &str) -> Option<&'static str> {
+    const TYPES: &[&str] = &[
+        "A", "AAAA", "CAA", "CNAME", "DNAME", "DNSKEY", "DS", "HTTPS", "MX", "NS", "PTR", "SOA",
+        "SPF", "SRV", "SSHFP", "SVCB", "TLSA",
+    ];
+    TYPES
+        .iter()
+        .copied()
+        .find(|t| t.eq_ignore_ascii_case(token))
 }
 
 fn is_class(token: &str) -> bool {
@@ -243,15 +274,16 @@ mod tests {
         assert_eq!(err("$ORIGIN example.test."), FragmentError::Directive);
         assert!(matches!(
             err("_a.b. 60 IN A 192.0.2.1"),
-            FragmentError::NotTxt(_)
+            FragmentError::NotTxt(Some("A"))
         ));
-        assert!(matches!(
-            err("_a.b. 60 CH TXT \"x\""),
-            FragmentError::NotIn(_)
-        ));
+        assert_eq!(
+            err("_a.b. 60 IN root:SECRET \"x\""),
+            FragmentError::NotTxt(None)
+        );
+        assert!(matches!(err("_a.b. 60 CH TXT \"x\""), FragmentError::NotIn));
         assert!(matches!(
             err("_a.b 60 IN TXT \"x\""),
-            FragmentError::RelativeOwner(_)
+            FragmentError::RelativeOwner
         ));
         assert_eq!(
             err("_a.b. 60 IN TXT ( \"x\" )"),
@@ -282,7 +314,7 @@ mod tests {
         assert_eq!(err("_a.b. 60 IN TXT \"x\u{7}\""), FragmentError::Control);
         assert!(matches!(
             err("_a.b. 99999999999 IN TXT x"),
-            FragmentError::BadTtl(_)
+            FragmentError::BadTtl
         ));
         assert_eq!(
             err("_a.b. 60 IN TXT \"\""),

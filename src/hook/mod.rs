@@ -15,6 +15,7 @@
 
 pub mod drop;
 pub mod fragment;
+pub mod prune;
 
 use crate::base::config::Policy;
 use crate::base::name::{self, NameError};
@@ -261,7 +262,7 @@ pub struct Checked {
 pub fn check(change: &Change, policy: &Policy) -> Result<Checked, HookError> {
     let owner = name::parse_fqdn(&change.owner)?;
     rules::check_label(&owner, policy).map_err(HookError::Refused)?;
-    rules::check_value(&change.value, policy).map_err(HookError::Refused)?;
+    rules::check_value_at(&owner, &change.value, policy).map_err(HookError::Refused)?;
     if let Some(ttl) = change.ttl {
         if ttl > i32::MAX as u32 {
             return Err(HookError::Refused(format!(
@@ -312,6 +313,10 @@ pub fn apply(
             }
         }
     }
+    // The writable side keeps its directory clean as it goes (a builder
+    // behind a read-only mount cannot): best effort, `zonedrop prune`
+    // says what it could not remove.
+    let _ = prune::prune(dir, policy.max_age, std::time::SystemTime::now());
     Ok(checked)
 }
 

@@ -19,5 +19,6 @@ pub mod serve;
 mod tally;
 mod tcp;
 mod udp;
+pub mod update;
 pub mod wait;
 pub mod watch;

@@ -20,6 +20,7 @@
 
 use crate::base::config::Config;
 use crate::build::inputs::{inputs, Kind};
+use crate::build::refusals::{Cap, Memory};
 use crate::build::report::Shown;
 use crate::build::{self, Report};
 use crate::live::pace::{Pace, Wake};
@@ -201,6 +202,10 @@ impl Watched {
     }
 }
 
+/// Bytes of checked sources `watch` and `run` keep in memory
+/// ([`crate::build::zone::cache`]): a million-record zone takes about 50 MB.
+const MEMORY_FOR_SOURCES: usize = 256 << 20;
+
 /// Watch and build until the event channel closes (never, in practice).
 /// `on_build` sees every build's report (it logs and swaps in zones). At
 /// SIGHUP the config file is read again: a good one is used from the next
@@ -213,6 +218,8 @@ pub fn run(
     mut on_reload: impl FnMut(&Config),
 ) -> Result<(), WatchError> {
     let mut config = config.clone();
+    // Builds after this one keep zones' checked sources in memory too.
+    crate::build::zone::cache::keep_in_memory(MEMORY_FOR_SOURCES);
     let (tx, rx) = mpsc::channel::<Wake>();
     // Registered before the first build: from here on SIGHUP no longer
     // ends the process.
@@ -266,6 +273,7 @@ pub fn run(
         ))
     );
     let mut pace = Pace::new(config.build.max_rate);
+    let mut refusals = Refusals::new(&config);
     // `run`'s first build reads every zone even when nothing changed, so
     // that the responder learns what each served version holds and takes
     // the first challenge as a delta too.
@@ -273,6 +281,7 @@ pub fn run(
         &config,
         opts.serving.is_some(),
         opts.serving.clone(),
+        &mut refusals,
         &mut on_build,
     );
     loop {
@@ -294,20 +303,26 @@ pub fn run(
             }
         }
         watched.arm(&mut watcher);
-        let published = build_once(&config, force, opts.serving.clone(), &mut on_build);
+        let published = build_once(
+            &config,
+            force,
+            opts.serving.clone(),
+            &mut refusals,
+            &mut on_build,
+        );
         pace.built(published);
     }
 }
 
 /// The config file of `config` read again, or None (logged) when it does
 /// not load.
-fn read_again(config: &Config) -> Option<Config> {
+pub(crate) fn read_again(config: &Config) -> Option<Config> {
     let path = config.file.as_deref()?;
     match Config::load(path) {
         Ok(new) => {
             log::info!(
                 "{}: config read again (SIGHUP): {} zones",
-                path.display(),
+                crate::base::name::printable_path(path),
                 new.zones.len()
             );
             Some(new)
@@ -343,11 +358,28 @@ fn hangups(tx: mpsc::Sender<Wake>) -> Result<(), WatchError> {
     Ok(())
 }
 
+/// Which refusals this process reported, and the lines they may still
+/// take in the current interval ([`crate::build::refusals`]).
+struct Refusals {
+    memory: Memory,
+    cap: Cap,
+}
+
+impl Refusals {
+    fn new(config: &Config) -> Refusals {
+        Refusals {
+            memory: Memory::kept(),
+            cap: Cap::per_interval(config.build.refusal_lines, config.build.refusal_interval),
+        }
+    }
+}
+
 /// One build; whether it published anything.
 fn build_once(
     config: &Config,
     force: bool,
     serving: Option<std::sync::Arc<dyn crate::build::effects::Serving>>,
+    refusals: &mut Refusals,
     on_build: &mut impl FnMut(&Report),
 ) -> bool {
     let opts = build::Options {
@@ -355,9 +387,11 @@ fn build_once(
         serving,
         ..Default::default()
     };
-    match build::run(config, &opts, SystemTime::now()) {
+    let b = &config.build;
+    refusals.cap.set_limits(b.refusal_lines, b.refusal_interval);
+    match build::run(config, &opts, SystemTime::now(), &mut refusals.memory) {
         Ok(report) => {
-            report.show(Shown::Log);
+            report.show(Shown::Log, &mut refusals.cap);
             on_build(&report);
             !report.published.is_empty()
         }

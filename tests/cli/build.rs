@@ -129,7 +129,11 @@ fn published_zones_pass_named_knot_and_nsd_checkers() {
 
 #[test]
 fn hostile_drop_corpus_yields_only_whitelisted_records() {
-    let t = example_tree("[[drop]]\npath = \"flood\"\n[policy]\nmax_files = 1000\n");
+    // Every refusal on a line of its own (the default caps new refusals
+    // at 20 lines a build: tests/cli/refusals.rs).
+    let t = example_tree(
+        "[[drop]]\npath = \"flood\"\n[policy]\nmax_files = 1000\n[build]\nrefusal_lines = 100000\n",
+    );
     // Baseline: the zones with no drop at all.
     assert_eq!(t.run(&["build"]).code, 0);
     let base_test = records(&t.path("unsigned/example.test"), "example.test.");
@@ -156,18 +160,54 @@ fn hostile_drop_corpus_yields_only_whitelisted_records() {
         .set_len(100 << 20)
         .unwrap();
     hostile.extend(["symlink-to-secret", "fifo", "a-folder", "huge"].map(String::from));
+    // A hard link to the secret, a fragment dated in 2100 (it would
+    // outlive max_age), names that hold control characters or are not
+    // UTF-8 (shown escaped).
+    std::fs::hard_link(t.path("secret"), t.path("drop/hard-link")).unwrap();
+    let future = t.write(
+        "drop/future-mtime",
+        &format!(
+            "_acme-challenge.example.test. 60 IN TXT \"F{}\"\n",
+            &V3[1..]
+        ),
+    );
+    std::fs::File::options()
+        .write(true)
+        .open(&future)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(4_102_444_800))
+        .unwrap();
+    t.write("drop/ctl\nzonedrop: forged\u{1b}[31m", "junk\n");
+    std::fs::write(
+        t.path("drop")
+            .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"latin1-\xe9")),
+        "junk\n",
+    )
+    .unwrap();
+    hostile.extend(
+        [
+            "hard-link",
+            "future-mtime",
+            "ctl\\nzonedrop: forged\\u{1b}[31m",
+            "latin1-\\xe9",
+        ]
+        .map(String::from),
+    );
     // 10,000 junk files in a second drop, and a good fragment written last.
     t.mkdir("flood");
     for i in 0..10_000 {
         std::fs::write(t.path(&format!("flood/junk{i:05}")), "junk\n").unwrap();
     }
     std::thread::sleep(Duration::from_millis(20));
-    // The good ones, beside all that.
-    assert_eq!(
-        t.run(&["--drop", "drop", "add", "_acme-challenge.example.test", V1])
-            .code,
-        0
-    );
+    // The good ones, beside all that (one value begins with `-`).
+    let dash = format!("-{}", &V1[1..]);
+    for v in [V1, dash.as_str()] {
+        assert_eq!(
+            t.run(&["--drop", "drop", "add", "_acme-challenge.example.test", v])
+                .code,
+            0
+        );
+    }
     assert_eq!(
         t.run(&[
             "--drop",
@@ -218,6 +258,7 @@ fn hostile_drop_corpus_yields_only_whitelisted_records() {
     let added: BTreeSet<_> = test.difference(&base_test).cloned().collect();
     let expected: BTreeSet<_> = [
         txt("_acme-challenge.example.test.", V1),
+        txt("_acme-challenge.example.test.", &dash),
         txt("_acme-challenge.www.example.test.", V2),
     ]
     .into();
@@ -242,8 +283,9 @@ fn hostile_drop_corpus_yields_only_whitelisted_records() {
         stderr.contains("9001 files over the limit of 1000 (policy.max_files) were ignored"),
         "{stderr}"
     );
-    // Nothing of the secret was read.
-    assert!(!stderr.contains(V3));
+    // Nothing of the secret was read, no name printed raw.
+    assert!(!stderr.contains(&V3[1..]));
+    assert!(!stderr.contains('\u{1b}') && !stderr.contains("\nzonedrop: forged"));
 }
 
 #[test]

@@ -170,6 +170,36 @@ fn crontab_lines_run_in_crons_bare_environment() {
     assert_eq!(ex.mtime("example.test"), signed);
 }
 
+/// What the crontab's comment promises: a refused challenge is mailed
+/// once, when it is first seen (build --quiet prints a new refusal), and
+/// not at every minute after.
+#[test]
+fn a_refused_challenge_is_mailed_once() {
+    let ex = Example::new();
+    let cron = crontab();
+    let (minute, _) = cron.minute_and_daily();
+    silent(
+        "first minute",
+        &cron.command(&ex, &minute).output().unwrap(),
+    );
+    ex.t.write(
+        "drop/junk",
+        "_acme-challenge.example.test. 60 IN A 192.0.2.1\n",
+    );
+    let out = cron.command(&ex, &minute).output().unwrap();
+    let mailed = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{mailed}");
+    assert_eq!(mailed.lines().count(), 1, "{mailed}");
+    assert!(mailed.contains("drop/junk: refused: "), "{mailed}");
+    // The zones keep building and signing, and the junk is not mailed again.
+    ex.add("_acme-challenge.example.test", V1);
+    silent(
+        "minute after a challenge",
+        &cron.command(&ex, &minute).output().unwrap(),
+    );
+    assert!(ex.signed_text("example.test").contains(V1));
+}
+
 /// Kills a process group when dropped (a test that fails while it is paused).
 struct Group(i32);
 

@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const COMMANDS: [&str; 14] = [
-    "add", "del", "hook", "build", "check", "init", "list", "tlsa", "sshfp", "watch", "run",
-    "serve", "wait", "notify",
+const COMMANDS: [&str; 15] = [
+    "add", "del", "prune", "hook", "build", "check", "init", "list", "tlsa", "sshfp", "watch",
+    "run", "serve", "wait", "notify",
 ];
 
 /// The options and arguments of `zonedrop CMD -h`: (name, description).
@@ -53,7 +53,7 @@ fn each_command_shows_its_own_options_and_describes_every_argument() {
         let shows = |option: &str| entries.iter().any(|(n, _)| n.starts_with(option));
         let (config, drop, wait) = match cmd {
             "add" | "hook" => (true, true, true),
-            "del" | "list" => (true, true, false),
+            "del" | "list" | "prune" => (true, true, false),
             "init" | "tlsa" | "sshfp" => (false, false, false),
             _ => (true, false, false),
         };
@@ -87,6 +87,41 @@ fn each_command_shows_its_own_options_and_describes_every_argument() {
     assert!(r
         .stdout
         .starts_with("_443._tcp.www.example. 3600 IN TLSA 3 1 1 "));
+}
+
+/// Each command's help says what its exit statuses mean (issue 11 item
+/// 4), and what it says holds: a refusal alone is no failure of `build`,
+/// a new one is under `--strict`; `check --strict` fails on any.
+#[test]
+fn each_command_states_what_its_exit_statuses_mean() {
+    for cmd in COMMANDS {
+        let r = Tree::new().run(&[cmd, "--help"]);
+        let said = r
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("Exit status: "))
+            .unwrap_or_else(|| {
+                panic!("zonedrop {cmd} --help states no exit status:\n{}", r.stdout)
+            });
+        assert!(said.contains(" 2 "), "zonedrop {cmd}: {said}");
+    }
+    let top = Tree::new().run(&["--help"]).stdout;
+    assert!(top.contains("stated exactly in its --help"), "{top}");
+    assert!(!top.contains("a challenge was refused"), "{top}");
+    let build = Tree::new().run(&["build", "--help"]).stdout;
+    assert!(build.contains("a refused challenge alone is not a failure"));
+    assert!(build.contains("under --strict or [build] strict = true, a challenge was refused that no build had reported before"));
+
+    let t = Tree::one_zone("", "");
+    t.write("drop/junk", "junk\n");
+    assert_eq!(t.run(&["build"]).code, 0);
+    t.write("drop/junk2", "junk\n");
+    assert_eq!(t.run(&["build", "--strict"]).code, 1);
+    assert_eq!(t.run(&["build", "--strict", "--force"]).code, 0);
+    assert_eq!(t.run(&["check"]).code, 0);
+    assert_eq!(t.run(&["check", "--strict"]).code, 1);
+    assert_eq!(t.run(&["build", "--zone", "nowhere.test"]).code, 2);
+    assert_eq!(t.run(&["prune", "--drop", "nowhere"]).code, 1);
 }
 
 #[test]

@@ -15,14 +15,19 @@ use thiserror::Error;
 
 mod dane;
 mod de;
+mod overlap;
+mod persist;
 mod serve;
 #[cfg(test)]
 mod tests;
+mod update;
 
 pub use dane::*;
 pub use de::parse_duration;
 use de::*;
+pub use persist::*;
 pub use serve::*;
+pub use update::*;
 
 /// Where the config is looked for when neither `--config` nor
 /// `$ZONEDROP_CONFIG` names one, in order.
@@ -34,19 +39,19 @@ pub const SEARCH_PATH: [&str; 3] = [
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read the config: {source}")]
+    #[error("{}: cannot read the config: {source}", crate::base::name::printable_path(.path))]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: line {line}: {message}{context}")]
+    #[error("{}: line {line}: {message}{context}", crate::base::name::printable_path(.path))]
     Syntax {
         path: PathBuf,
         line: usize,
         message: String,
         context: String,
     },
-    #[error("{path}: {key}: {message}")]
+    #[error("{}: {key}: {message}", crate::base::name::printable_path(.path))]
     Invalid {
         path: PathBuf,
         key: String,
@@ -83,6 +88,10 @@ pub struct Config {
     pub sshfp: Vec<Sshfp>,
     #[serde(default)]
     pub dane: Dane,
+    #[serde(default, rename = "update_key")]
+    pub update_keys: Vec<UpdateKey>,
+    #[serde(default, rename = "persist")]
+    pub persists: Vec<Persist>,
 }
 
 /// Key rollover of the `[[tlsa]]` and `[[sshfp]]` records.
@@ -135,6 +144,9 @@ pub struct DropDir {
     /// Names this directory may carry challenges for; `None`: any managed name.
     #[serde(default, deserialize_with = "patterns")]
     pub names: Option<Vec<String>>,
+    /// The ACME accounts (URLs) whose dns-account-01 labels it may carry; `None`: any.
+    #[serde(default, deserialize_with = "accounts")]
+    pub accounts: Option<Vec<String>>,
 }
 
 /// What the value of an accepted challenge may look like.
@@ -158,10 +170,20 @@ pub struct Policy {
     pub ttl_max: u32,
     #[serde(deserialize_with = "duration")]
     pub max_age: Duration,
+    /// How far in the future a fragment's mtime may lie (clock skew
+    /// between a jail and the host): beyond it, refused, or a future date
+    /// would outlive `max_age` and win every `max_values_per_name` contest.
+    #[serde(deserialize_with = "duration")]
+    pub max_future: Duration,
     pub max_fragment_bytes: u64,
     pub max_values_per_name: usize,
     pub value: ValueShape,
     pub max_files: usize,
+    /// Accept dns-account-01 owners (`_<label>._acme-challenge.<domain>`).
+    pub dns_account: bool,
+    /// Accept dns-persist-01 records (`_validation-persist.<domain>`) from
+    /// the drop side; otherwise only `[[persist]]` publishes them.
+    pub persist_from_drop: bool,
 }
 
 impl Default for Policy {
@@ -172,10 +194,13 @@ impl Default for Policy {
             ttl_default: 60,
             ttl_max: 3600,
             max_age: Duration::from_secs(24 * 3600),
+            max_future: Duration::from_secs(5 * 60),
             max_fragment_bytes: 4096,
             max_values_per_name: 8,
             value: ValueShape::Acme,
             max_files: 1000,
+            dns_account: false,
+            persist_from_drop: false,
         }
     }
 }
@@ -226,6 +251,13 @@ pub struct Build {
     /// `watch`/`run`: at most this many publishing builds a second while
     /// the inputs keep changing (a lone change is built at once).
     pub max_rate: f64,
+    /// A refusal not reported before makes `build` exit 1 (as `--strict`).
+    pub strict: bool,
+    /// New refusals shown one by one per build (`build`) or per
+    /// `refusal_interval` (`watch`, `run`); the rest are summed up in a line.
+    pub refusal_lines: usize,
+    #[serde(deserialize_with = "duration")]
+    pub refusal_interval: Duration,
 }
 
 impl Default for Build {
@@ -235,6 +267,9 @@ impl Default for Build {
             notify: Vec::new(),
             lock_wait: Duration::from_secs(30),
             max_rate: 4.0,
+            strict: false,
+            refusal_lines: 20,
+            refusal_interval: Duration::from_secs(60),
         }
     }
 }
@@ -293,6 +328,11 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         config.resolve(base);
+        overlap::check(&config).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: "drop.path".into(),
+            message,
+        })?;
         config.file = Some(path.to_path_buf());
         Ok(config)
     }
@@ -407,11 +447,16 @@ impl Config {
         self.serve
             .validate()
             .map_err(|(key, message)| invalid(key, message))?;
+        update::validate(self).map_err(|(key, message)| invalid(key, message))?;
+        persist::validate(self).map_err(|(key, message)| invalid(key, message))?;
         for t in &self.tlsa {
             if t.ports.is_empty() {
                 return Err(invalid(
                     "tlsa.ports",
-                    format!("{}: at least one port is needed", t.cert.display()),
+                    format!(
+                        "{}: at least one port is needed",
+                        crate::base::name::printable_path(&t.cert)
+                    ),
                 ));
             }
         }
@@ -420,7 +465,14 @@ impl Config {
         let holds = self
             .tlsa
             .iter()
-            .map(|t| ("tlsa.hold", t.cert.display().to_string(), t.hold, t.ttl))
+            .map(|t| {
+                (
+                    "tlsa.hold",
+                    crate::base::name::printable_path(&t.cert).to_string(),
+                    t.hold,
+                    t.ttl,
+                )
+            })
             .chain(
                 self.sshfp
                     .iter()
@@ -452,6 +504,12 @@ impl Config {
         join(&mut self.paths.unsigned);
         join(&mut self.paths.state);
         self.drops.iter_mut().for_each(|d| join(&mut d.path));
+        for k in &mut self.update_keys {
+            join(&mut k.drop);
+            if let Some(f) = k.secret_file.as_mut() {
+                join(f);
+            }
+        }
         for z in &mut self.zones {
             for p in [&mut z.file, &mut z.soa, &mut z.primary]
                 .into_iter()

@@ -36,7 +36,7 @@ pub fn settle(
     let mut refusals = Vec::new();
     let zone = loop {
         assembled.set_records(&records);
-        match sources.check(&assembled, &records) {
+        match sources.check(&mut assembled, &records) {
             Ok(()) => break Ok(assembled),
             Err(ZoneError::At { file, message, .. })
                 if records[first_challenge..].iter().any(|r| r.source == file) =>
@@ -44,6 +44,7 @@ pub fn settle(
                 let challenges = records.split_off(first_challenge);
                 records.extend(challenges.into_iter().filter(|r| r.source != file));
                 refusals.push(Refusal {
+                    version: None,
                     file,
                     reason: format!(
                         "it would break zone {}: {message}",
