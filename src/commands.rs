@@ -44,35 +44,61 @@ impl Context {
     }
 }
 
-/// `zonedrop add FQDN VALUE [--ttl N]` and `zonedrop del FQDN VALUE`.
+/// `zonedrop add FQDN VALUE [--ttl N]` and `zonedrop del FQDN VALUE`;
+/// with `--account URL`, FQDN is the domain and the owner its
+/// dns-account-01 owner.
 pub fn add_del(
     ctx: &Context,
     op: Op,
     fqdn: &str,
     value: &str,
     ttl: Option<u32>,
+    account: Option<&str>,
 ) -> Result<u8, Error> {
+    let owner = match account {
+        None => fqdn.to_string(),
+        Some(url) => {
+            let ok = (url.starts_with("https://") || url.starts_with("http://"))
+                && url.bytes().all(|b| b.is_ascii_graphic());
+            if !ok {
+                return Err(Error::Usage(format!(
+                    "--account: `{}` is not an ACME account URL (https://...)",
+                    name::printable(url)
+                )));
+            }
+            let domain = name::parse_fqdn(fqdn).map_err(|e| Error::Usage(e.to_string()))?;
+            format!(
+                "{}._acme-challenge.{domain}",
+                crate::base::rules::account_label(url)
+            )
+        }
+    };
     let change = Change {
         op,
-        owner: fqdn.to_string(),
+        owner,
         value: value.to_string(),
         ttl,
     };
-    apply(ctx, &[change])
+    apply(ctx, &[change], account.is_some())
 }
 
 /// `zonedrop hook CLIENT ARGS...` (and the `zonedrop-CLIENT` symlinks).
 pub fn hook(ctx: &Context, client: &str, args: &[String]) -> Result<u8, Error> {
     match hook::plan(client, args, &|k| std::env::var(k).ok())? {
         Plan::Exit(code) => Ok(code as u8),
-        Plan::Changes(changes) => apply(ctx, &changes),
+        Plan::Changes(changes) => apply(ctx, &changes, false),
     }
 }
 
-fn apply(ctx: &Context, changes: &[Change]) -> Result<u8, Error> {
+/// `account`: the changes are dns-account-01 challenges; without a config
+/// that manages zones, the builder judges whether it takes them.
+fn apply(ctx: &Context, changes: &[Change], account: bool) -> Result<u8, Error> {
     let found = Config::load_optional(ctx.config.as_deref())?;
     let managed = found.as_ref().is_some_and(|c| !c.zones.is_empty());
-    let config = found.unwrap_or_default();
+    let mut config = found.unwrap_or_default();
+    if account && !managed {
+        config.policy.dns_account = true;
+    }
     let dir = ctx.drop_dir(&config)?;
     // certbot, dehydrated, uacme, acmetool and getssl check nothing before
     // telling the CA to look: this replaces the blind sleeps of hook scripts.
@@ -120,11 +146,15 @@ fn refuse_unmanaged(config: &Config, dir: &Path, owner: &str) -> Result<(), Hook
             "`{owner}` lies in no zone the config{file} manages; nothing was written"
         )));
     }
-    let names = config
-        .drops
-        .iter()
-        .find(|d| same_file(&d.path, dir))
-        .and_then(|d| d.names.as_deref());
+    let configured = config.drops.iter().find(|d| same_file(&d.path, dir));
+    let names = configured.and_then(|d| d.names.as_deref());
+    let accounts = configured.and_then(|d| d.accounts.as_deref());
+    if !crate::base::rules::account_allows(accounts, owner) {
+        return Err(HookError::Refused(format!(
+            "`{owner}` carries the label of an ACME account the drop directory {} may not carry ([[drop]] accounts in the config{file}); nothing was written",
+            dir.display()
+        )));
+    }
     if !crate::base::rules::drop_allows(names, owner) {
         return Err(HookError::Refused(format!(
             "`{owner}` is outside the names the drop directory {} may carry ([[drop]] names in the config{file}); nothing was written",
@@ -189,6 +219,10 @@ impl Responding {
             listen.to_vec()
         };
         let responder = Responder::load_announcing(&config, !builds)?;
+        let keys = responder.updates().load(&config)?;
+        if keys > 0 {
+            log::info!("{keys} update key(s) loaded: RFC 2136 updates are taken");
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -224,13 +258,7 @@ pub fn run(ctx: &Context, poll: Option<Duration>, listen: &[SocketAddr]) -> Resu
                 serving: Some(std::sync::Arc::new(swap)),
             },
             |_| {},
-            // SIGHUP: serve the zones of the new config; sockets stay.
-            |new| {
-                serving.set_zones(new);
-                if new.serve.listen != listen_at_start {
-                    log::warn!("[serve] listen changed: restart zonedrop run to listen there; it goes on listening where it did");
-                }
-            },
+            |new| take_reloaded(&serving, new, &listen_at_start),
         )
     });
     let served = runtime.block_on(async {
@@ -255,19 +283,23 @@ pub fn run(ctx: &Context, poll: Option<Duration>, listen: &[SocketAddr]) -> Resu
 pub fn list(ctx: &Context, json: bool) -> Result<u8, Error> {
     let config = Config::load_optional(ctx.config.as_deref())?;
     let dirs: Vec<DropDir> = match (&ctx.drop, &config) {
-        (Some(path), c) => vec![DropDir {
-            path: path.clone(),
-            names: c
+        (Some(path), c) => {
+            let configured = c
                 .iter()
                 .flat_map(|c| c.drops.iter())
-                .find(|d| same_file(&d.path, path))
-                .and_then(|d| d.names.clone()),
-        }],
+                .find(|d| same_file(&d.path, path));
+            vec![DropDir {
+                path: path.clone(),
+                names: configured.and_then(|d| d.names.clone()),
+                accounts: configured.and_then(|d| d.accounts.clone()),
+            }]
+        }
         (None, Some(c)) if !c.drops.is_empty() => c.drops.clone(),
         (None, Some(c)) => match c.hook_drop() {
             Some(p) => vec![DropDir {
                 path: p.to_path_buf(),
                 names: None,
+                accounts: None,
             }],
             None => return Err(Error::Hook(HookError::NoDrop)),
         },
@@ -278,7 +310,11 @@ pub fn list(ctx: &Context, json: bool) -> Result<u8, Error> {
         Some(c) => read_aliases(c),
         None => Default::default(),
     };
-    let items = list::list(&dirs, config.as_ref(), &aliases, SystemTime::now())?;
+    let now = SystemTime::now();
+    let mut items = list::list(&dirs, config.as_ref(), &aliases, now)?;
+    if let Some(c) = &config {
+        items.extend(list::persisted(c, now));
+    }
     if json {
         let text =
             serde_json::to_string_pretty(&items).map_err(|e| Error::Failed(e.to_string()))?;
@@ -509,13 +545,44 @@ pub fn init(dir: &Path, zones: &[String], add: Option<&str>) -> Result<u8, Error
 /// until SIGINT or SIGTERM.
 pub fn serve(ctx: &Context, listen: &[SocketAddr]) -> Result<u8, Error> {
     let Responding {
-        config: _,
+        config,
         listen,
         responder,
         runtime,
     } = Responding::new(ctx, listen, false)?;
-    runtime.block_on(responder.serve(&listen, shutdown_signal()))?;
+    let serving = responder.clone();
+    runtime.block_on(async move {
+        // SIGHUP: the config read again, as `run` and `watch` do.
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(async move {
+                let listen_at_start = config.serve.listen.clone();
+                let mut config = config;
+                while hup.recv().await.is_some() {
+                    if let Some(new) = crate::live::watch::read_again(&config) {
+                        take_reloaded(&serving, &new, &listen_at_start);
+                        config = new;
+                    }
+                }
+            });
+        }
+        responder.serve(&listen, shutdown_signal()).await
+    })?;
     Ok(exit::OK)
+}
+
+/// What the responder takes from a config read again on SIGHUP: the zones
+/// it serves and the `[[update_key]]` keys (a key that does not load leaves
+/// the keys in use as they were); sockets stay.
+fn take_reloaded(serving: &Responder, new: &Config, listen_at_start: &[SocketAddr]) {
+    serving.set_zones(new);
+    match serving.updates().load(new) {
+        Ok(n) => log::info!("{n} update key(s) in use"),
+        Err(e) => log::error!("{e}; the update keys in use stay"),
+    }
+    if new.serve.listen != listen_at_start {
+        log::warn!("[serve] listen changed: restart to listen there; zonedrop goes on listening where it did");
+    }
 }
 
 /// Completes on SIGINT or SIGTERM (or never, if neither can be watched).
@@ -576,4 +643,49 @@ pub fn notify(ctx: &Context, zone: &str, to: &[Server]) -> Result<u8, Error> {
         ));
     }
     Ok(failures(&notify::notify_zone(&config, &zone, to)?))
+}
+
+/// What `zonedrop persist` was given.
+#[derive(Debug, Clone)]
+pub struct PersistArgs {
+    pub domain: String,
+    pub issuer: String,
+    pub account_uri: String,
+    pub wildcard: bool,
+    pub until: Option<String>,
+    pub days: Option<u64>,
+    pub ttl: u32,
+}
+
+/// `zonedrop persist DOMAIN --issuer NAME --account-uri URL [--wildcard]
+/// [--until TIME | --days N]`: the dns-persist-01 record in zone-file syntax.
+pub fn persist(args: &PersistArgs) -> Result<u8, Error> {
+    use crate::base::config::{check_account_uri, check_issuer, parse_until, persist_value};
+    let domain = name::parse_fqdn(&args.domain).map_err(|e| Error::Usage(e.to_string()))?;
+    let issuer = check_issuer(&args.issuer).map_err(|e| Error::Usage(format!("--issuer: {e}")))?;
+    let account = check_account_uri(&args.account_uri)
+        .map_err(|e| Error::Usage(format!("--account-uri: {e}")))?;
+    let until = match (&args.until, args.days) {
+        (Some(t), _) => Some(parse_until(t).map_err(|e| Error::Usage(format!("--until: {e}")))?),
+        (None, Some(days)) => {
+            let now = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            Some(now.saturating_add(days.saturating_mul(86_400)))
+        }
+        (None, None) => None,
+    };
+    let value = persist_value(&issuer, &account, args.wildcard, until);
+    if value.len() > 255 {
+        return Err(Error::Usage(
+            "the record's value would be longer than 255 characters".into(),
+        ));
+    }
+    println!(
+        "{} {} IN TXT {}",
+        crate::base::config::persist_owner(&domain),
+        args.ttl,
+        crate::build::zone::quote_txt(&value)
+    );
+    Ok(exit::OK)
 }

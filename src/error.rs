@@ -40,6 +40,8 @@ pub enum Error {
     Sshfp(#[from] crate::dane::sshfp::SshfpError),
     #[error(transparent)]
     Init(#[from] crate::init::InitError),
+    #[error(transparent)]
+    UpdateKey(#[from] crate::live::update::KeyError),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -53,6 +55,7 @@ impl Error {
         use crate::live::wait::WaitError;
         match self {
             Error::Config(_)
+            | Error::UpdateKey(_)
             | Error::Usage(_)
             | Error::Init(crate::init::InitError::Name(_) | crate::init::InitError::Config(_))
             | Error::Hook(HookError::Usage(_))

@@ -59,7 +59,7 @@ enum Command {
     /// Add a challenge: write the TXT fragment for FQDN and VALUE into the drop directory.
     #[command(after_help = exits::ADD)]
     Add {
-        /// The TXT owner, e.g. _acme-challenge.example.com (trailing dot optional).
+        /// The TXT owner, e.g. _acme-challenge.example.com (trailing dot optional); with --account, the domain being validated.
         #[arg(allow_hyphen_values = true)]
         fqdn: String,
         /// The challenge's TXT value (for ACME: the 43-character digest the client prints; one in 64 begins with `-`).
@@ -68,6 +68,9 @@ enum Command {
         /// TTL for the record (default: policy.ttl_default).
         #[arg(long)]
         ttl: Option<u32>,
+        /// dns-account-01: the ACME account URL; the owner is _<label>._acme-challenge.<FQDN> (needs [policy] dns_account = true).
+        #[arg(long, value_name = "URL")]
+        account: Option<String>,
         /// With --wait: a server to ask, IP or host name, port 53 unless given (default: [hook] servers, else the zone's NS); repeat for more, or give a comma-separated list in ZONEDROP_SERVERS (for clients that call a zonedrop-CLIENT link).
         #[arg(
             long = "server",
@@ -77,15 +80,41 @@ enum Command {
         )]
         servers: Vec<Server>,
     },
+    /// Print the dns-persist-01 record for DOMAIN (draft-ietf-acme-dns-persist) in zone-file syntax, for zones kept by hand; [[persist]] in the config puts it into the zones zonedrop builds.
+    Persist {
+        /// The domain the CA may issue for: the record goes at _validation-persist.DOMAIN.
+        domain: String,
+        /// The CA's issuer domain name, as in its CAA records (e.g. letsencrypt.org).
+        #[arg(long)]
+        issuer: String,
+        /// The ACME account URL the CA may issue to (RFC 8657 accounturi).
+        #[arg(long, value_name = "URL")]
+        account_uri: String,
+        /// Wildcard certificates too (policy=wildcard).
+        #[arg(long)]
+        wildcard: bool,
+        /// persistUntil: unix seconds, a date (2027-06-30) or an RFC 3339 time.
+        #[arg(long, value_name = "TIME", conflicts_with = "days")]
+        until: Option<String>,
+        /// persistUntil N days from now (as acme.sh's --dns-persist-days N).
+        #[arg(long, value_name = "N")]
+        days: Option<u64>,
+        /// The record's TTL.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u32,
+    },
     /// Remove a challenge: delete exactly the fragments carrying FQDN and VALUE.
     #[command(after_help = exits::DEL)]
     Del {
-        /// The TXT owner the challenge was added at, e.g. _acme-challenge.example.com.
+        /// The TXT owner the challenge was added at, e.g. _acme-challenge.example.com; with --account, the domain.
         #[arg(allow_hyphen_values = true)]
         fqdn: String,
         /// The TXT value that was added; only fragments with exactly this owner and value go.
         #[arg(allow_hyphen_values = true)]
         value: String,
+        /// dns-account-01: the ACME account URL the challenge was added for.
+        #[arg(long, value_name = "URL")]
+        account: Option<String>,
     },
     /// Remove from the drop directory the fragments older than policy.max_age (run it where the drop directory is writable).
     #[command(after_help = exits::PRUNE)]
@@ -360,11 +389,36 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Add {
-            fqdn, value, ttl, ..
-        } => commands::add_del(&ctx, Op::Add, fqdn, value, *ttl),
-        Command::Del { fqdn, value } => commands::add_del(&ctx, Op::Del, fqdn, value, None),
+            fqdn,
+            value,
+            ttl,
+            account,
+            ..
+        } => commands::add_del(&ctx, Op::Add, fqdn, value, *ttl, account.as_deref()),
+        Command::Del {
+            fqdn,
+            value,
+            account,
+        } => commands::add_del(&ctx, Op::Del, fqdn, value, None, account.as_deref()),
         Command::Prune => commands::prune(&ctx),
         Command::Hook { client, args, .. } => commands::hook(&ctx, client, args),
+        Command::Persist {
+            domain,
+            issuer,
+            account_uri,
+            wildcard,
+            until,
+            days,
+            ttl,
+        } => commands::persist(&commands::PersistArgs {
+            domain: domain.clone(),
+            issuer: issuer.clone(),
+            account_uri: account_uri.clone(),
+            wildcard: *wildcard,
+            until: until.clone(),
+            days: *days,
+            ttl: *ttl,
+        }),
         Command::Build {
             zones,
             force,

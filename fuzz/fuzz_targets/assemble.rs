@@ -117,7 +117,7 @@ fuzz_target!(|input: Input| {
 
     let config = Config::load(&root.join("zonedrop.toml")).expect("the fuzz config loads");
     let zones: Vec<&ZoneConf> = config.zones.iter().collect();
-    let Ok(mut read) = read_sources(&config, &zones) else {
+    let Ok(mut read) = read_sources(&config, &zones, None) else {
         return;
     };
     let sorted = read.read_drops(

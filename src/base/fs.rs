@@ -40,6 +40,34 @@ pub fn write_atomic(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
     Ok(())
 }
 
+/// Write `parts` to `path` atomically (a reader sees the old file or the
+/// new one, and so does the next process after a writer was killed), mode
+/// 0600, without fsync: for files that are rebuildable and checked when read
+/// (the per-zone input record, caches), where a power loss may cost the
+/// file but must not cost the time of a sync at every build.
+pub fn write_replace(path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    write_replace_with(path, |w| parts.iter().try_for_each(|p| w.write_all(p)))
+}
+
+/// [`write_replace`], the content written by `fill` (buffered), so that a
+/// big file need not be built in memory first.
+pub fn write_replace_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)?;
+    {
+        let mut w = io::BufWriter::with_capacity(1 << 16, tmp.as_file());
+        fill(&mut w)?;
+        w.flush()?;
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// [`write_atomic`] into the open directory `dir` under `name`: the
 /// temporary (created with `O_EXCL | O_NOFOLLOW`), the rename and the
 /// folder's fsync are all relative to the handle, so a folder swapped for a
@@ -154,6 +182,40 @@ impl Stamp {
     }
 }
 
+/// Who this process runs as, for a message about a file it cannot read or
+/// write: `user NAME (uid N)`, or `uid N` when the name is unknown.
+pub fn user() -> String {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let mut pw = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call, `buf` is as long as
+    // said, and `pw` is only read when getpwuid_r set `found` to it.
+    let name = unsafe {
+        let rc = libc::getpwuid_r(
+            uid,
+            pw.as_mut_ptr(),
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        );
+        if rc == 0 && !found.is_null() && !(*found).pw_name.is_null() {
+            Some(
+                std::ffi::CStr::from_ptr((*found).pw_name)
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        } else {
+            None
+        }
+    };
+    match name {
+        Some(n) => format!("user {} (uid {uid})", crate::base::name::printable(&n)),
+        None => format!("uid {uid}"),
+    }
+}
+
 /// Stamp a path without following a final symlink; `None` when absent.
 pub fn stamp(path: &Path) -> Option<Stamp> {
     fs::symlink_metadata(path).ok().map(|m| Stamp::of(&m))
@@ -189,5 +251,16 @@ mod tests {
         names.sort();
         assert_eq!(names, [".other", "zone"]);
         assert_eq!(stamp(&d.path().join("absent")), None);
+    }
+
+    #[test]
+    fn the_user_is_named_with_the_uid() {
+        // SAFETY: geteuid cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        let u = user();
+        assert!(
+            u.ends_with(&format!("uid {uid})")) || u == format!("uid {uid}"),
+            "{u}"
+        );
     }
 }

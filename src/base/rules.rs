@@ -10,16 +10,78 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-use crate::base::config::{Policy, ValueShape};
+use crate::base::config::{check_persist_value, Policy, ValueShape, PERSIST_LABEL};
 use crate::base::name;
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 /// Whether `owner`'s first label is one of the challenge labels
 /// (`policy.labels`, any case): the owners a challenge, or a challenge
-/// alias, may stand at.
+/// alias, may stand at. With `policy.dns_account`, also the dns-account-01
+/// owners: an account label before a challenge label
+/// (`_<label>._acme-challenge.<domain>`).
 pub fn is_challenge_owner(owner: &str, policy: &Policy) -> bool {
+    let is_label = |label: &str| policy.labels.iter().any(|l| l.eq_ignore_ascii_case(label));
+    if is_label(name::first_label(owner)) {
+        return true;
+    }
+    policy.dns_account
+        && is_account_label(name::first_label(owner))
+        && is_label(name::first_label(name::parent(owner)))
+}
+
+/// The dns-account-01 label of an ACME account
+/// (draft-ietf-acme-dns-account-label): `_` and the lowercase base32 (RFC
+/// 4648) of the first 10 bytes of SHA-256 of the account URL, 16 characters.
+pub fn account_label(account_url: &str) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let digest = Sha256::digest(account_url.as_bytes());
+    // 10 bytes are 80 bits: 16 groups of 5, no padding.
+    let bits = digest[..10]
+        .iter()
+        .fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
+    let mut label = String::with_capacity(17);
+    label.push('_');
+    for i in (0..16).rev() {
+        label.push(char::from(ALPHABET[((bits >> (i * 5)) & 31) as usize]));
+    }
+    label
+}
+
+/// Whether `label` has the shape of a dns-account-01 label (any case).
+pub fn is_account_label(label: &str) -> bool {
+    label.len() == 17
+        && label.starts_with('_')
+        && label[1..]
+            .bytes()
+            .all(|b| matches!(b.to_ascii_lowercase(), b'a'..=b'z' | b'2'..=b'7'))
+}
+
+/// The domain a challenge at `owner` is for: below the challenge label,
+/// and below the account label too for a dns-account-01 owner.
+pub fn challenge_domain(owner: &str) -> &str {
+    let domain = name::parent(owner);
+    if is_account_label(name::first_label(owner)) && name::first_label(domain).starts_with('_') {
+        name::parent(domain)
+    } else {
+        domain
+    }
+}
+
+/// Whether a writer limited to `accounts` (URLs; `None`: any) may place a
+/// challenge at `owner`: plain challenge owners always, account-labelled
+/// ones only for a listed account.
+pub fn account_allows(accounts: Option<&[String]>, owner: &str) -> bool {
+    let Some(accounts) = accounts else {
+        return true;
+    };
     let label = name::first_label(owner);
-    policy.labels.iter().any(|l| l.eq_ignore_ascii_case(label))
+    if !is_account_label(label) || !name::first_label(name::parent(owner)).starts_with('_') {
+        return true;
+    }
+    accounts
+        .iter()
+        .any(|a| account_label(a).eq_ignore_ascii_case(label))
 }
 
 /// Why a TXT value is not a plausible challenge token, whatever the policy.
@@ -64,8 +126,42 @@ pub fn check_chars(value: &str) -> Result<(), ValueError> {
     Ok(())
 }
 
-/// Check an owner's first label against `policy.labels`.
+/// The characters a dns-persist-01 value may hold: printable ASCII and
+/// spaces, no quote or backslash (its syntax is checked by the whitelist).
+pub fn check_persist_chars(value: &str) -> Result<(), ValueError> {
+    if value.is_empty() {
+        return Err(ValueError::Empty);
+    }
+    if value.len() > 255 {
+        return Err(ValueError::TooLong);
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_graphic() || *c == ' ') || matches!(c, '"' | '\\'))
+    {
+        return Err(ValueError::BadChar(c));
+    }
+    Ok(())
+}
+
+/// Whether `owner` is a dns-persist-01 owner (`_validation-persist.<domain>`).
+pub fn is_persist_owner(owner: &str) -> bool {
+    name::first_label(owner).eq_ignore_ascii_case(PERSIST_LABEL)
+}
+
+/// Check an owner's first label against `policy.labels`. A
+/// dns-persist-01 owner is refused unless `policy.persist_from_drop`,
+/// whatever `labels` say: such a record grants issuance for as long as it
+/// stands, a decision for the zone's owner (`[[persist]]`), not a hook.
 pub fn check_label(owner: &str, policy: &Policy) -> Result<(), String> {
+    if is_persist_owner(owner) {
+        return match policy.persist_from_drop {
+            true => Ok(()),
+            false => Err(format!(
+                "`{owner}` is a dns-persist-01 record: only [[persist]] in the config publishes those, unless [policy] persist_from_drop = true"
+            )),
+        };
+    }
     if is_challenge_owner(owner, policy) {
         Ok(())
     } else {
@@ -73,6 +169,16 @@ pub fn check_label(owner: &str, policy: &Policy) -> Result<(), String> {
             "the owner `{owner}` does not start with an allowed label ({})",
             policy.labels.join(", ")
         ))
+    }
+}
+
+/// Check the value of a record at `owner`: a dns-persist-01 record's
+/// syntax at a `_validation-persist` owner, else [`check_value`].
+pub fn check_value_at(owner: &str, value: &str, policy: &Policy) -> Result<(), String> {
+    if is_persist_owner(owner) {
+        check_persist_value(value)
+    } else {
+        check_value(value, policy)
     }
 }
 
@@ -102,7 +208,7 @@ pub fn check_value(value: &str, policy: &Policy) -> Result<(), String> {
 /// X strictly below `example.test`. No names: any managed name.
 pub fn drop_allows(names: Option<&[String]>, owner: &str) -> bool {
     let Some(names) = names else { return true };
-    let domain = name::parent(owner);
+    let domain = challenge_domain(owner);
     names
         .iter()
         .any(|pattern| match pattern.strip_prefix("*.") {
@@ -128,6 +234,56 @@ mod tests {
         assert!(drop_allows(n, "_acme-challenge.b.a.sub.example.test."));
         assert!(!drop_allows(n, "_acme-challenge.sub.example.test."));
         assert!(drop_allows(None, "_acme-challenge.anything.test."));
+    }
+
+    #[test]
+    fn account_labels() {
+        // The example of draft-ietf-acme-dns-account-label.
+        assert_eq!(
+            account_label("https://example.com/acme/acct/ExampleAccount"),
+            "_ujmmovf2vn55tgye"
+        );
+        assert_eq!(
+            account_label("http://localhost:4000/acme/acct/1"),
+            "_vkbgbqfhr6yv2asd"
+        );
+        assert_eq!(
+            account_label("https://acme-v02.api.letsencrypt.org/acme/acct/12345"),
+            "_lvrajhh53e27yh7f"
+        );
+        let mut p = Policy::default();
+        let owner = "_ujmmovf2vn55tgye._acme-challenge.example.test.";
+        assert!(!is_challenge_owner(owner, &p));
+        p.dns_account = true;
+        assert!(is_challenge_owner(owner, &p));
+        assert!(!is_challenge_owner(
+            "_ujmmovf2vn55tgye.www.example.test.",
+            &p
+        ));
+        assert!(!is_challenge_owner(
+            "_ujmmovf2vn55tgy1._acme-challenge.example.test.",
+            &p
+        ));
+        let names = vec!["example.test.".to_string()];
+        assert!(drop_allows(Some(&names), owner));
+        assert!(!drop_allows(
+            Some(&names),
+            "_ujmmovf2vn55tgye._acme-challenge.www.example.test."
+        ));
+        let accounts = vec!["https://example.com/acme/acct/ExampleAccount".to_string()];
+        assert!(account_allows(Some(&accounts), owner));
+        assert!(account_allows(
+            Some(&accounts),
+            "_acme-challenge.example.test."
+        ));
+        assert!(!account_allows(
+            Some(&accounts),
+            "_vkbgbqfhr6yv2asd._acme-challenge.example.test."
+        ));
+        assert!(account_allows(
+            None,
+            "_vkbgbqfhr6yv2asd._acme-challenge.example.test."
+        ));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! break its zone (a copy of a record it has, data beside a CNAME) is what
 //! `zonedrop check` says. Reads only; never removes an expired fragment.
 
-use crate::base::config::{Config, DropDir};
+use crate::base::config::{persist_owner, Config, DropDir};
 use crate::base::name::printable_path;
 use crate::build::whitelist;
 use crate::build::zone::alias::Aliases;
@@ -35,6 +35,10 @@ pub struct Listed {
     /// Why not, when not (or why the file could not be read at all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A `[[persist]]` record of the config: `current`, or `expired` once
+    /// its `persistUntil` has passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persist: Option<&'static str>,
 }
 
 /// List `dirs`; with `config`, judge each entry against the whitelist with
@@ -77,10 +81,46 @@ pub fn list(
                 zone,
                 published_at,
                 reason,
+                persist: None,
             });
         }
     }
     Ok(out)
+}
+
+/// The `[[persist]]` records of `config`, as `list` shows them after the
+/// drop directories' files: FILE is the config, the verdict says whether
+/// its `persistUntil` has passed.
+pub fn persisted(config: &Config, now: SystemTime) -> Vec<Listed> {
+    let file = printable_path(config.file.clone().unwrap_or_default());
+    let mut out = Vec::new();
+    for p in &config.persists {
+        let expired = p.expired(now);
+        for name in &p.names {
+            let owner = persist_owner(name);
+            out.push(Listed {
+                file: file.clone(),
+                owner: Some(owner.clone()),
+                value: Some(p.value()),
+                ttl: Some(p.ttl),
+                age: 0,
+                accepted: None,
+                zone: config.zone_of(&owner).map(|z| z.name.clone()),
+                published_at: Some(owner),
+                reason: expired.then(|| {
+                    format!(
+                        "persistUntil {} has passed",
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH
+                                + std::time::Duration::from_secs(p.until.unwrap_or(0))
+                        )
+                    )
+                }),
+                persist: Some(if expired { "expired" } else { "current" }),
+            });
+        }
+    }
+    out
 }
 
 /// The plain-text table: a header, then one line per file. ZONE and AT
@@ -89,10 +129,12 @@ pub fn list(
 pub fn render_text(items: &[Listed]) -> String {
     let mut s = String::from("OWNER\tVALUE\tTTL\tAGE\tZONE\tAT\tFILE\tVERDICT\n");
     for i in items {
-        let verdict = match (i.accepted, &i.reason) {
-            (Some(true), _) => "accepted".to_string(),
-            (_, Some(r)) => format!("refused: {r}"),
-            (Some(false), None) | (None, None) => String::new(),
+        let verdict = match (i.persist, i.accepted, &i.reason) {
+            (Some(_), _, Some(r)) => format!("persist, expired: {r}"),
+            (Some(_), _, None) => "persist".to_string(),
+            (None, Some(true), _) => "accepted".to_string(),
+            (None, _, Some(r)) => format!("refused: {r}"),
+            (None, Some(false), None) | (None, None, None) => String::new(),
         };
         s.push_str(&format!(
             "{}\t{}\t{}\t{}s\t{}\t{}\t{}\t{}\n",

@@ -6,13 +6,16 @@
 //! 2. the no-change decision ([`manifest`]): a run in which nothing moved
 //!    since the last one costs a `stat` per input ([`inputs`]) and reads
 //!    nothing;
-//! 3. reading ([`read`]): the operator's sources ([`source`], [`zone`]),
+//! 3. reading ([`read`]): the operator's sources ([`source`], [`zone`]) of
+//!    the zones whose input record ([`zones`]) does not vouch for them,
 //!    the drop directories through the [`whitelist`], the TLSA and SSHFP
 //!    records ([`crate::dane::keys`]);
-//! 4. per zone: settling ([`zone::settle`]: challenges that would break the
+//! 4. per zone: skipped when nothing it depends on moved; settling (from
+//!    its cache of checked sources when only its records moved:
+//!    [`zone::cache`]; [`zone::settle`]: challenges that would break the
 //!    zone are refused), publishing ([`publish`], [`serial`]), and the
 //!    effects of a publish ([`effects`]: NOTIFY, `on_change`);
-//! 5. recording what was read ([`manifest`]).
+//! 5. recording what was read ([`manifest`], [`zones`]).
 //!
 //! A zone that fails keeps its last good output and the others still
 //! publish.
@@ -29,17 +32,19 @@ pub mod serial;
 pub mod source;
 pub mod whitelist;
 pub mod zone;
+pub mod zones;
 
-pub use report::{Published, Report};
+pub use report::{Published, RecordLine, Report};
 
 use crate::base::config::{Config, SerialPolicy, ZoneConf};
-use crate::base::fs;
+use crate::base::fs::{self, stamp};
 use publish::{Lock, PublishError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 use zone::ZoneError;
+use zones::{Records, ZoneRecord};
 
 #[derive(Debug, Error)]
 pub enum BuildError {
@@ -114,7 +119,11 @@ pub fn run(
     let listed = inputs::inputs(config, None);
     let first = manifest::stamp_first(&listed);
     let mut report = Report::default();
-    let mut read = match read::read_sources(config, &zones) {
+    // The per-zone input record: a zone whose inputs did not move is not
+    // read, checked or published (`--force`, `--bump` and `check` read all).
+    let mut records = (!opts.dry_run).then(|| Records::load(config));
+    let trusted = records.as_ref().filter(|_| !opts.force && !opts.bump);
+    let mut read = match read::read_sources(config, &zones, trusted) {
         Ok(read) => read,
         Err(e) => {
             // extra/ is shared by all zones: without it no zone is right.
@@ -132,20 +141,40 @@ pub fn run(
         .collect();
     files.extend(read.sources.extra_files.iter().cloned());
     for zone in zones {
-        files.extend(build_zone(
+        let (read_from, record) = build_zone(
             config,
             opts,
             &mut read,
             zone,
-            now_unix,
+            (now_unix, first.time_ns),
             &mut report,
-        ));
+        );
+        if let Some(records) = records.as_mut() {
+            match record {
+                Some(r) => records.set(&zone.name, r, first.time_ns),
+                None => records.forget(&zone.name),
+            }
+        }
+        files.extend(read_from);
+    }
+    if let Some(records) = records {
+        if let Err(e) = records.save(config) {
+            report.errors.push(e.to_string());
+        }
+        zone::cache::prune(
+            &config.paths.state,
+            config.zones.iter().map(|z| z.name.as_str()),
+        );
     }
     if !opts.dry_run {
         remember(memory, &mut report);
         files.extend(drops.challenges.into_iter().map(|c| c.file));
         files.extend(report.refusals.iter().map(|r| r.file.clone()));
-        manifest::record(config, opts.whole(), &report, first, &files, read.until)?;
+        // The zones are out: a manifest that cannot be written costs the
+        // next build its skip, and is said.
+        if let Err(e) = manifest::record(config, opts.whole(), &report, first, &files, read.until) {
+            report.errors.push(e.to_string());
+        }
     }
     Ok(report)
 }
@@ -158,31 +187,67 @@ fn remember(memory: &mut refusals::Memory, report: &mut Report) {
     report.alerts.extend(memory.save());
 }
 
-/// One zone, once everything is read: settled ([`zone::settle`]), then,
-/// unless this is a check, published and followed by the effects of
-/// publishing. Returns the files its sources came from (none when it
-/// failed: the manifest is not recorded then).
+/// One zone, once everything is read: skipped if its input record says
+/// nothing moved, else settled ([`zone::settle`]), then, unless this is a
+/// check, published and followed by the effects of publishing. Returns the
+/// files its sources came from (none when it failed: the manifest is not
+/// recorded then), and its new input record (none when it failed, or an
+/// effect of its publish did: it is read again next time).
 fn build_zone(
     config: &Config,
     opts: &Options,
     read: &mut read::Read<'_>,
     zone: &ZoneConf,
-    now_unix: u64,
+    (now_unix, time_ns): (u64, i64),
     report: &mut Report,
-) -> Vec<PathBuf> {
+) -> (Vec<PathBuf>, Option<ZoneRecord>) {
+    if !opts.dry_run && read.held(&zone.name) {
+        // The error line names the state file; the zone stays as it was.
+        return (Vec::new(), None);
+    }
+    let records = read.records_digest(&zone.name);
+    let out = config.published_path(&zone.name);
+    if let Some(prior) = read.deferred(&zone.name) {
+        if !read.blocked(&zone.name) && Records::unchanged(prior, &records, &out) {
+            let files = prior.sources.iter().map(|(p, _)| p.clone()).collect();
+            return (files, Some(prior.clone()));
+        }
+    }
+    let (rendered, files) = (read.rendered(&zone.name), read.challenge_files(&zone.name));
     let Some(settled) = read.settle(&zone.name) else {
-        return Vec::new();
+        return (Vec::new(), None);
     };
+    let rendered = accepted(rendered, &files, &settled.refusals);
     report.refusals.extend(settled.refusals);
     let assembled = match settled.zone {
         Ok(a) => a,
         Err(e) => {
             report.errors.push(e.to_string());
-            return Vec::new();
+            return (Vec::new(), None);
         }
     };
     if opts.dry_run {
-        return assembled.inputs;
+        return (assembled.inputs, None);
+    }
+    let mut record = Some(ZoneRecord {
+        sources: zone_sources(config, zone, &assembled.inputs),
+        extra: read.extra_digest(&zone.name),
+        aliases: read.own_aliases(&zone.name),
+        records,
+        rendered: rendered.clone(),
+        output: None,
+    });
+    // The checked sources are kept once a zone was read although its
+    // sources had not moved (its challenges or keys had), or under
+    // --force: a build whose sources moved does not pay for a cache that
+    // the next source change would make useless. Sources read while they
+    // moved are never kept.
+    let unmoved = opts.force || read.deferred(&zone.name).is_some();
+    if let Some(r) = record
+        .as_ref()
+        .filter(|r| unmoved && !read.from_cache(&zone.name) && r.vouches(time_ns))
+    {
+        keep_checked_sources(config, &assembled, r);
     }
     let published = match publish::publish_zone(
         config,
@@ -205,6 +270,7 @@ fn build_zone(
         Ok(publish::Publish::Same { serial, parts }) => effects::Version::Same(serial, parts),
         Err(e) => {
             report.errors.push(e.to_string());
+            record = None;
             effects::Version::Unknown
         }
     };
@@ -215,6 +281,11 @@ fn build_zone(
         opts.serving.as_deref(),
         now_unix,
     );
+    if !effects.errors.is_empty() || effects.retry_at.is_some() {
+        // Owed (a failed on_change, an unacknowledged NOTIFY): the next
+        // build must look at this zone again.
+        record = None;
+    }
     report.errors.extend(effects.errors);
     read.until = match (read.until, effects.retry_at) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -223,7 +294,73 @@ fn build_zone(
     if let effects::Version::New(p) = published {
         report.published.push(p);
     }
-    assembled.inputs
+    if let Some(r) = record.as_mut() {
+        r.output = stamp(&out);
+    }
+    (assembled.inputs, record)
+}
+
+/// The records of a zone (keys, then the challenges from `files`) less the
+/// challenges settling refused: what its published file holds of them.
+fn accepted(
+    mut rendered: Vec<RecordLine>,
+    files: &[PathBuf],
+    refusals: &[whitelist::Refusal],
+) -> Vec<RecordLine> {
+    let challenges = rendered.split_off(rendered.len().saturating_sub(files.len()));
+    let refused = |f: &PathBuf| refusals.iter().any(|r| &r.file == f);
+    rendered.extend(
+        challenges
+            .into_iter()
+            .zip(files)
+            .filter(|(_, f)| !refused(f))
+            .map(|(c, _)| c),
+    );
+    rendered
+}
+
+/// Keep the checked sources of a zone just read in its cache, if they are
+/// worth one ([`zone::cache::worth`]); the cache is never required, so a
+/// failure is only logged.
+fn keep_checked_sources(config: &Config, a: &zone::Assembled, record: &ZoneRecord) {
+    let state = &config.paths.state;
+    if !zone::cache::worth(a) {
+        zone::cache::remove(state, &a.zone);
+    } else {
+        let key = record.cache_key();
+        zone::cache::remember(a, &key);
+        if let Err(e) = zone::cache::save(state, a, &key) {
+            log::info!(
+                "{}: cannot keep the checked sources: {e}",
+                zone::cache::path(state, &a.zone).display()
+            );
+        }
+    }
+}
+
+/// The source files of `zone` for its input record: the ones read, and its
+/// soa and primary files even when absent (one that appears is a change).
+fn zone_sources(
+    config: &Config,
+    zone: &ZoneConf,
+    read_from: &[PathBuf],
+) -> Vec<(PathBuf, Option<fs::Stamp>)> {
+    let mut paths: Vec<PathBuf> = read_from.to_vec();
+    let own = inputs::inputs(config, Some(&zone.name))
+        .into_iter()
+        .filter(|i| i.kind == inputs::Kind::ZoneFile);
+    for i in own {
+        if !paths.contains(&i.path) {
+            paths.push(i.path);
+        }
+    }
+    paths
+        .into_iter()
+        .map(|p| {
+            let s = stamp(&p);
+            (p, s)
+        })
+        .collect()
 }
 
 /// The zones to build, in config order: all, or those named (each must be

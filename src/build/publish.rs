@@ -28,6 +28,23 @@ pub enum PublishError {
     Write { path: PathBuf, source: io::Error },
     #[error("{}: another zonedrop build holds the lock; gave up after {}", crate::base::name::printable_path(path), humantime::format_duration(*waited))]
     Locked { path: PathBuf, waited: Duration },
+    #[error("{}: cannot read the zone's state as {user}: {source}; the zone keeps its last published version until it can be read", path.display())]
+    ReadState {
+        path: PathBuf,
+        user: String,
+        source: io::Error,
+    },
+    #[error("{}: cannot write the zone's state as {user}: {source}; the zone keeps its last published version until it can be written", path.display())]
+    WriteState {
+        path: PathBuf,
+        user: String,
+        source: io::Error,
+    },
+    #[error("{}: cannot parse the zone's state ({source}); the zone keeps its last published version: delete the file to start afresh (the serial then continues from the published zone)", path.display())]
+    ParseState {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 fn write_err(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
@@ -80,7 +97,7 @@ pub fn publish_zone(
         base,
         challenges: challenges.iter().map(txt).collect(),
     };
-    let previous = load_zone_state(state_dir, &a.zone);
+    let previous = read_zone_state(state_dir, &a.zone)?;
     if let Some(p) = &previous {
         if p.hash == hash && out.exists() && !bump {
             return Ok(Publish::Same {
@@ -99,6 +116,10 @@ pub fn publish_zone(
         None => serial::next(policy, old_serial, a.soa.serial, now_unix as i64),
     };
     let serial = new_serial.to_string();
+    // The state is written after the zone (a crash in between republishes,
+    // never loses a change): make sure first that it can be, or a zone
+    // would go out that state/ does not know of.
+    can_write_state(state_dir, &a.zone)?;
     write_atomic(&out, &a.parts_with_serial(&serial).map(str::as_bytes))?;
     save_zone_state(
         state_dir,
@@ -179,15 +200,63 @@ pub fn zone_state_path(state: &Path, zone: &str) -> PathBuf {
     state.join(format!("zone-{}.json", zone.trim_end_matches('.')))
 }
 
+/// What state/ remembers of a zone, if it can be read (see
+/// [`read_zone_state`]).
 pub fn load_zone_state(state: &Path, zone: &str) -> Option<ZoneState> {
-    let text = fs::read(zone_state_path(state, zone)).ok()?;
-    serde_json::from_slice(&text).ok()
+    read_zone_state(state, zone).ok().flatten()
+}
+
+/// What state/ remembers of a zone: `None` when there is nothing (a new
+/// zone, or state/ lost); an error when it is there but cannot be read or
+/// parsed: publishing without it could go back in serials.
+pub fn read_zone_state(state: &Path, zone: &str) -> Result<Option<ZoneState>, PublishError> {
+    let path = zone_state_path(state, zone);
+    let text = match fs::read(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(PublishError::ReadState {
+                path,
+                user: files::user(),
+                source,
+            })
+        }
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|source| PublishError::ParseState { path, source })
 }
 
 pub fn save_zone_state(state: &Path, zone: &str, s: &ZoneState) -> Result<(), PublishError> {
     let path = zone_state_path(state, zone);
     let text = serde_json::to_vec_pretty(s).unwrap_or_default();
-    write_atomic(&path, &[&text])
+    let fail = |source| PublishError::WriteState {
+        path: path.clone(),
+        user: files::user(),
+        source,
+    };
+    fs::create_dir_all(state).map_err(fail)?;
+    files::write_atomic(&path, &[&text]).map_err(fail)
+}
+
+/// Whether [`save_zone_state`] can replace the zone's state: a temporary
+/// can be made beside it (then removed), and the name is no folder.
+fn can_write_state(state: &Path, zone: &str) -> Result<(), PublishError> {
+    let path = zone_state_path(state, zone);
+    let fail = |source| PublishError::WriteState {
+        path: path.clone(),
+        user: files::user(),
+        source,
+    };
+    fs::create_dir_all(state).map_err(fail)?;
+    if path.is_dir() {
+        return Err(fail(io::Error::from(io::ErrorKind::IsADirectory)));
+    }
+    tempfile::Builder::new()
+        .prefix(files::TEMP_PREFIX)
+        .tempfile_in(state)
+        .map(drop)
+        .map_err(fail)
 }
 
 /// The serial of a published zone file (its first SOA line), for when

@@ -3,11 +3,12 @@
 //! learnt on the way), the drop directories judged with those aliases, and
 //! the TLSA and SSHFP records, each sorted by zone for [`Read::settle`].
 
-use crate::base::config::{Config, ZoneConf};
+use crate::base::config::{persist_owner, Config, ZoneConf};
 use crate::base::name::printable_path;
-use crate::build::report::Report;
+use crate::build::report::{RecordLine, Report};
 use crate::build::whitelist::{self, Sorted};
 use crate::build::zone::{self, quote_txt, Assembled, Rendered, Settled, Sources, ZoneError};
+use crate::build::zones::{self, Records, ZoneRecord};
 use crate::dane::keys;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -23,10 +24,21 @@ pub struct Read<'c> {
     /// The operator's part of each zone being built, or why it could not
     /// be read (reported in the zone's turn).
     assembled: HashMap<String, Result<Assembled, ZoneError>>,
+    /// The zones being built whose sources are as their input record says:
+    /// not read (yet), their aliases taken from the record.
+    deferred: HashMap<String, ZoneRecord>,
+    /// The challenge aliases of each zone's own sources, as read.
+    own_aliases: HashMap<String, Vec<(String, String)>>,
+    /// The digest of each zone's entries in extra/ (none: no entries).
+    extra_digests: HashMap<String, String>,
+    /// The zones whose checked sources came from their cache.
+    from_cache: HashSet<String>,
     /// Accepted challenges, by zone.
     challenges: HashMap<String, Vec<Rendered>>,
     /// TLSA and SSHFP records, by zone.
     keys: HashMap<String, Vec<Rendered>>,
+    /// The zones the rollover memory holds back (it failed).
+    held: keys::Held,
     /// Zones fed by a drop directory that could not be read, and why: they
     /// fail (and keep their last good output) rather than lose challenges.
     blocked: HashMap<String, Vec<String>>,
@@ -39,13 +51,45 @@ pub struct Read<'c> {
 /// pass learns its challenge aliases), the other zones' primary parts read
 /// for their aliases only. An error in extra/, which every zone shares,
 /// fails them all.
-pub fn read_sources<'c>(config: &'c Config, zones: &[&ZoneConf]) -> Result<Read<'c>, ZoneError> {
+///
+/// With `records` (the per-zone input record), a zone whose sources are as
+/// recorded is not read: its aliases come from the record, and it is read
+/// only if its records changed ([`Read::settle`]).
+pub fn read_sources<'c>(
+    config: &'c Config,
+    zones: &[&ZoneConf],
+    records: Option<&Records>,
+) -> Result<Read<'c>, ZoneError> {
     let mut sources = Sources::new(config)?;
     let building: HashSet<&str> = zones.iter().map(|z| z.name.as_str()).collect();
     let mut assembled = HashMap::new();
+    let mut deferred = HashMap::new();
+    let mut own_aliases = HashMap::new();
+    let extra_digests = sources.extra_digests();
+    let no_extra = String::new();
     for z in &config.zones {
-        if building.contains(z.name.as_str()) {
-            assembled.insert(z.name.clone(), sources.assemble_sources(&z.name));
+        let extra = extra_digests.get(&z.name).unwrap_or(&no_extra);
+        let prior = records.and_then(|r| r.unchanged_sources(&z.name, extra));
+        if let Some(prior) = prior {
+            sources
+                .aliases
+                .extend(prior.aliases.iter().cloned().collect());
+            if building.contains(z.name.as_str()) {
+                deferred.insert(z.name.clone(), prior.clone());
+            }
+        } else if building.contains(z.name.as_str()) {
+            let read = sources
+                .assemble_sources_noting(&z.name)
+                .map(|(a, aliases)| {
+                    let mut own: Vec<(String, String)> = aliases
+                        .iter()
+                        .map(|(o, t)| (o.to_string(), t.to_string()))
+                        .collect();
+                    own.sort();
+                    own_aliases.insert(z.name.clone(), own);
+                    a
+                });
+            assembled.insert(z.name.clone(), read);
         } else {
             let _ = sources.scan_aliases(&z.name);
         }
@@ -54,8 +98,13 @@ pub fn read_sources<'c>(config: &'c Config, zones: &[&ZoneConf]) -> Result<Read<
         config,
         sources,
         assembled,
+        deferred,
+        own_aliases,
+        extra_digests,
+        from_cache: HashSet::new(),
         challenges: HashMap::new(),
         keys: HashMap::new(),
+        held: keys::Held::Nothing,
         blocked: HashMap::new(),
         until: None,
     })
@@ -115,6 +164,7 @@ impl Read<'_> {
         report.errors.extend(keys.errors);
         report.warnings.extend(keys.warnings);
         report.alerts.extend(keys.alerts);
+        self.held = keys.held;
         let source = config.file.clone().unwrap_or_default();
         for k in keys.records {
             match config.zone_of(&k.owner) {
@@ -131,15 +181,152 @@ impl Read<'_> {
                 )),
             }
         }
+        self.read_persist(now, report);
         self.stale_at(
             keys::next_key_change(config)
                 .map(|t| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())),
         );
     }
 
+    /// Whether `zone` must keep its last published version because the
+    /// rollover memory could not be read or written ([`keys::Held`]).
+    pub fn held(&self, zone: &str) -> bool {
+        let config = self.config;
+        self.held
+            .holds(|owner| config.zone_of(owner).is_some_and(|z| z.name == zone))
+    }
+
+    /// Whether a drop directory that feeds `zone` could not be listed: the
+    /// zone fails (in [`Read::settle`]) even if its records look unchanged.
+    pub fn blocked(&self, zone: &str) -> bool {
+        self.blocked.contains_key(zone)
+    }
+
+    /// The record of `zone` if its sources were not read (they are as its
+    /// input record says).
+    pub fn deferred(&self, zone: &str) -> Option<&ZoneRecord> {
+        self.deferred.get(zone)
+    }
+
+    /// The digest of the TLSA, SSHFP and challenge records `zone` gets
+    /// ([`zones::records_digest`]).
+    pub fn records_digest(&self, zone: &str) -> String {
+        let none = Vec::new();
+        zones::records_digest(
+            self.keys.get(zone).unwrap_or(&none),
+            self.challenges.get(zone).unwrap_or(&none),
+        )
+    }
+
+    /// The digest of `zone`'s entries in extra/ (empty: none).
+    pub fn extra_digest(&self, zone: &str) -> String {
+        self.extra_digests.get(zone).cloned().unwrap_or_default()
+    }
+
+    /// Whether `zone`'s checked sources came from its cache.
+    pub fn from_cache(&self, zone: &str) -> bool {
+        self.from_cache.contains(zone)
+    }
+
+    /// The records zonedrop renders into `zone` (keys, then challenges),
+    /// as they go into [`Read::settle`].
+    pub fn rendered(&self, zone: &str) -> Vec<RecordLine> {
+        let line = |r: &Rendered| RecordLine {
+            owner: r.owner.clone(),
+            ttl: r.ttl,
+            rtype: r.rtype.to_string(),
+            rdata: r.rdata.clone(),
+        };
+        let keys = self.keys.get(zone).into_iter().flatten();
+        let challenges = self.challenges.get(zone).into_iter().flatten();
+        keys.chain(challenges).map(line).collect()
+    }
+
+    /// The files of `zone`'s challenges, in the order of [`Read::rendered`]
+    /// after its keys.
+    pub fn challenge_files(&self, zone: &str) -> Vec<std::path::PathBuf> {
+        let challenges = self.challenges.get(zone).into_iter().flatten();
+        challenges.map(|r| r.source.clone()).collect()
+    }
+
+    /// The challenge aliases of `zone`'s own sources, sorted.
+    pub fn own_aliases(&self, zone: &str) -> Vec<(String, String)> {
+        match self.deferred.get(zone) {
+            Some(r) => r.aliases.clone(),
+            None => self.own_aliases.get(zone).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// The dns-persist-01 records of `[[persist]]`, with the config's
+    /// records; a `persistUntil` that has passed is warned about (the
+    /// record stays until the operator removes or renews it).
+    fn read_persist(&mut self, now: SystemTime, report: &mut Report) {
+        let config = self.config;
+        let source = config.file.clone().unwrap_or_default();
+        for p in &config.persists {
+            let value = p.value();
+            if !p.expired(now) {
+                // The first build after it passes warns.
+                self.stale_at(p.until);
+            }
+            if p.expired(now) {
+                report.warnings.push(format!(
+                    "{}: [[persist]] for {}: persistUntil {} has passed: CAs no longer honour the record; renew `until` or remove the table",
+                    source.display(),
+                    p.names.join(", "),
+                    p.until.map_or(String::new(), |u| humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(u)).to_string())
+                ));
+            }
+            for name in &p.names {
+                let owner = persist_owner(name);
+                if let Some(z) = config.zone_of(&owner) {
+                    self.keys.entry(z.name.clone()).or_default().push(Rendered {
+                        owner,
+                        ttl: p.ttl,
+                        rtype: "TXT",
+                        rdata: quote_txt(&value),
+                        source: source.clone(),
+                    });
+                }
+            }
+        }
+    }
+
     /// Check `zone` with its keys and challenges, refusing the challenges
-    /// that would break it ([`zone::settle`]); `None` for a zone not read.
+    /// that would break it ([`zone::settle`]); `None` for a zone not being
+    /// built. A zone whose reading was deferred is read now.
     pub fn settle(&mut self, zone: &str) -> Option<Settled> {
+        if let Some(prior) = self.deferred.get(zone) {
+            if !self.assembled.contains_key(zone) {
+                let state = &self.config.paths.state;
+                let key = prior.cache_key();
+                let kept = zone::cache::recall(zone, &key);
+                let loaded = match kept {
+                    Some(a) => {
+                        log::debug!("zone {zone}: checked sources kept in memory");
+                        Ok(Some(a))
+                    }
+                    None => zone::cache::load(state, zone, &key).inspect(|a| {
+                        if let Some(a) = a {
+                            log::debug!("zone {zone}: checked sources from its cache file");
+                            zone::cache::remember(a, &key);
+                        }
+                    }),
+                };
+                let read = match loaded {
+                    Ok(Some(a)) => {
+                        self.from_cache.insert(zone.to_string());
+                        Ok(a)
+                    }
+                    Ok(None) => self.sources.assemble_sources(zone),
+                    Err(why) => {
+                        log::info!("{why}: zone {zone} is read from its sources");
+                        self.sources.assemble_sources(zone)
+                    }
+                };
+                self.assembled.insert(zone.to_string(), read);
+            }
+        }
         let assembled = self.assembled.remove(zone)?;
         if let Some(why) = self.blocked.remove(zone) {
             return Some(Settled {
@@ -151,8 +338,8 @@ impl Read<'_> {
                     ),
                 }),
                 challenges: 0,
-                accepted: Vec::new(),
                 refusals: Vec::new(),
+                accepted: Vec::new(),
             });
         }
         let keys = self.keys.remove(zone).unwrap_or_default();

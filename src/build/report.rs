@@ -39,6 +39,16 @@ pub struct Txt {
     pub value: String,
 }
 
+/// One rendered record: owner (absolute, lowercase), TTL, type, and its
+/// data as zone-file text (a TXT value quoted).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct RecordLine {
+    pub owner: String,
+    pub ttl: u32,
+    pub rtype: String,
+    pub rdata: String,
+}
+
 impl std::fmt::Display for Published {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let zone = self.zone.trim_end_matches('.');

@@ -18,7 +18,7 @@
 
 use crate::base::config::{Config, DropDir};
 use crate::base::name::printable_path;
-use crate::base::rules::{check_label, check_value, drop_allows};
+use crate::base::rules::{account_allows, check_label, check_value_at, drop_allows};
 use crate::build::zone::alias::Aliases;
 use crate::hook::drop::{DropError, DropHandle, Entry, Version};
 use crate::hook::fragment::Fragment;
@@ -283,7 +283,7 @@ fn accept(
     aliases: &Aliases,
 ) -> Result<(String, String), String> {
     check_label(&f.owner, &config.policy)?;
-    check_value(&f.value, &config.policy)?;
+    check_value_at(&f.owner, &f.value, &config.policy)?;
     if config.zone_of(&f.owner).is_none() {
         return Err(format!(
             "the owner `{}` lies in no configured zone",
@@ -293,6 +293,12 @@ fn accept(
     if !drop_allows(dir.names.as_deref(), &f.owner) {
         return Err(format!(
             "the owner `{}` is outside the names this drop directory may carry",
+            f.owner
+        ));
+    }
+    if !account_allows(dir.accounts.as_deref(), &f.owner) {
+        return Err(format!(
+            "the owner `{}` carries the label of an ACME account this drop directory may not carry ([[drop]] accounts)",
             f.owner
         ));
     }

@@ -58,6 +58,34 @@ pub struct KeyRecords {
     /// Said once, by the build that switched keys too early (see
     /// [`crate::build::Report::alerts`]).
     pub alerts: Vec<String>,
+    /// The zones that must keep their last published version because the
+    /// rollover memory could not be read or written: without it, a build
+    /// could publish less than it says must stay (an error line says why).
+    pub held: Held,
+}
+
+/// Which zones the rollover memory holds back when it failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Held {
+    /// The memory was read and, if it changed, written.
+    #[default]
+    Nothing,
+    /// It could not be read: any zone may have records it says must stay.
+    Every,
+    /// It could not be written: the zones of these owners (every record it
+    /// held and would have held).
+    Owners(Vec<String>),
+}
+
+impl Held {
+    /// Whether a zone whose records this owner falls in is held back.
+    pub fn holds(&self, zone_of: impl Fn(&str) -> bool) -> bool {
+        match self {
+            Held::Nothing => false,
+            Held::Every => true,
+            Held::Owners(owners) => owners.iter().any(|o| zone_of(o)),
+        }
+    }
 }
 
 /// Why a fingerprint is published.
@@ -111,15 +139,37 @@ pub fn zone_key_records(config: &Config, now: SystemTime) -> KeyRecords {
     let path = state_path(config);
     let (old, mut errors, writable) = match load_state(&path) {
         Ok(s) => (s, Vec::new(), true),
-        Err(e) => (State::default(), vec![e], false),
+        Err(e) => (
+            State::default(),
+            vec![format!(
+                "{e}; every zone keeps its last published version until it can be read (it says which TLSA and SSHFP records must stay)"
+            )],
+            false,
+        ),
     };
     let plan = plan(config, now, &old);
     let mut out = plan.records;
     errors.append(&mut out.errors);
     out.errors = errors;
-    if writable && plan.state != old {
+    if !writable {
+        out.held = Held::Every;
+    } else if plan.state != old {
         if let Err(e) = save_state(&path, &plan.state) {
-            out.errors.push(e);
+            out.errors.push(format!(
+                "{e}; the zones of its TLSA and SSHFP records keep their last published version until it can be written"
+            ));
+            let mut owners: Vec<String> = [&old, &plan.state]
+                .iter()
+                .flat_map(|s| {
+                    s.active
+                        .iter()
+                        .map(|r| r.owner.clone())
+                        .chain(s.retiring.iter().map(|r| r.owner.clone()))
+                })
+                .collect();
+            owners.sort();
+            owners.dedup();
+            out.held = Held::Owners(owners);
         }
     }
     out
@@ -291,8 +341,9 @@ fn load_state(path: &Path) -> Result<State, String> {
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
         Err(e) => Err(format!(
-            "{}: cannot read the key rollover memory: {e}",
-            crate::base::name::printable_path(path)
+            "{}: cannot read the key rollover memory as {}: {e}",
+            crate::base::name::printable_path(path),
+            crate::base::fs::user()
         )),
     }
 }
@@ -300,8 +351,9 @@ fn load_state(path: &Path) -> Result<State, String> {
 fn save_state(path: &Path, state: &State) -> Result<(), String> {
     let fail = |e: &dyn std::fmt::Display| {
         format!(
-            "{}: cannot write the key rollover memory: {e}",
-            crate::base::name::printable_path(path)
+            "{}: cannot write the key rollover memory as {}: {e}",
+            crate::base::name::printable_path(path),
+            crate::base::fs::user()
         )
     };
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -552,6 +604,7 @@ fn plan(config: &Config, now: SystemTime, old: &State) -> Plan {
             errors,
             warnings,
             alerts,
+            held: Held::Nothing,
         },
         held_warnings,
         statuses,

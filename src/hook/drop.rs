@@ -99,15 +99,33 @@ pub struct Entry {
 /// The file name of the fragment for (owner, value): readable, at most 255
 /// bytes, and distinct for every pair.
 pub fn file_name(owner: &str, value: &str) -> String {
-    let digest = Sha256::new()
+    file_name_by(owner, value, None)
+}
+
+/// The file name of the fragment for (owner, value) written by `writer` (an
+/// RFC 2136 update key, `live::update`): `<owner>.<hex>.tsig-<key>`, so the
+/// key's own fragments can be told from a hook's. `None`: a hook's name.
+pub fn file_name_by(owner: &str, value: &str, writer: Option<&str>) -> String {
+    let mut digest = Sha256::new()
         .chain_update(owner.as_bytes())
         .chain_update([0u8])
-        .chain_update(value.as_bytes())
-        .finalize();
-    let hex = hex(&digest[..8]);
+        .chain_update(value.as_bytes());
+    if let Some(w) = writer {
+        digest = digest.chain_update([0u8]).chain_update(w.as_bytes());
+    }
+    let hex = hex(&digest.finalize()[..8]);
     let stem = owner.trim_end_matches('.');
     let stem = &stem[..stem.len().min(200)];
-    format!("{stem}.{hex}")
+    match writer {
+        Some(w) => format!("{stem}.{hex}{}", writer_suffix(w)),
+        None => format!("{stem}.{hex}"),
+    }
+}
+
+/// What the file names of `writer`'s fragments end with.
+pub fn writer_suffix(writer: &str) -> String {
+    let w = writer.trim_end_matches('.');
+    format!(".tsig-{}", &w[..w.len().min(40)])
 }
 
 /// Check that `dir` exists and is a directory.
@@ -363,8 +381,18 @@ fn mtime(secs: i64, nanos: i64) -> SystemTime {
 /// Write `fragment` into `dir` atomically. Adding a pair that is already
 /// there changes nothing.
 pub fn add(dir: &Path, fragment: &Fragment, default_ttl: u32) -> Result<Added, DropError> {
+    add_by(dir, fragment, default_ttl, None)
+}
+
+/// [`add`], under the file name of `writer` ([`file_name_by`]).
+pub fn add_by(
+    dir: &Path,
+    fragment: &Fragment,
+    default_ttl: u32,
+    writer: Option<&str>,
+) -> Result<Added, DropError> {
     let handle = DropHandle::open_following(dir)?;
-    let name = OsString::from(file_name(&fragment.owner, &fragment.value));
+    let name = OsString::from(file_name_by(&fragment.owner, &fragment.value, writer));
     let target = dir.join(&name);
     if let Ok(Entry {
         fragment: Ok(f), ..
@@ -408,6 +436,44 @@ pub fn del(
                         })
                     }
                 }
+            }
+        }
+    }
+    if !removed.is_empty() {
+        handle.sync();
+    }
+    Ok(removed)
+}
+
+/// Remove the fragments `writer` wrote at `owner` (all of them, or the one
+/// with `value`); a hook's fragments, or another writer's, stay. Returns the
+/// files removed.
+pub fn del_by(
+    dir: &Path,
+    owner: &str,
+    value: Option<&str>,
+    writer: &str,
+    max_bytes: u64,
+) -> Result<Vec<PathBuf>, DropError> {
+    let handle = DropHandle::open_following(dir)?;
+    let suffix = writer_suffix(writer);
+    let mut removed = Vec::new();
+    for entry in handle.read_all(max_bytes)? {
+        if !entry.name.as_encoded_bytes().ends_with(suffix.as_bytes()) {
+            continue;
+        }
+        let Ok(f) = &entry.fragment else { continue };
+        if f.owner != owner || value.is_some_and(|v| v != f.value) {
+            continue;
+        }
+        match handle.remove(&entry.name) {
+            Ok(()) => removed.push(entry.path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(DropError::NotWritable {
+                    path: entry.path,
+                    source,
+                })
             }
         }
     }

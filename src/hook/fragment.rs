@@ -15,8 +15,9 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+use crate::base::config::PERSIST_LABEL;
 use crate::base::name::{self, NameError};
-use crate::base::rules::{check_chars, ValueError};
+use crate::base::rules::{check_chars, check_persist_chars, ValueError};
 use thiserror::Error;
 
 /// A TXT challenge record as read from, or written to, a drop directory.
@@ -107,10 +108,19 @@ impl Fragment {
         if line.starts_with('$') {
             return Err(FragmentError::Directive);
         }
-        if let Some(c) = line
-            .chars()
-            .find(|c| matches!(c, '(' | ')' | ';' | '\\' | '@'))
-        {
+        // A dns-persist-01 record's value holds `; ` (its parameters): at
+        // `_validation-persist` owners, within the quotes only. Whether such
+        // a record is taken at all is the whitelist's business.
+        let persist = line
+            .get(..PERSIST_LABEL.len() + 1)
+            .is_some_and(|l| l.eq_ignore_ascii_case(&format!("{PERSIST_LABEL}.")));
+        let quoted = match (line.find('"'), line.rfind('"')) {
+            (Some(a), Some(b)) if persist && a < b => a..b,
+            _ => 0..0,
+        };
+        if let Some((_, c)) = line.char_indices().find(|(i, c)| {
+            matches!(c, '(' | ')' | ';' | '\\' | '@') && !(*c == ';' && quoted.contains(i))
+        }) {
             return Err(FragmentError::Forbidden(c));
         }
 
@@ -158,7 +168,11 @@ impl Fragment {
             Some(inner) => inner.strip_suffix('"').ok_or(FragmentError::Quote)?,
             None => value,
         };
-        check_chars(value).map_err(FragmentError::Value)?;
+        if persist {
+            check_persist_chars(value).map_err(FragmentError::Value)?;
+        } else {
+            check_chars(value).map_err(FragmentError::Value)?;
+        }
         Ok(Fragment {
             owner,
             ttl,

@@ -262,7 +262,7 @@ pub struct Checked {
 pub fn check(change: &Change, policy: &Policy) -> Result<Checked, HookError> {
     let owner = name::parse_fqdn(&change.owner)?;
     rules::check_label(&owner, policy).map_err(HookError::Refused)?;
-    rules::check_value(&change.value, policy).map_err(HookError::Refused)?;
+    rules::check_value_at(&owner, &change.value, policy).map_err(HookError::Refused)?;
     if let Some(ttl) = change.ttl {
         if ttl > i32::MAX as u32 {
             return Err(HookError::Refused(format!(

@@ -60,6 +60,7 @@ use crate::build::publish::Lock;
 use crate::build::report::Parts;
 use crate::live::chase::{self, Cnames};
 use crate::live::tally::{Event, Tally};
+use crate::live::update::{self, Updates};
 
 /// How often the published files are looked at.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -172,6 +173,8 @@ pub(super) struct Inner {
     /// A NOTIFY-triggered look at the files is under way: a flood of
     /// NOTIFYs costs one at a time, not one blocking task each.
     notified: AtomicBool,
+    /// The TSIG keys of RFC 2136 updates (`live::update`).
+    updates: Arc<Updates>,
 }
 
 /// The responder's state: the zones being served. Cheap to clone; every
@@ -241,6 +244,7 @@ impl Responder {
                 cnames: ArcSwap::from_pointee(cnames),
                 generation: Arc::new(AtomicU64::new(0)),
                 notified: AtomicBool::new(false),
+                updates: Arc::new(Updates::default()),
             }),
         })
     }
@@ -346,6 +350,11 @@ impl Responder {
         })
     }
 
+    /// The keys updates are taken with: [`Updates::load`] at start and on SIGHUP.
+    pub fn updates(&self) -> &Updates {
+        &self.inner.updates
+    }
+
     /// `[serve]`, as loaded.
     pub(crate) fn settings(&self) -> &Serve {
         &self.inner.serve
@@ -386,7 +395,7 @@ impl Inner {
         }?;
         log::info!(
             "{}: zone {zone} reloaded (serial {})",
-            crate::base::name::printable_path(file),
+            file.display(),
             loaded.serial
         );
         slot.served = Some(loaded);
@@ -531,6 +540,41 @@ impl RequestHandler for Front {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        // RFC 2136 updates and anything signed with TSIG: `live::update`.
+        if request.metadata.op_code == OpCode::Update || request.signature.is_some() {
+            let updates = self.inner.updates.clone();
+            return update::handle::<R, T>(self, &updates, request, response_handle).await;
+        }
+        self.answer::<R, T>(request, response_handle).await
+    }
+}
+
+impl Front {
+    /// The zones loaded and served now.
+    pub(crate) fn served_zones(&self) -> Vec<String> {
+        Responder {
+            inner: self.inner.clone(),
+        }
+        .served()
+    }
+
+    /// What peers made the responder refuse or drop.
+    pub(crate) fn tally(&self) -> &Tally {
+        &self.inner.tally
+    }
+
+    /// The serial of `zone` (absolute, lowercase) as served now.
+    pub(crate) fn serial(&self, zone: &str) -> Option<u32> {
+        let slots = self.inner.lock();
+        slots.get(zone)?.served.as_ref().map(|l| l.serial)
+    }
+
+    /// Answer a query or NOTIFY (a signed one once its TSIG was checked).
+    pub(crate) async fn answer<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
         let catalog = self.inner.catalog.load_full();
@@ -586,9 +630,7 @@ impl RequestHandler for Front {
             .handle_request::<R, T>(request, response_handle)
             .await
     }
-}
 
-impl Front {
     /// RFC 1996 §4.7: "the slave [...] replies with a NOTIFY response" that
     /// has the same ID, QR set and the question copied. We are a primary,
     /// so a NOTIFY for one of our zones is taken as a hint to look at its

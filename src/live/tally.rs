@@ -61,9 +61,13 @@ pub(crate) enum Event {
     AcceptError,
     /// A packet made the DNS library panic; it was dropped.
     Panic,
+    /// An RFC 2136 update or a signed message refused before its key was
+    /// proven (no TSIG, an unknown key, a bad MAC, a time outside the
+    /// fudge) or replayed.
+    UpdateRefused,
 }
 
-const EVENTS: [Event; 12] = [
+const EVENTS: [Event; 13] = [
     Event::TransferRefused,
     Event::UdpAxfr,
     Event::Malformed,
@@ -76,6 +80,7 @@ const EVENTS: [Event; 12] = [
     Event::TcpStalled,
     Event::AcceptError,
     Event::Panic,
+    Event::UpdateRefused,
 ];
 
 impl Event {
@@ -94,6 +99,7 @@ impl Event {
             Event::TcpStalled => "TCP connections dropped for not reading their answers",
             Event::AcceptError => "TCP accept errors",
             Event::Panic => "packets that made the responder panic",
+            Event::UpdateRefused => "updates and signed messages refused (TSIG, replays)",
         }
     }
 

@@ -9,11 +9,9 @@
 //! watched too), and a build also runs every few seconds regardless: the
 //! build's manifest makes that a handful of `stat` calls when nothing moved,
 //! and it lets fragments expire and rollover deadlines pass on time.
-//! Builds the drop side can set off are rate-limited ([`Limiter`]): a lone
-//! change (one that comes after the inputs were quiet for [`LONE`]) or a
-//! short burst is built at once, but while changes keep coming, builds
-//! that publish are held to `[build] max_rate` a second (default 4), so a
-//! drop writer cannot drive serials, `on_change` and NOTIFY faster.
+//! When to build is `pace.rs`'s: a burst of changes waits for a short
+//! quiet period, and builds the drop side sets off are rate-limited (a
+//! lone change is built at once, churn is held to `[build] max_rate`).
 //! SIGHUP reads the config file again (systemd's `ExecReload`, rc.d's
 //! `reload`): a config that loads is used from the next build on, with the
 //! folders it names watched; one that does not is logged and the one in use
@@ -25,24 +23,17 @@ use crate::build::inputs::{inputs, Kind};
 use crate::build::refusals::{Cap, Memory};
 use crate::build::report::Shown;
 use crate::build::{self, Report};
+use crate::live::pace::{Pace, Wake};
 use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
 
-/// How long the files must be quiet before a build starts.
-pub const QUIET: Duration = Duration::from_millis(5);
-/// A burst never delays a build longer than this.
-pub const MAX_DELAY: Duration = Duration::from_millis(200);
 /// A build runs at least this often, events or not.
 pub const TICK: Duration = Duration::from_secs(5);
-/// A change after this long without one is a lone change: built at once,
-/// whatever the rate limit. Changes spaced wider than this (an ACME
-/// client's, a person's) are never held back; a writer that churns
-/// faster is held to `[build] max_rate`.
-pub const LONE: Duration = Duration::from_millis(150);
 
 #[derive(Debug, Error)]
 pub enum WatchError {
@@ -59,51 +50,6 @@ pub struct Options {
     pub poll: Option<Duration>,
     /// The responder of `zonedrop run`, handed each published zone.
     pub serving: Option<std::sync::Arc<dyn crate::build::effects::Serving>>,
-}
-
-/// The rate limit on publishing builds: a token bucket of `max_rate`
-/// tokens a second holding at most `max_rate` (at least one), so a short
-/// burst is built at once; a build that published takes a token, and a
-/// build that is not lone waits for one.
-#[derive(Debug)]
-struct Limiter {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Limiter {
-    fn new(rate: f64) -> Limiter {
-        let burst = rate.max(1.0);
-        Limiter {
-            rate,
-            burst,
-            tokens: burst,
-            at: Instant::now(),
-        }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let earned = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + earned).min(self.burst);
-        self.at = now;
-    }
-
-    /// How long until a token is there (zero: now).
-    fn wait(&mut self, now: Instant) -> Duration {
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            return Duration::ZERO;
-        }
-        Duration::from_secs_f64((1.0 - self.tokens) / self.rate)
-    }
-
-    /// A build published: it takes a token (a lone one may find none).
-    fn spend(&mut self, now: Instant) {
-        self.refill(now);
-        self.tokens = (self.tokens - 1.0).max(0.0);
-    }
 }
 
 /// Every folder whose change can change a zone (the folders of the build's
@@ -154,19 +100,68 @@ pub fn watched_paths(config: &Config) -> BTreeMap<PathBuf, RecursiveMode> {
     out
 }
 
+/// The folders watched only as parents of an input folder (to see it
+/// vanish and come back), and the folders watched for themselves: in a
+/// parent, only the input folder itself is news, not a log file or any
+/// other neighbour (written at every build, a log beside the drop
+/// directory would start the next build, and under churn that build would
+/// hold back the real changes that come while it waits for its token).
+#[derive(Debug, Default)]
+struct Neighbours {
+    parents: HashSet<PathBuf>,
+    own: HashSet<PathBuf>,
+}
+
+impl Neighbours {
+    fn new(config: &Config) -> Neighbours {
+        let mut n = Neighbours::default();
+        for input in inputs(config, None) {
+            match input.kind {
+                Kind::Drop | Kind::SourceFolder | Kind::Extra => {
+                    if let Some(p) = input.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                        n.parents.insert(p.to_path_buf());
+                    }
+                    n.own.insert(input.path);
+                }
+                Kind::Key if input.path.is_dir() => {
+                    n.own.insert(input.path);
+                }
+                Kind::Key | Kind::ZoneFile => {
+                    if let Some(p) = input.path.parent() {
+                        n.own.insert(p.to_path_buf());
+                    }
+                }
+                Kind::Config => {}
+            }
+        }
+        // A parent that is an input itself, or lies in a source folder
+        // (watched with everything under it), is no mere parent.
+        let deep: Vec<PathBuf> = inputs(config, None)
+            .into_iter()
+            .filter(|i| matches!(i.kind, Kind::SourceFolder | Kind::Extra))
+            .map(|i| i.path)
+            .collect();
+        let own = &n.own;
+        n.parents
+            .retain(|p| !own.contains(p) && !deep.iter().any(|d| p.starts_with(d)));
+        n
+    }
+
+    /// Whether an event about `paths` is only about neighbours.
+    fn only(&self, paths: &[PathBuf]) -> bool {
+        !paths.is_empty()
+            && paths.iter().all(|p| {
+                !self.own.contains(p) && p.parent().is_some_and(|d| self.parents.contains(d))
+            })
+    }
+}
+
 /// Whether `path` is a temporary of an atomic write (`base::fs`).
 fn temporary(path: &Path) -> bool {
     path.file_name().is_some_and(|n| {
         n.as_encoded_bytes()
             .starts_with(crate::base::fs::TEMP_PREFIX.as_bytes())
     })
-}
-
-/// What wakes the watcher: a change in a watched folder (when it was
-/// seen), or SIGHUP.
-enum Wake {
-    Changed(Instant),
-    Reload,
 }
 
 /// The folders to watch and which of them are watched now.
@@ -207,6 +202,10 @@ impl Watched {
     }
 }
 
+/// Bytes of checked sources `watch` and `run` keep in memory
+/// ([`crate::build::zone::cache`]): a million-record zone takes about 50 MB.
+const MEMORY_FOR_SOURCES: usize = 256 << 20;
+
 /// Watch and build until the event channel closes (never, in practice).
 /// `on_build` sees every build's report (it logs and swaps in zones). At
 /// SIGHUP the config file is read again: a good one is used from the next
@@ -219,10 +218,14 @@ pub fn run(
     mut on_reload: impl FnMut(&Config),
 ) -> Result<(), WatchError> {
     let mut config = config.clone();
+    // Builds after this one keep zones' checked sources in memory too.
+    crate::build::zone::cache::keep_in_memory(MEMORY_FOR_SOURCES);
     let (tx, rx) = mpsc::channel::<Wake>();
     // Registered before the first build: from here on SIGHUP no longer
     // ends the process.
     hangups(tx.clone())?;
+    let neighbours = Arc::new(RwLock::new(Neighbours::new(&config)));
+    let seen_by_handler = neighbours.clone();
     let handler = move |event: notify::Result<Event>| {
         // inotify reports opens and closes of the files a build reads
         // (notify asks for IN_OPEN): they change nothing, and taken as
@@ -234,6 +237,10 @@ pub fn run(
         // by a build; only its rename into place is a change. Taken as
         // one, it would start a build in the middle of a hook's write.
         if matches!(&event, Ok(e) if !e.paths.is_empty() && e.paths.iter().all(|p| temporary(p))) {
+            return;
+        }
+        let neighbours = seen_by_handler.read().unwrap_or_else(|e| e.into_inner());
+        if matches!(&event, Ok(e) if neighbours.only(&e.paths)) {
             return;
         }
         let _ = tx.send(Wake::Changed(Instant::now()));
@@ -265,16 +272,8 @@ pub fn run(
             humantime::format_duration(p)
         ))
     );
+    let mut pace = Pace::new(config.build.max_rate);
     let mut refusals = Refusals::new(&config);
-    let mut limiter = Limiter::new(config.build.max_rate);
-    // When the last change event came (event mode), and since when polls
-    // have found nothing to publish (poll mode).
-    let mut last_change: Option<Instant> = None;
-    let mut quiet_since: Option<Instant> = None;
-    // A lone change seen and not published yet: the build that publishes
-    // it (not only the first after it: a writer's change may take two
-    // events some milliseconds apart) is built at once.
-    let mut lone_pending = false;
     // `run`'s first build reads every zone even when nothing changed, so
     // that the responder learns what each served version holds and takes
     // the first challenge as a delta too.
@@ -286,58 +285,9 @@ pub fn run(
         &mut on_build,
     );
     loop {
-        let mut reload = false;
-        // A lone change, SIGHUP and the tick are built at once; churn
-        // waits for a token.
-        let mut lone = true;
-        match rx.recv_timeout(tick) {
-            Ok(wake) => {
-                if let Wake::Changed(at) = &wake {
-                    lone_pending |=
-                        last_change.is_none_or(|t| at.saturating_duration_since(t) >= LONE);
-                    lone = lone_pending;
-                }
-                let mut note = |wake: Wake, reload: &mut bool| match wake {
-                    Wake::Reload => *reload = true,
-                    Wake::Changed(at) => last_change = Some(at),
-                };
-                note(wake, &mut reload);
-                // Let the burst finish: quiet for QUIET, or MAX_DELAY at most.
-                let start = Instant::now();
-                while start.elapsed() < MAX_DELAY {
-                    match rx.recv_timeout(QUIET) {
-                        Ok(wake) => note(wake, &mut reload),
-                        Err(RecvTimeoutError::Timeout) => break,
-                        Err(RecvTimeoutError::Disconnected) => return Ok(()),
-                    }
-                }
-                // Churn: wait for a token, taking what comes meanwhile.
-                while !lone && !reload {
-                    let wait = limiter.wait(Instant::now());
-                    if wait.is_zero() {
-                        break;
-                    }
-                    match rx.recv_timeout(wait) {
-                        Ok(wake) => note(wake, &mut reload),
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => return Ok(()),
-                    }
-                }
-            }
-            Err(RecvTimeoutError::Timeout) if opts.poll.is_some() => {
-                // Polling: a poll that may publish after the inputs were
-                // not seen quiet for LONE is churn.
-                let quiet = quiet_since.is_some_and(|t| t.elapsed() >= LONE);
-                if !quiet {
-                    let wait = limiter.wait(Instant::now());
-                    if !wait.is_zero() {
-                        std::thread::sleep(wait);
-                    }
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
-        }
+        let Some(reload) = pace.next(&rx, tick, opts.poll.is_some()) else {
+            return Ok(());
+        };
         // A config read again is built whole: the manifest stamps the
         // file, which a build under the old config may have stamped
         // already after it was edited.
@@ -346,9 +296,9 @@ pub fn run(
             if let Some(new) = read_again(&config) {
                 config = new;
                 watched.wanted = watched_paths(&config);
+                *neighbours.write().unwrap_or_else(|e| e.into_inner()) = Neighbours::new(&config);
                 on_reload(&config);
-                limiter.rate = config.build.max_rate;
-                limiter.burst = config.build.max_rate.max(1.0);
+                pace.set_rate(config.build.max_rate);
                 force = true;
             }
         }
@@ -360,20 +310,13 @@ pub fn run(
             &mut refusals,
             &mut on_build,
         );
-        let now = Instant::now();
-        if published {
-            limiter.spend(now);
-            quiet_since = None;
-            lone_pending = false;
-        } else if quiet_since.is_none() {
-            quiet_since = Some(now);
-        }
+        pace.built(published);
     }
 }
 
 /// The config file of `config` read again, or None (logged) when it does
 /// not load.
-fn read_again(config: &Config) -> Option<Config> {
+pub(crate) fn read_again(config: &Config) -> Option<Config> {
     let path = config.file.as_deref()?;
     match Config::load(path) {
         Ok(new) => {

@@ -68,17 +68,22 @@ fn run_client(what: &str, cmd: &mut Command, log: &Path, extra_log: &dyn Fn() ->
 
 /// One issuance setup: a tree with the example zones, `zonedrop run` and
 /// Pebble, both answering.
-struct Acme {
+pub(crate) struct Acme {
     // Fields drop in order: servers first, then the tree they run in.
     pebble: Guard,
     zonedrop: Guard,
-    dns_port: u16,
+    pub(crate) dns_port: u16,
     acme_port: u16,
-    tree: Tree,
+    pub(crate) tree: Tree,
 }
 
 impl Acme {
     fn start() -> Acme {
+        Acme::start_with("")
+    }
+
+    /// [`Acme::start`] with `extra` at the end of zonedrop.toml.
+    pub(crate) fn start_with(extra: &str) -> Acme {
         need("pebble", "pebble");
         need("openssl", "openssl");
         let tree = Tree::new();
@@ -97,7 +102,7 @@ impl Acme {
                  [[zone]]\nname = \"example.test\"\n\
                  [[zone]]\nname = \"example.net\"\n\
                  [hook]\nwait = \"30s\"\nservers = [\"127.0.0.1:{dns_port}\"]\n\
-                 [serve]\nlisten = [\"127.0.0.1:{dns_port}\"]\n"
+                 [serve]\nlisten = [\"127.0.0.1:{dns_port}\"]\n{extra}"
             ),
         );
         let zonedrop = Guard::start(
@@ -178,19 +183,19 @@ impl Acme {
         assert!(api, "pebble does not listen:\n{}", self.pebble.log());
     }
 
-    fn directory(&self) -> String {
+    pub(crate) fn directory(&self) -> String {
         format!("https://127.0.0.1:{}/dir", self.acme_port)
     }
 
-    fn ca(&self) -> PathBuf {
+    pub(crate) fn ca(&self) -> PathBuf {
         self.tree.path("tls/ca.pem")
     }
 
-    fn config(&self) -> PathBuf {
+    pub(crate) fn config(&self) -> PathBuf {
         self.tree.path("zonedrop.toml")
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         format!(
             "--- zonedrop run:\n{}\n--- pebble:\n{}",
             self.zonedrop.log(),
@@ -200,7 +205,7 @@ impl Acme {
 
     /// A command for a client, with zonedrop's hooks finding the config
     /// (hence the drop directory and `[hook] wait`) through the environment.
-    fn client(&self, program: &str) -> Command {
+    pub(crate) fn client(&self, program: &str) -> Command {
         let mut c = Command::new(program);
         clean_env(&mut c)
             .current_dir(self.tree.path(""))
@@ -208,14 +213,14 @@ impl Acme {
         c
     }
 
-    fn run(&self, what: &str, cmd: &mut Command) {
+    pub(crate) fn run(&self, what: &str, cmd: &mut Command) {
         let log = self.tree.path(&format!("{}.log", what.replace(' ', "-")));
         run_client(what, cmd, &log, &|| self.logs());
     }
 
     /// The certificate names exactly `names`, Pebble issued it, the drop
     /// directory is empty and the challenges leave the served zone.
-    fn check(&self, cert: &Path, names: &[&str]) {
+    pub(crate) fn check(&self, cert: &Path, names: &[&str]) {
         let out = Command::new("openssl")
             .args(["x509", "-noout", "-issuer", "-ext", "subjectAltName", "-in"])
             .arg(cert)

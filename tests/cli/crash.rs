@@ -256,3 +256,121 @@ fn sigkilled_builds_never_publish_a_partial_zone() {
     );
     assert!(serials.len() > 1, "the reader never saw a new zone");
 }
+
+/// An inotify watch on a folder for the first file created or written in
+/// it (closed when dropped).
+struct FirstWrite(i32);
+
+impl FirstWrite {
+    fn new(dir: &std::path::Path) -> FirstWrite {
+        let path = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+        // SAFETY: plain calls with a C string that outlives them.
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+        assert!(fd >= 0);
+        let wd = unsafe {
+            libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_CREATE | libc::IN_MODIFY)
+        };
+        assert!(wd >= 0, "inotify on {}", dir.display());
+        FirstWrite(fd)
+    }
+
+    /// Until the first event, or `limit`.
+    fn wait(self, limit: Duration) {
+        let mut pfd = libc::pollfd {
+            fd: self.0,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, limit.as_millis() as i32) };
+    }
+}
+
+impl Drop for FirstWrite {
+    fn drop(&mut self) {
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// Temporaries of killed cache writers in state/cache.
+fn cache_temporaries(t: &Tree) -> usize {
+    std::fs::read_dir(t.path("state/cache"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// The cache of a zone's checked sources (state/cache/<zone>), with builds
+/// SIGKILLed while they write it: the build after each kill finds the old
+/// cache or the new one, never a torn one (it would say "damaged"), and
+/// publishes; killed writers' temporaries do not pile up.
+#[test]
+fn sigkilled_builds_leave_the_old_cache_or_the_new_one() {
+    // 10,000 hosts: a cache of about 500 KB, long enough to write that
+    // aimed kills land in it.
+    let hosts: String = (0..10_000)
+        .map(|i| format!("h{i} IN A 198.51.{}.{}\n", i / 250 % 250, i % 250))
+        .collect();
+    let t = Tree::one_zone("[build]\nlock_wait = \"0s\"\n", &hosts);
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(t.run(&["build", "--force", "--quiet"]).code, 0);
+    assert!(t.path("state/cache/example.test").exists());
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ u64::from(std::process::id()));
+    let started = Instant::now();
+    let (mut kills, mut torn_moments) = (0, 0);
+    let mut build_time = 50_000u64;
+    let mut i = 0;
+    while started.elapsed() < Duration::from_secs(30) && (kills < 40 || torn_moments < 3) {
+        i += 1;
+        // --force reads the sources and writes the cache again (with a
+        // new seed for its record keys: other bytes).
+        // Aimed every other round: the moment a file in state/cache is
+        // created or written to.
+        let watch = (i % 2 == 1).then(|| FirstWrite::new(&t.path("state/cache")));
+        let mut child = t
+            .cmd(&["build", "--force", "--quiet"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        match watch {
+            Some(w) => w.wait(Duration::from_secs(5)),
+            None => std::thread::sleep(Duration::from_micros(rng.below(build_time * 5 / 4))),
+        }
+        let begun = Instant::now();
+        child.kill().unwrap(); // SIGKILL
+        if child.wait().unwrap().code().is_none() {
+            kills += 1;
+        } else {
+            build_time = (begun.elapsed().as_micros() as u64).max(build_time * 3 / 4);
+        }
+        torn_moments += usize::from(cache_temporaries(&t) > 0);
+
+        // The next build: a challenge-only change on top of whatever the
+        // killed one left.
+        let owner = format!("_acme-challenge.h{i}.example.test");
+        assert_eq!(t.run(&["add", &owner, &value(i)]).code, 0);
+        let r: Run = t
+            .cmd(&["build", "--quiet"])
+            .env("RUST_LOG", "zonedrop=info")
+            .output()
+            .unwrap()
+            .into();
+        assert_eq!(r.code, 0, "the build after a kill failed: {}", r.stderr);
+        assert!(!r.stderr.contains("damaged"), "{}", r.stderr);
+        let text = std::fs::read_to_string(t.path("unsigned/example.test")).unwrap();
+        assert!(text.contains(&value(i)) && text.contains("h9999"), "{text}");
+        assert_eq!(cache_temporaries(&t), 0, "temporaries left behind");
+        assert_eq!(t.run(&["del", &owner, &value(i)]).code, 0);
+    }
+    eprintln!("crash (cache): {kills} kills, {torn_moments} left a cache temporary, {i} rounds");
+    assert!(kills >= 15, "only {kills} builds were killed");
+    assert!(
+        torn_moments > 0,
+        "no kill landed while the cache was written"
+    );
+}

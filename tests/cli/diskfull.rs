@@ -7,75 +7,8 @@
 //! loop-mounted ext2 image); mounting needs root, as in CI.
 
 use crate::support::*;
-use std::ffi::CString;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// A small file system mounted on a folder, unmounted when dropped.
-struct Mount {
-    at: PathBuf,
-}
-
-impl Mount {
-    fn small(at: &Path, scratch: &Path) -> Mount {
-        std::fs::create_dir_all(at).unwrap();
-        let c = |s: &str| CString::new(s).unwrap();
-        let target = c(at.to_str().unwrap());
-        // SAFETY: plain C strings that outlive the call.
-        let rc = unsafe {
-            libc::mount(
-                c("tmpfs").as_ptr(),
-                target.as_ptr(),
-                c("tmpfs").as_ptr(),
-                0,
-                c("size=128k,mode=0755").as_ptr().cast(),
-            )
-        };
-        if rc == 0 {
-            return Mount {
-                at: at.to_path_buf(),
-            };
-        }
-        let tmpfs_error = std::io::Error::last_os_error();
-        // Fallback: a 256 KiB ext2 image on a loop device.
-        need("mkfs.ext2", "e2fsprogs");
-        let image = scratch.join("small.ext2");
-        let ok = Command::new("mkfs.ext2")
-            .args(["-q", "-F", "-m", "0"])
-            .arg(&image)
-            .arg("256")
-            .status()
-            .unwrap()
-            .success()
-            && Command::new("mount")
-                .args(["-o", "loop"])
-                .arg(&image)
-                .arg(at)
-                .status()
-                .unwrap()
-                .success();
-        assert!(
-            ok,
-            "cannot mount a small file system on {} (tmpfs: {tmpfs_error}; loop ext2 failed too): run the tests as root",
-            at.display()
-        );
-        Mount {
-            at: at.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let target = CString::new(self.at.to_str().unwrap()).unwrap();
-        // SAFETY: a C string that outlives the call. MNT_DETACH: never leave
-        // a mount behind even if something still has a file open.
-        unsafe {
-            libc::umount2(target.as_ptr(), libc::MNT_DETACH);
-        }
-    }
-}
+use std::path::Path;
 
 /// Fill the file system at `dir` with `name` until it is full.
 fn fill(dir: &Path, name: &str) -> Vec<u8> {

@@ -396,3 +396,48 @@ fn churn_is_held_to_max_rate(args: &[&str]) {
         "the lone add took {took:?}"
     );
 }
+
+/// Lone changes are never held back by the rate limit, even above
+/// `max_rate`: hooks 200 ms apart (5 a second) against `max_rate = 1`
+/// are each published at once. (A hook's write is several events, its
+/// temporary file then the rename; taken as churn, all but the first
+/// would wait up to a second for their token.)
+#[test]
+fn lone_adds_above_max_rate_are_built_at_once() {
+    let t = Tree::one_zone("[build]\nmax_rate = 1\n", "");
+    let watch = Daemon::start(
+        "zonedrop watch",
+        &mut t.cmd(&["watch"]),
+        t.path("watch.log"),
+    );
+    let zone = t.path("unsigned/example.test");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !zone.exists() {
+        assert!(Instant::now() < until, "{}", watch.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut slowest = Duration::ZERO;
+    for i in 0..10 {
+        let owner = format!("_acme-challenge.r{i}.example.test");
+        let value = format!("{}{i}", &V1[..42]);
+        let started = Instant::now();
+        assert_eq!(t.run(&["add", &owner, &value]).code, 0);
+        while !std::fs::read_to_string(&zone).unwrap().contains(&value) {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{}",
+                watch.log()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        slowest = slowest.max(started.elapsed());
+        std::thread::sleep(Duration::from_millis(200).saturating_sub(started.elapsed()));
+    }
+    eprintln!("lone adds: slowest published after {slowest:?}");
+    assert!(
+        slowest < Duration::from_millis(600),
+        "slowest {slowest:?}:\n{}",
+        watch.log()
+    );
+}

@@ -1,6 +1,7 @@
 //! The integration tests: the real `zonedrop` binary, run as a subprocess in
 //! a temporary tree, one module per feature.
 
+mod account;
 mod acme;
 mod boundary;
 mod build;
@@ -15,12 +16,17 @@ mod diskfull;
 mod effects;
 mod examples;
 mod hook;
+mod incremental;
 mod live;
 mod messages;
 mod netlimits;
+mod persist;
+mod racy;
 mod refusals;
 mod reload;
 mod rollover;
 mod servers;
 mod sources;
+mod statefiles;
 mod support;
+mod update;

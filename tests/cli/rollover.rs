@@ -5,28 +5,6 @@
 //! `[[sshfp]]` alike.
 
 use crate::support::*;
-use std::process::Command;
-
-/// A new Ed25519 public key (PEM) at `rel`.
-fn new_key(t: &Tree, rel: &str) {
-    need("openssl", "openssl");
-    let private = t.path(&format!("{rel}.key"));
-    let ok = Command::new("openssl")
-        .args(["genpkey", "-algorithm", "ed25519", "-out"])
-        .arg(&private)
-        .status()
-        .unwrap()
-        .success()
-        && Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&private)
-            .arg("-out")
-            .arg(t.path(rel))
-            .status()
-            .unwrap()
-            .success();
-    assert!(ok, "openssl could not make a key");
-}
 
 fn tree(tlsa: &str) -> Tree {
     Tree::one_zone(

@@ -1,9 +1,11 @@
 //! Shared helpers: a temporary tree (and the one-zone tree most tests
 //! start from), running the binary with a clean environment, reading a
-//! drop, programs a test needs, a DNS client, servers killed at the end.
+//! drop, programs a test needs, a DNS client, servers killed at the end,
+//! file systems mounted for a test.
 
 use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
+use std::ffi::CString;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -208,6 +210,108 @@ pub fn need(program: &str, package: &str) {
         found,
         "{program} is not installed: run `bash .ci/install-deps` (Debian package {package})"
     );
+}
+
+/// A new Ed25519 public key (PEM) at `rel`.
+pub fn new_key(t: &Tree, rel: &str) {
+    need("openssl", "openssl");
+    let private = t.path(&format!("{rel}.key"));
+    let ok = Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&private)
+        .status()
+        .unwrap()
+        .success()
+        && Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&private)
+            .arg("-out")
+            .arg(t.path(rel))
+            .status()
+            .unwrap()
+            .success();
+    assert!(ok, "openssl could not make a key");
+}
+
+/// A file system mounted on a folder for a test (mounting needs root, as
+/// in CI), unmounted when dropped.
+pub struct Mount {
+    at: PathBuf,
+}
+
+impl Mount {
+    /// A small file system: a 128 KiB tmpfs, or where tmpfs cannot be
+    /// mounted a 256 KiB ext2 image (in `scratch`) on a loop device.
+    pub fn small(at: &Path, scratch: &Path) -> Mount {
+        std::fs::create_dir_all(at).unwrap();
+        let c = |s: &str| CString::new(s).unwrap();
+        let target = c(at.to_str().unwrap());
+        // SAFETY: plain C strings that outlive the call.
+        let rc = unsafe {
+            libc::mount(
+                c("tmpfs").as_ptr(),
+                target.as_ptr(),
+                c("tmpfs").as_ptr(),
+                0,
+                c("size=128k,mode=0755").as_ptr().cast(),
+            )
+        };
+        if rc == 0 {
+            return Mount {
+                at: at.to_path_buf(),
+            };
+        }
+        let tmpfs_error = std::io::Error::last_os_error();
+        Mount::ext2(at, &scratch.join("small.ext2"), &["-m", "0"], 256).unwrap_or_else(|e| {
+            panic!(
+                "cannot mount a small file system on {} (tmpfs: {tmpfs_error}; loop ext2: {e}): run the tests as root",
+                at.display()
+            )
+        })
+    }
+
+    /// An ext2 image of `kib` KiB at `image`, made with `mkfs_args`, on a
+    /// loop device at `at`.
+    pub fn ext2(at: &Path, image: &Path, mkfs_args: &[&str], kib: u32) -> Result<Mount, String> {
+        need("mkfs.ext2", "e2fsprogs");
+        std::fs::create_dir_all(at).unwrap();
+        let mkfs = Command::new("mkfs.ext2")
+            .args(["-q", "-F"])
+            .args(mkfs_args)
+            .arg(image)
+            .arg(kib.to_string())
+            .output()
+            .unwrap();
+        if !mkfs.status.success() {
+            return Err(format!(
+                "mkfs.ext2: {}",
+                String::from_utf8_lossy(&mkfs.stderr)
+            ));
+        }
+        let mount = Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(image)
+            .arg(at)
+            .output()
+            .unwrap();
+        if !mount.status.success() {
+            return Err(format!("mount: {}", String::from_utf8_lossy(&mount.stderr)));
+        }
+        Ok(Mount {
+            at: at.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let target = CString::new(self.at.to_str().unwrap()).unwrap();
+        // SAFETY: a C string that outlives the call. MNT_DETACH: never leave
+        // a mount behind even if something still has a file open.
+        unsafe {
+            libc::umount2(target.as_ptr(), libc::MNT_DETACH);
+        }
+    }
 }
 
 /// A port free for both UDP and TCP on 127.0.0.1.

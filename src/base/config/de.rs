@@ -49,3 +49,19 @@ where
     let s = String::deserialize(d)?;
     s.parse().map_err(serde::de::Error::custom)
 }
+
+/// ACME account URLs (`accounts = [...]`): absolute http(s) URLs, printable.
+pub(crate) fn accounts<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let urls = Vec::<String>::deserialize(d)?;
+    for u in &urls {
+        let ok = (u.starts_with("https://") || u.starts_with("http://"))
+            && u.bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            return Err(serde::de::Error::custom(format!(
+                "`{}` is not an ACME account URL (https://...)",
+                name::printable(u)
+            )));
+        }
+    }
+    Ok(Some(urls))
+}

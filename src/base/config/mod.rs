@@ -16,14 +16,18 @@ use thiserror::Error;
 mod dane;
 mod de;
 mod overlap;
+mod persist;
 mod serve;
 #[cfg(test)]
 mod tests;
+mod update;
 
 pub use dane::*;
 pub use de::parse_duration;
 use de::*;
+pub use persist::*;
 pub use serve::*;
+pub use update::*;
 
 /// Where the config is looked for when neither `--config` nor
 /// `$ZONEDROP_CONFIG` names one, in order.
@@ -84,6 +88,10 @@ pub struct Config {
     pub sshfp: Vec<Sshfp>,
     #[serde(default)]
     pub dane: Dane,
+    #[serde(default, rename = "update_key")]
+    pub update_keys: Vec<UpdateKey>,
+    #[serde(default, rename = "persist")]
+    pub persists: Vec<Persist>,
 }
 
 /// Key rollover of the `[[tlsa]]` and `[[sshfp]]` records.
@@ -136,6 +144,9 @@ pub struct DropDir {
     /// Names this directory may carry challenges for; `None`: any managed name.
     #[serde(default, deserialize_with = "patterns")]
     pub names: Option<Vec<String>>,
+    /// The ACME accounts (URLs) whose dns-account-01 labels it may carry; `None`: any.
+    #[serde(default, deserialize_with = "accounts")]
+    pub accounts: Option<Vec<String>>,
 }
 
 /// What the value of an accepted challenge may look like.
@@ -168,6 +179,11 @@ pub struct Policy {
     pub max_values_per_name: usize,
     pub value: ValueShape,
     pub max_files: usize,
+    /// Accept dns-account-01 owners (`_<label>._acme-challenge.<domain>`).
+    pub dns_account: bool,
+    /// Accept dns-persist-01 records (`_validation-persist.<domain>`) from
+    /// the drop side; otherwise only `[[persist]]` publishes them.
+    pub persist_from_drop: bool,
 }
 
 impl Default for Policy {
@@ -183,6 +199,8 @@ impl Default for Policy {
             max_values_per_name: 8,
             value: ValueShape::Acme,
             max_files: 1000,
+            dns_account: false,
+            persist_from_drop: false,
         }
     }
 }
@@ -230,6 +248,9 @@ pub struct Build {
     /// How long a second builder waits for the lock.
     #[serde(deserialize_with = "duration")]
     pub lock_wait: Duration,
+    /// `watch`/`run`: at most this many publishing builds a second while
+    /// the inputs keep changing (a lone change is built at once).
+    pub max_rate: f64,
     /// A refusal not reported before makes `build` exit 1 (as `--strict`).
     pub strict: bool,
     /// New refusals shown one by one per build (`build`) or per
@@ -237,9 +258,6 @@ pub struct Build {
     pub refusal_lines: usize,
     #[serde(deserialize_with = "duration")]
     pub refusal_interval: Duration,
-    /// `watch`/`run`: at most this many publishing builds a second while
-    /// the inputs keep changing (a lone change is built at once).
-    pub max_rate: f64,
 }
 
 impl Default for Build {
@@ -248,10 +266,10 @@ impl Default for Build {
             on_change: None,
             notify: Vec::new(),
             lock_wait: Duration::from_secs(30),
+            max_rate: 4.0,
             strict: false,
             refusal_lines: 20,
             refusal_interval: Duration::from_secs(60),
-            max_rate: 4.0,
         }
     }
 }
@@ -429,6 +447,8 @@ impl Config {
         self.serve
             .validate()
             .map_err(|(key, message)| invalid(key, message))?;
+        update::validate(self).map_err(|(key, message)| invalid(key, message))?;
+        persist::validate(self).map_err(|(key, message)| invalid(key, message))?;
         for t in &self.tlsa {
             if t.ports.is_empty() {
                 return Err(invalid(
@@ -484,6 +504,12 @@ impl Config {
         join(&mut self.paths.unsigned);
         join(&mut self.paths.state);
         self.drops.iter_mut().for_each(|d| join(&mut d.path));
+        for k in &mut self.update_keys {
+            join(&mut k.drop);
+            if let Some(f) = k.secret_file.as_mut() {
+                join(f);
+            }
+        }
         for z in &mut self.zones {
             for p in [&mut z.file, &mut z.soa, &mut z.primary]
                 .into_iter()

@@ -25,40 +25,24 @@ use xxhash_rust::xxh3::Xxh3;
 
 impl Sources<'_> {
     /// Parse and check an assembled zone; on failure, find the file and line.
-    pub fn check(&self, a: &Assembled, records: &[Rendered]) -> Result<(), ZoneError> {
+    /// The sources' slices are parsed once and their summary kept in `a`
+    /// (a challenge refused and the zone checked again, or a zone whose
+    /// only change is its challenges, parses only the records).
+    pub fn check(&self, a: &mut Assembled, records: &[Rendered]) -> Result<(), ZoneError> {
+        let ctx = CheckContext::new(&a.zone, a.seed)?;
+        let end = a.sources_end.chunks.max(a.checked.upto);
+        if a.checked.upto < end {
+            let mut sources = std::mem::take(&mut a.checked);
+            for r in &parse(a, &ctx, sources.upto..end) {
+                sources.absorb(r);
+            }
+            sources.keys.sort();
+            sources.upto = end;
+            a.checked = sources;
+        }
+        let a = &*a;
         let zone = &a.zone;
-        let ctx = CheckContext::new(zone, a.seed)?;
-        // The slices not checked while the sources were read, on every
-        // core; each worker reports what the whole-zone checks need and
-        // the first problem it met.
-        let pending = a.checked.upto..a.em.chunks.len();
-        let workers = cores().min(pending.len()).max(1);
-        let results: Vec<Checked> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|w| {
-                    let (a, ctx, pending) = (&a, &ctx, pending.clone());
-                    scope.spawn(move || {
-                        let mut checked = Checked::default();
-                        for i in pending.skip(w).step_by(workers) {
-                            checked.add(a.em.slice(i), ctx);
-                        }
-                        // Sorted here, in parallel: the merge below then
-                        // only joins sorted runs.
-                        checked.keys.sort_unstable();
-                        checked
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| Checked {
-                        problem: Some((0, Problem::Parse("a parsing thread failed".into()))),
-                        ..Checked::default()
-                    })
-                })
-                .collect()
-        });
+        let results = parse(a, &ctx, end..a.em.chunks.len());
         let mut all = a.checked.clone();
         for r in &results {
             all.absorb(r);
@@ -103,6 +87,41 @@ impl Sources<'_> {
         }
         Ok(())
     }
+}
+
+/// Parse the slices `pending` of `a` on every core; each worker reports
+/// what the whole-zone checks need and the first problem it met.
+fn parse(a: &Assembled, ctx: &CheckContext, pending: std::ops::Range<usize>) -> Vec<Checked> {
+    if pending.is_empty() {
+        return Vec::new();
+    }
+    let workers = cores().min(pending.len()).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let pending = pending.clone();
+                scope.spawn(move || {
+                    let mut checked = Checked::default();
+                    for i in pending.skip(w).step_by(workers) {
+                        checked.add(a.em.slice(i), ctx);
+                    }
+                    // Sorted here, in parallel: the merge then only joins
+                    // sorted runs.
+                    checked.keys.sort_unstable();
+                    checked
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| Checked {
+                    problem: Some((0, Problem::Parse("a parsing thread failed".into()))),
+                    ..Checked::default()
+                })
+            })
+            .collect()
+    })
 }
 
 const HAS_CNAME: u8 = 1;

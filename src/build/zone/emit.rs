@@ -38,10 +38,10 @@ pub(super) struct Emitter {
 /// the check parses slices of [`CHUNK`] entries in parallel.
 #[derive(Debug, Clone)]
 pub(super) struct Chunk {
-    start: usize,
-    entries_before: usize,
-    origin: String,
-    ttl: String,
+    pub(super) start: usize,
+    pub(super) entries_before: usize,
+    pub(super) origin: String,
+    pub(super) ttl: String,
 }
 
 /// Entries per parallel parsing slice.

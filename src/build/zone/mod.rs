@@ -4,7 +4,8 @@
 //! - `emit`: writing that text, in slices the check can parse apart;
 //! - `check`: the parallel parse and the whole-zone checks;
 //! - `locate`: the file and line of what the check found;
-//! - [`settle`]: refusing the challenges that would break a zone.
+//! - [`settle`]: refusing the challenges that would break a zone;
+//! - [`cache`]: a zone's checked sources kept in state/ between builds.
 //!
 //! For each zone: `$ORIGIN zone.`, the SOA part (its serial set later by
 //! policy), the primary part, the extra entries whose owners fall in the
@@ -21,6 +22,7 @@
 )]
 
 pub mod alias;
+pub mod cache;
 mod check;
 mod emit;
 mod locate;

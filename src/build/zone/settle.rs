@@ -36,7 +36,7 @@ pub fn settle(
     let mut refusals = Vec::new();
     let zone = loop {
         assembled.set_records(&records);
-        match sources.check(&assembled, &records) {
+        match sources.check(&mut assembled, &records) {
             Ok(()) => break Ok(assembled),
             Err(ZoneError::At { file, message, .. })
                 if records[first_challenge..].iter().any(|r| r.source == file) =>

@@ -222,6 +222,43 @@ impl<'c> Sources<'c> {
         Ok(a)
     }
 
+    /// [`Sources::assemble_sources`], also giving the challenge aliases of
+    /// the zone's own sources (for its per-zone input record).
+    pub fn assemble_sources_noting(
+        &mut self,
+        zone: &str,
+    ) -> Result<(Assembled, Aliases), ZoneError> {
+        let (a, aliases) = self.read_zone(zone)?;
+        self.aliases.extend(aliases.clone());
+        Ok((a, aliases))
+    }
+
+    /// A digest of the entries of extra/ that fall in each zone (file,
+    /// line, scope and text), in one pass: equal digests, equal
+    /// contribution to the zone. A zone with none is not in the map.
+    pub fn extra_digests(&self) -> std::collections::HashMap<String, String> {
+        let mut hashers: std::collections::HashMap<&str, xxhash_rust::xxh3::Xxh3> =
+            std::collections::HashMap::new();
+        for e in &self.extras {
+            let h = hashers.entry(e.zone.as_str()).or_default();
+            for part in [
+                e.file.as_os_str().as_encoded_bytes(),
+                &e.line.to_le_bytes(),
+                e.scope.origin.as_bytes(),
+                e.scope.ttl.as_deref().unwrap_or("\\0").as_bytes(),
+                e.owner.as_bytes(),
+                e.rest.as_bytes(),
+            ] {
+                h.update(&(part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+        }
+        hashers
+            .into_iter()
+            .map(|(z, h)| (z.to_string(), format!("{:032x}", h.digest128())))
+            .collect()
+    }
+
     /// soa + primary + extra of `zone`, and the CNAMEs at challenge labels
     /// its primary part holds (owner, scope, data).
     ///
