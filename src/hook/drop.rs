@@ -256,8 +256,26 @@ impl DropHandle {
     /// than one link never read), then `openat` with `O_NOFOLLOW |
     /// O_NONBLOCK`, `fstat` to see it is the same regular file, and at most
     /// `max_bytes + 1` bytes read. `Err` only when the file is gone.
+    ///
+    /// A file read before is not opened again when its stamp (device,
+    /// inode, size, mtime, ctime) is the one it had then and that read
+    /// came more than [`RACY`] after both its times ([`Reads`]): `watch`
+    /// and `run` build again and again over the same pending fragments.
     pub fn read_entry(&self, name: &OsStr, max_bytes: u64) -> io::Result<Entry> {
+        let started = SystemTime::now();
         let st = rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        let path = self.path.join(name);
+        if let Some(kept) = Reads::get(&path, &stamp_of(&st), max_bytes) {
+            return Ok(kept);
+        }
+        let read = self.read_opened(name, &st, max_bytes)?;
+        Reads::keep(&path, &stamp_of(&st), max_bytes, started, &read);
+        Ok(read)
+    }
+
+    /// [`DropHandle::read_entry`] past its `fstatat` (`st`).
+    #[allow(clippy::unnecessary_cast)] // FreeBSD's stat has other types
+    fn read_opened(&self, name: &OsStr, st: &rfs::Stat, max_bytes: u64) -> io::Result<Entry> {
         let entry = |modified, fragment, version| Entry {
             path: self.path.join(name),
             name: name.to_os_string(),
@@ -266,7 +284,7 @@ impl DropHandle {
             version: Some(version),
         };
         let listed = mtime(st.st_mtime as i64, st.st_mtime_nsec as i64);
-        let unread = (stamp_of(&st), Sha256::digest(b"").into());
+        let unread = (stamp_of(st), Sha256::digest(b"").into());
         let refused = |why| entry(listed, Err(why), unread);
         if FileType::from_raw_mode(st.st_mode as _) != FileType::RegularFile {
             return Ok(refused(ReadRefusal::NotRegular));
@@ -356,6 +374,63 @@ impl DropHandle {
 }
 
 /// The [`Stamp`] of an `fstatat` result.
+/// A stamp this close to the read that kept it vouches for nothing (git's
+/// racy-clean rule, as the manifest applies it): a file written again
+/// within the same tick of a coarse clock keeps its stamp.
+pub const RACY: Duration = Duration::from_secs(2);
+
+/// At most this many reads are kept; past it the memory starts afresh
+/// (a drop directory holds at most `policy.max_files` fragments).
+const KEPT_READS: usize = 20_000;
+
+/// What reading a drop file gave, kept per path in the process
+/// ([`DropHandle::read_entry`]). A kept read is given back only for the
+/// same stamp, ctime included, and only if it was read more than
+/// [`RACY`] after the file's mtime and ctime; nothing else is kept: a
+/// read that failed, or a file that moved between its `fstatat` and the
+/// read. The whitelist still judges every entry at every build.
+struct Reads;
+
+type KeptRead = (Stamp, u64, Entry);
+
+static READS: std::sync::Mutex<Option<std::collections::HashMap<PathBuf, KeptRead>>> =
+    std::sync::Mutex::new(None);
+
+impl Reads {
+    fn get(path: &Path, stamp: &Stamp, max_bytes: u64) -> Option<Entry> {
+        let reads = READS.lock().ok()?;
+        let (kept, bytes, entry) = reads.as_ref()?.get(path)?;
+        (kept == stamp && *bytes == max_bytes).then(|| entry.clone())
+    }
+
+    fn keep(path: &Path, stamp: &Stamp, max_bytes: u64, started: SystemTime, read: &Entry) {
+        let read_stamp = read.version.as_ref().map(|(s, _)| s);
+        let parsed = matches!(read.fragment, Ok(_) | Err(ReadRefusal::Syntax(_)));
+        let ns = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH).map_or(i64::MIN, |d| {
+                i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+            })
+        };
+        let settled = stamp
+            .mtime_ns
+            .max(stamp.ctime_ns)
+            .saturating_add(RACY.as_nanos() as i64)
+            < ns(started);
+        let Ok(mut reads) = READS.lock() else {
+            return;
+        };
+        let reads = reads.get_or_insert_with(Default::default);
+        if read_stamp != Some(stamp) || !parsed || !settled {
+            reads.remove(path);
+            return;
+        }
+        if reads.len() >= KEPT_READS {
+            reads.clear();
+        }
+        reads.insert(path.to_path_buf(), (*stamp, max_bytes, read.clone()));
+    }
+}
+
 // The casts are no-ops on Linux; FreeBSD's `struct stat` has other types.
 #[allow(clippy::unnecessary_cast)]
 fn stamp_of(st: &rfs::Stat) -> Stamp {
@@ -623,5 +698,41 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn a_kept_read_serves_only_its_own_settled_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = DropHandle::open(dir.path()).unwrap();
+        let name = OsStr::new("f");
+        let path = dir.path().join(name);
+        fs::write(&path, "_acme-challenge.example.test. 60 IN TXT \"aaa\"\n").unwrap();
+        let stamp = |p: &Path| Stamp::of(&fs::symlink_metadata(p).unwrap());
+        // Read within RACY of its write: not kept.
+        h.read_entry(name, 4096).unwrap();
+        assert!(Reads::get(&path, &stamp(&path), 4096).is_none());
+        std::thread::sleep(RACY + Duration::from_millis(100));
+        let first = h.read_entry(name, 4096).unwrap();
+        let kept = Reads::get(&path, &stamp(&path), 4096).expect("a settled read is kept");
+        assert_eq!(kept.fragment, first.fragment);
+        assert!(Reads::get(&path, &stamp(&path), 100).is_none());
+        // Rewritten in place, same size, mtime put back: ctime moved, so
+        // the new value is read.
+        let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+        fs::write(&path, "_acme-challenge.example.test. 60 IN TXT \"bbb\"\n").unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let again = h.read_entry(name, 4096).unwrap();
+        assert_eq!(again.fragment.unwrap().value, "bbb");
+        // A file that turned into a hard link is refused, not served kept.
+        std::thread::sleep(RACY + Duration::from_millis(100));
+        h.read_entry(name, 4096).unwrap();
+        fs::hard_link(&path, dir.path().join("g")).unwrap();
+        let linked = h.read_entry(name, 4096).unwrap();
+        assert_eq!(linked.fragment, Err(ReadRefusal::HardLinked(2)));
     }
 }

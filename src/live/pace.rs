@@ -11,8 +11,11 @@
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-/// How long the files must be quiet before a build starts.
-pub const QUIET: Duration = Duration::from_millis(5);
+/// How long the files must be quiet before a build starts. A writer's
+/// temporaries wake nothing (only their rename into place does), so a
+/// hook's fragment is one event: the wait is added to every lone change.
+/// A later event of the same writer (a prune's unlink) is built after it.
+pub const QUIET: Duration = Duration::from_millis(2);
 /// A burst never delays a build longer than this.
 pub const MAX_DELAY: Duration = Duration::from_millis(200);
 /// A change after this long without one is a lone change: built at once,
