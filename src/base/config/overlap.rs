@@ -22,13 +22,18 @@ pub(super) fn check(config: &Config) -> Result<(), String> {
         ("the output folder".into(), p.unsigned.clone()),
         ("the state/ folder".into(), p.state.clone()),
     ];
+    // A zone's own files named in its `[[zone]]` table; the default ones
+    // (soa/<zone>, primary/<zone>) lie in the folders above, whose check
+    // covers them (a drop directory cannot be, contain or lie inside such a
+    // file without lying inside or containing its folder).
     for z in &config.zones {
         let zone = z.name.trim_end_matches('.');
-        trusted.push((format!("zone {zone}'s SOA file"), config.soa_file(z)));
-        trusted.push((
-            format!("zone {zone}'s records file"),
-            config.primary_file(z),
-        ));
+        if let Some(f) = z.file.as_ref().or(z.soa.as_ref()) {
+            trusted.push((format!("zone {zone}'s SOA file"), f.clone()));
+        }
+        if let Some(f) = z.primary.as_ref().filter(|_| z.file.is_none()) {
+            trusted.push((format!("zone {zone}'s records file"), f.clone()));
+        }
     }
     // Every config load runs this (`zonedrop add` too, before it writes):
     // with a thousand zones, resolving each zone file from the root and
