@@ -496,28 +496,7 @@ pub fn del(
     value: &str,
     max_bytes: u64,
 ) -> Result<Vec<PathBuf>, DropError> {
-    let handle = DropHandle::open_following(dir)?;
-    let mut removed = Vec::new();
-    for entry in handle.read_all(max_bytes)? {
-        if let Ok(f) = &entry.fragment {
-            if f.owner == owner && f.value == value {
-                match handle.remove(&entry.name) {
-                    Ok(()) => removed.push(entry.path),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(source) => {
-                        return Err(DropError::NotWritable {
-                            path: entry.path,
-                            source,
-                        })
-                    }
-                }
-            }
-        }
-    }
-    if !removed.is_empty() {
-        handle.sync();
-    }
-    Ok(removed)
+    remove_where(dir, max_bytes, |_, f| f.owner == owner && f.value == value)
 }
 
 /// Remove the fragments `writer` wrote at `owner` (all of them, or the one
@@ -530,15 +509,26 @@ pub fn del_by(
     writer: &str,
     max_bytes: u64,
 ) -> Result<Vec<PathBuf>, DropError> {
-    let handle = DropHandle::open_following(dir)?;
     let suffix = writer_suffix(writer);
+    remove_where(dir, max_bytes, |name, f| {
+        name.as_encoded_bytes().ends_with(suffix.as_bytes())
+            && f.owner == owner
+            && value.is_none_or(|v| v == f.value)
+    })
+}
+
+/// Remove the fragments of `dir` (read through its handle) for which
+/// `matches(name, fragment)` holds, then sync the directory once.
+fn remove_where(
+    dir: &Path,
+    max_bytes: u64,
+    matches: impl Fn(&OsStr, &Fragment) -> bool,
+) -> Result<Vec<PathBuf>, DropError> {
+    let handle = DropHandle::open_following(dir)?;
     let mut removed = Vec::new();
     for entry in handle.read_all(max_bytes)? {
-        if !entry.name.as_encoded_bytes().ends_with(suffix.as_bytes()) {
-            continue;
-        }
         let Ok(f) = &entry.fragment else { continue };
-        if f.owner != owner || value.is_some_and(|v| v != f.value) {
+        if !matches(&entry.name, f) {
             continue;
         }
         match handle.remove(&entry.name) {
