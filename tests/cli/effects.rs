@@ -267,22 +267,7 @@ fn start_nsd(t: &Tree, port: u16) -> Daemon {
 
 fn start_knot(t: &Tree, port: u16, primary: u16) -> Daemon {
     let d = t.mkdir("knot");
-    let conf = d.join("knot.conf");
-    let dd = d.display();
-    std::fs::write(
-        &conf,
-        format!(
-            "server:\n  rundir: \"{dd}\"\n  listen: 127.0.0.1@{port}\n  \
-             pidfile: \"{dd}/knot.pid\"\n\
-             database:\n  storage: \"{dd}/db\"\n\
-             log:\n  - target: stderr\n    any: info\n\
-             remote:\n  - id: primary\n    address: 127.0.0.1@{primary}\n\
-             acl:\n  - id: notify\n    address: 127.0.0.1\n    action: notify\n\
-             template:\n  - id: default\n    storage: \"{dd}\"\n    file: \"%s.zone\"\n\
-             zone:\n  - domain: example.test\n    master: primary\n    acl: notify\n"
-        ),
-    )
-    .unwrap();
+    let conf = knot_secondary_conf(&d, port, primary);
     Daemon::start(
         "knotd",
         Command::new("knotd").arg("-c").arg(&conf),

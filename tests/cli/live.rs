@@ -4,7 +4,7 @@
 //! notify` makes transfer the zone. Every server started here listens on 127.0.0.1 only
 //! and is killed by PID when its guard drops.
 
-use crate::support::{cpu_seconds, free_port, need, zonedrop, Daemon};
+use crate::support::{cpu_seconds, free_port, knot_secondary_conf, need, zonedrop, Daemon};
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -694,24 +694,7 @@ fn nsd_transfers_from_serve_after_notify() {
 fn knot_transfers_from_serve_after_notify() {
     need("knotd", "knot");
     secondary_follows_notify("knotd", |dir, port, primary| {
-        let d = dir.display();
-        let conf = dir.join("knot.conf");
-        // Knot asks for IXFR first; zonedrop serve has none, so it falls
-        // back to AXFR.
-        std::fs::write(
-            &conf,
-            format!(
-                "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n  \
-                 pidfile: \"{d}/knot.pid\"\n\
-                 database:\n  storage: \"{d}/db\"\n\
-                 log:\n  - target: stderr\n    any: info\n\
-                 remote:\n  - id: primary\n    address: 127.0.0.1@{primary}\n\
-                 acl:\n  - id: notify\n    address: 127.0.0.1\n    action: notify\n\
-                 template:\n  - id: default\n    storage: \"{d}\"\n    file: \"%s.zone\"\n\
-                 zone:\n  - domain: example.test\n    master: primary\n    acl: notify\n"
-            ),
-        )
-        .unwrap();
+        let conf = knot_secondary_conf(dir, port, primary);
         let mut c = Command::new("knotd");
         c.arg("-c").arg(conf);
         c

@@ -519,3 +519,27 @@ pub fn run_until_answering(t: &Tree, addr: SocketAddr, zone: &str) -> Daemon {
         d.log()
     );
 }
+
+/// Write a Knot config in `dir` for a secondary of example.test on
+/// 127.0.0.1@`port` that transfers from 127.0.0.1@`primary` and takes its
+/// NOTIFY; the config's path. (Knot asks for IXFR first and falls back to
+/// AXFR where the primary has none.)
+pub fn knot_secondary_conf(dir: &Path, port: u16, primary: u16) -> PathBuf {
+    let d = dir.display();
+    let conf = dir.join("knot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  rundir: \"{d}\"\n  listen: 127.0.0.1@{port}\n  \
+             pidfile: \"{d}/knot.pid\"\n\
+             database:\n  storage: \"{d}/db\"\n\
+             log:\n  - target: stderr\n    any: info\n\
+             remote:\n  - id: primary\n    address: 127.0.0.1@{primary}\n\
+             acl:\n  - id: notify\n    address: 127.0.0.1\n    action: notify\n\
+             template:\n  - id: default\n    storage: \"{d}\"\n    file: \"%s.zone\"\n\
+             zone:\n  - domain: example.test\n    master: primary\n    acl: notify\n"
+        ),
+    )
+    .unwrap();
+    conf
+}
