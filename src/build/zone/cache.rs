@@ -212,6 +212,7 @@ pub fn load(state: &Path, zone: &str, key: &str) -> Result<Option<Assembled>, Un
                 merged: flags & 2 != 0,
                 keys,
                 problem: None,
+                clean: true,
             },
             seed,
         }))
@@ -286,6 +287,8 @@ pub fn remember(a: &Assembled, key: &str) {
     }
     let mut sources = a.clone();
     sources.set_records(&[]);
+    // Only sources that passed the check are kept.
+    sources.checked.clean = true;
     m.clock += 1;
     m.used += bytes;
     m.zones.insert(
@@ -307,7 +310,7 @@ pub fn recall(zone: &str, key: &str) -> Option<Assembled> {
     let clock = m.clock;
     let k = m.zones.get_mut(zone).filter(|k| k.key == key)?;
     k.used_at = clock;
-    Some(k.sources.clone())
+    Some(k.sources.with_room())
 }
 
 /// Forget the cache of `zone` (it is no longer worth one).

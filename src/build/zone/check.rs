@@ -43,19 +43,26 @@ impl Sources<'_> {
         let a = &*a;
         let zone = &a.zone;
         let results = parse(a, &ctx, end..a.em.chunks.len());
-        let mut all = a.checked.clone();
+        // The sources' keys are not copied: the records' are checked
+        // against them where they share an owner.
+        let kept = &a.checked;
+        let mut added = Checked {
+            problem: kept.problem.clone(),
+            ..Checked::default()
+        };
         for r in &results {
-            all.absorb(r);
+            added.absorb(r);
         }
         let Checked {
             soas,
             apex_ns,
             merged,
-            mut keys,
+            keys: mut added,
             problem: first_problem,
             ..
-        } = all;
-        let mut duplicate = merged;
+        } = added;
+        let (soas, apex_ns) = (soas + kept.soas, apex_ns || kept.apex_ns);
+        let mut duplicate = merged || kept.merged;
         match first_problem {
             Some((_, Problem::Parse(e))) => return Err(self.locate_parse_error(a, records, e)),
             Some((
@@ -68,9 +75,13 @@ impl Sources<'_> {
             )) => return Err(self.locate(a, records, &name, rtype.as_deref(), message)),
             None => {}
         }
-        // A stable sort finds the workers' sorted runs and merges them.
-        keys.sort();
-        duplicate |= conflicts(&keys);
+        added.sort_unstable();
+        // Sources a cache kept passed this check before (only checked
+        // sources are kept): their keys clash with nothing among themselves.
+        if !kept.clean {
+            duplicate |= conflicts(&kept.keys);
+        }
+        duplicate |= conflicts_with(&kept.keys, &added);
         if soas == 0 {
             return Err(zone_err(zone, "no SOA record at the apex".into()));
         }
@@ -143,6 +154,9 @@ pub(super) struct Checked {
     pub(super) keys: Vec<u128>,
     /// The first slice that failed, and how.
     pub(super) problem: Option<(usize, Problem)>,
+    /// `keys` passed the whole-zone checks (sources kept by a cache, which
+    /// keeps only checked sources): they need not be compared again.
+    pub(super) clean: bool,
 }
 
 impl Checked {
@@ -271,6 +285,22 @@ fn conflicts(keys: &[u128]) -> bool {
             let cnames = group.iter().filter(|k| kind(**k) == KIND_CNAME).count();
             cnames > 1 || (cnames == 1 && group.iter().any(|k| kind(*k) == KIND_OTHER))
         })
+}
+
+/// In sorted `kept` and sorted `added`: a conflict ([`conflicts`]) among
+/// the records of an owner that has a record in `added`, or between two
+/// records of `added`. Costs a binary search per owner of `added`, not a
+/// pass over `kept`.
+fn conflicts_with(kept: &[u128], added: &[u128]) -> bool {
+    let owner = |k: u128| (k >> 64) as u64;
+    added.chunk_by(|x, y| owner(*x) == owner(*y)).any(|group| {
+        let o = owner(group[0]);
+        let from = kept.partition_point(|k| owner(*k) < o);
+        let to = from + kept[from..].partition_point(|k| owner(*k) == o);
+        let mut all: Vec<u128> = kept[from..to].iter().chain(group).copied().collect();
+        all.sort_unstable();
+        conflicts(&all)
+    })
 }
 
 /// The first thing wrong in a slice.

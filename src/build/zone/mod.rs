@@ -116,7 +116,39 @@ struct Mark {
     ttl: String,
 }
 
+/// Bytes of room a copy of cached sources gets for the records that
+/// follow them ([`Assembled::with_room`]).
+const RECORDS_ROOM: usize = 64 << 10;
+
 impl Assembled {
+    /// A copy with room after the text for the records, so that
+    /// [`Assembled::set_records`] does not copy the text again to grow it
+    /// (a million-record zone's text is about 25 MB).
+    pub fn with_room(&self) -> Assembled {
+        let mut out = String::with_capacity(self.em.out.len() + RECORDS_ROOM);
+        out.push_str(&self.em.out);
+        let em = &self.em;
+        Assembled {
+            zone: self.zone.clone(),
+            em: Emitter {
+                out,
+                zone: em.zone.clone(),
+                default_ttl: em.default_ttl.clone(),
+                origin: em.origin.clone(),
+                ttl: em.ttl.clone(),
+                entries: em.entries,
+                chunks: em.chunks.clone(),
+                sealed_at: em.sealed_at,
+            },
+            serial_at: self.serial_at,
+            soa: self.soa.clone(),
+            inputs: self.inputs.clone(),
+            sources_end: self.sources_end.clone(),
+            checked: self.checked.clone(),
+            seed: self.seed,
+        }
+    }
+
     /// The text with the serial filled in.
     pub fn with_serial(&self, serial: u32) -> String {
         self.parts_with_serial(&serial.to_string()).concat()
