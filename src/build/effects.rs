@@ -2,7 +2,9 @@
 //!
 //! 1. in `zonedrop run`, the responder takes the new version ([`Serving`]:
 //!    a delta when only the challenges moved, else the file reloaded), so
-//!    that the challenge is answered without waiting for anything else;
+//!    that the challenge is answered without waiting for anything else (a
+//!    delta is even taken before the file is written, [`Serving::ahead`]:
+//!    the answer does not wait for the disk);
 //! 2. `build.on_change` (a reload of another name server, a signer), its
 //!    output captured and shown only when it fails, with its exit status;
 //! 3. NOTIFY to `[build] notify` (RFC 1996), only once `on_change` has
@@ -37,6 +39,15 @@ const OUTPUT_LINES: usize = 20;
 /// The responder of `zonedrop run`, as the builder sees it: told about
 /// each publish before the NOTIFY goes out.
 pub trait Serving: Send + Sync + std::fmt::Debug {
+    /// `zone`'s next version, `serial`, holding `parts`, is about to be
+    /// written: serve it now if it is a delta of the served version
+    /// (challenges and serial only). Returns whether it was taken; either
+    /// way [`Serving::published`] follows once the file is written.
+    fn ahead(&self, zone: &str, serial: u32, parts: &Parts) -> bool;
+    /// The serial of `zone` as served now. A version served ahead of a
+    /// write that then failed has had its serial seen: the next version
+    /// must come after it.
+    fn serial(&self, zone: &str) -> Option<u32>;
     /// Serve `published` now: the challenges as a delta when the served
     /// version differs from it in challenges and serial only, else the
     /// published file read again. On error the old version stays served.

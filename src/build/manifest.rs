@@ -112,6 +112,12 @@ pub fn racy(s: &Stamp, time_ns: i64) -> bool {
     s.mtime_ns >= line || s.ctime_ns >= line
 }
 
+/// Drop the manifest: the build that ran did not look at everything
+/// (`Options::drops_only`), so the next one must.
+pub fn forget(config: &Config) -> Result<(), PublishError> {
+    Manifest::remove(&config.paths.state)
+}
+
 /// Remember what a build read, so that the next one may skip: after a
 /// `whole` build that succeeded, the inputs stamped before reading
 /// (`first`), the `files` read (each once), and every published zone (one

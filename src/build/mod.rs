@@ -73,6 +73,13 @@ pub struct Options {
     /// The responder of `zonedrop run`: it takes each published zone
     /// before the zone's NOTIFY goes out ([`effects`]).
     pub serving: Option<Arc<dyn effects::Serving>>,
+    /// Only drop directories changed since the last build, as the change
+    /// events of `watch` and `run` tell (never from polling, never for
+    /// long: the watcher builds in full at least every [`crate::live::watch::TICK`]).
+    /// The zones' sources and published files are taken as their input
+    /// records say, not stat'ed, the build's inputs are not stamped, and
+    /// the manifest is dropped: the next full build looks at everything.
+    pub drops_only: bool,
 }
 
 impl Options {
@@ -116,14 +123,24 @@ pub fn run(
     if !opts.dry_run {
         fs::clean_temporaries(&config.paths.unsigned);
     }
-    let listed = inputs::inputs(config, None);
-    let first = manifest::stamp_first(&listed);
+    let drops_only = opts.drops_only && !opts.force && !opts.bump && !opts.dry_run;
+    let listed = match drops_only {
+        true => Vec::new(),
+        false => inputs::inputs(config, None),
+    };
+    let first = match drops_only {
+        true => manifest::First {
+            time_ns: manifest::now_ns(),
+            ..Default::default()
+        },
+        false => manifest::stamp_first(&listed),
+    };
     let mut report = Report::default();
     // The per-zone input record: a zone whose inputs did not move is not
     // read, checked or published (`--force`, `--bump` and `check` read all).
     let mut records = (!opts.dry_run).then(|| Records::load(config));
     let trusted = records.as_ref().filter(|_| !opts.force && !opts.bump);
-    let mut read = match read::read_sources(config, &zones, trusted) {
+    let mut read = match read::read_sources(config, &zones, trusted, drops_only) {
         Ok(read) => read,
         Err(e) => {
             // extra/ is shared by all zones: without it no zone is right.
@@ -140,13 +157,13 @@ pub fn run(
         .map(|i| i.path)
         .collect();
     files.extend(read.sources.extra_files.iter().cloned());
-    for zone in zones {
+    for zone in moved_first(zones, &read) {
         let (read_from, record) = build_zone(
             config,
             opts,
             &mut read,
             zone,
-            (now_unix, first.time_ns),
+            (now_unix, first.time_ns, drops_only),
             &mut report,
         );
         if let Some(records) = records.as_mut() {
@@ -166,17 +183,48 @@ pub fn run(
             config.zones.iter().map(|z| z.name.as_str()),
         );
     }
+    in_config_order(config, &mut report);
     if !opts.dry_run {
         remember(memory, &mut report);
         files.extend(drops.challenges.into_iter().map(|c| c.file));
         files.extend(report.refusals.iter().map(|r| r.file.clone()));
         // The zones are out: a manifest that cannot be written costs the
         // next build its skip, and is said.
-        if let Err(e) = manifest::record(config, opts.whole(), &report, first, &files, read.until) {
+        let recorded = match drops_only {
+            true => manifest::forget(config),
+            false => manifest::record(config, opts.whole(), &report, first, &files, read.until),
+        };
+        if let Err(e) = recorded {
             report.errors.push(e.to_string());
         }
     }
     Ok(report)
+}
+
+/// The zones to build, those whose records (challenges, TLSA, SSHFP) moved
+/// first: the responder of `run`, and the validator asking it, get a new
+/// challenge before the other zones are looked at.
+fn moved_first<'c>(zones: Vec<&'c ZoneConf>, read: &read::Read<'_>) -> Vec<&'c ZoneConf> {
+    let (mut moved, still): (Vec<_>, Vec<_>) = zones.into_iter().partition(|z| {
+        read.deferred(&z.name)
+            .is_none_or(|prior| prior.records != read.records_digest(&z.name))
+    });
+    moved.extend(still);
+    moved
+}
+
+/// The published zones in the config's order, whatever order they were
+/// built in.
+fn in_config_order(config: &Config, report: &mut Report) {
+    let at: std::collections::HashMap<&str, usize> = config
+        .zones
+        .iter()
+        .enumerate()
+        .map(|(i, z)| (z.name.as_str(), i))
+        .collect();
+    report
+        .published
+        .sort_by_key(|p| at.get(p.zone.as_str()).copied().unwrap_or(usize::MAX));
 }
 
 /// Mark which of the build's refusals are new, and remember them; a memory
@@ -198,7 +246,7 @@ fn build_zone(
     opts: &Options,
     read: &mut read::Read<'_>,
     zone: &ZoneConf,
-    (now_unix, time_ns): (u64, i64),
+    (now_unix, time_ns, drops_only): (u64, i64, bool),
     report: &mut Report,
 ) -> (Vec<PathBuf>, Option<ZoneRecord>) {
     if !opts.dry_run && read.held(&zone.name) {
@@ -208,7 +256,8 @@ fn build_zone(
     let records = read.records_digest(&zone.name);
     let out = config.published_path(&zone.name);
     if let Some(prior) = read.deferred(&zone.name) {
-        if !read.blocked(&zone.name) && Records::unchanged(prior, &records, &out) {
+        let output = (!drops_only).then_some(out.as_path());
+        if !read.blocked(&zone.name) && Records::unchanged(prior, &records, output) {
             let files = prior.sources.iter().map(|(p, _)| p.clone()).collect();
             return (files, Some(prior.clone()));
         }
@@ -254,8 +303,8 @@ fn build_zone(
         zone.serial,
         &assembled,
         &settled.accepted,
-        now_unix,
-        opts.bump,
+        (now_unix, opts.bump),
+        opts.serving.as_deref(),
     ) {
         Ok(publish::Publish::New(p)) => {
             if serial::date_ran_out(zone.serial, p.old_serial, p.serial, now_unix as i64) {

@@ -11,6 +11,7 @@
 use crate::base::config::{Config, SerialPolicy};
 use crate::base::fs as files;
 use crate::base::hex;
+use crate::build::effects::Serving;
 use crate::build::report::{Parts, Published, Txt};
 use crate::build::serial;
 use crate::build::zone::{Assembled, Rendered};
@@ -72,16 +73,20 @@ pub enum Publish {
 
 /// Publish one checked zone if its content changed, or with `bump` in any
 /// case; choose its serial (a bumped zone gets the next one by its policy,
-/// changed or not).
+/// changed or not). `serving`, the responder of `zonedrop run`, is offered
+/// the new version before the file is written ([`Serving::ahead`]), and
+/// its served serial counts as the previous one when it is ahead of
+/// state/ (a version served ahead of a write that failed).
 pub fn publish_zone(
     config: &Config,
     policy: SerialPolicy,
     a: &Assembled,
     challenges: &[Rendered],
-    now_unix: u64,
-    bump: bool,
+    (now_unix, bump): (u64, bool),
+    serving: Option<&dyn Serving>,
 ) -> Result<Publish, PublishError> {
     let state_dir = &config.paths.state;
+
     let out = config.published_path(&a.zone);
     let content = a.content();
     let at = challenges_at(content, challenges.len());
@@ -98,8 +103,13 @@ pub fn publish_zone(
         challenges: challenges.iter().map(txt).collect(),
     };
     let previous = read_zone_state(state_dir, &a.zone)?;
+    // The responder of `run` serves a version after the last one written
+    // only when a write after [`Serving::ahead`] failed: that version
+    // must be replaced, by one with a later serial.
+    let served = serving.and_then(|s| s.serial(&a.zone));
+    let behind = |p: &ZoneState| served.is_some_and(|s| serial::greater(s, p.serial));
     if let Some(p) = &previous {
-        if p.hash == hash && out.exists() && !bump {
+        if p.hash == hash && out.exists() && !bump && !behind(p) {
             return Ok(Publish::Same {
                 serial: p.serial,
                 parts: parts(),
@@ -110,16 +120,26 @@ pub fn publish_zone(
         .as_ref()
         .map(|p| p.serial)
         .or_else(|| published_serial(&out));
-    let new_serial = match previous.as_ref().filter(|p| p.hash == hash && !bump) {
+    let seen = match (old_serial, served) {
+        (Some(o), Some(s)) if serial::greater(s, o) => Some(s),
+        (o, s) => o.or(s),
+    };
+    let new_serial = match previous
+        .as_ref()
+        .filter(|p| p.hash == hash && !bump && !behind(p))
+    {
         // Same content, output lost: publish it again as it was.
         Some(p) => p.serial,
-        None => serial::next(policy, old_serial, a.soa.serial, now_unix as i64),
+        None => serial::next(policy, seen, a.soa.serial, now_unix as i64),
     };
     let serial = new_serial.to_string();
     // The state is written after the zone (a crash in between republishes,
     // never loses a change): make sure first that it can be, or a zone
     // would go out that state/ does not know of.
     can_write_state(state_dir, &a.zone)?;
+    if let Some(serving) = serving {
+        serving.ahead(&a.zone, new_serial, &parts());
+    }
     write_atomic(&out, &a.parts_with_serial(&serial).map(str::as_bytes))?;
     save_zone_state(
         state_dir,

@@ -54,11 +54,14 @@ pub struct Read<'c> {
 ///
 /// With `records` (the per-zone input record), a zone whose sources are as
 /// recorded is not read: its aliases come from the record, and it is read
-/// only if its records changed ([`Read::settle`]).
+/// only if its records changed ([`Read::settle`]); `drops_only`: only
+/// drop directories changed since the last build (the watcher's events),
+/// so the recorded source stamps are not looked at.
 pub fn read_sources<'c>(
     config: &'c Config,
     zones: &[&ZoneConf],
     records: Option<&Records>,
+    drops_only: bool,
 ) -> Result<Read<'c>, ZoneError> {
     let mut sources = Sources::new(config)?;
     let building: HashSet<&str> = zones.iter().map(|z| z.name.as_str()).collect();
@@ -69,7 +72,7 @@ pub fn read_sources<'c>(
     let no_extra = String::new();
     for z in &config.zones {
         let extra = extra_digests.get(&z.name).unwrap_or(&no_extra);
-        let prior = records.and_then(|r| r.unchanged_sources(&z.name, extra));
+        let prior = records.and_then(|r| r.unchanged_sources(&z.name, extra, drops_only));
         if let Some(prior) = prior {
             sources
                 .aliases

@@ -27,6 +27,7 @@ use crate::build::zone::Rendered;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// The record's format: another number is read as no record.
 const VERSION: u32 = 1;
@@ -74,6 +75,11 @@ impl Records {
             config: config.file.as_deref().and_then(stamp),
             zones: BTreeMap::new(),
         };
+        if let Some(kept) = take_kept(&path) {
+            if kept.config == fresh.config {
+                return kept;
+            }
+        }
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return fresh,
@@ -99,16 +105,19 @@ impl Records {
     }
 
     /// The record of `zone` if its sources are as they were: every source
-    /// file has its stamp, and its entries in extra/ have `extra` as digest.
-    pub fn unchanged_sources(&self, zone: &str, extra: &str) -> Option<&ZoneRecord> {
+    /// file has its stamp (unless `trusted`: the watcher saw no change to
+    /// any), and its entries in extra/ have `extra` as digest.
+    pub fn unchanged_sources(&self, zone: &str, extra: &str, trusted: bool) -> Option<&ZoneRecord> {
         let r = self.zones.get(zone)?;
-        (r.extra == extra && r.sources.iter().all(|(p, s)| stamp(p) == *s)).then_some(r)
+        let same = |r: &ZoneRecord| trusted || r.sources.iter().all(|(p, s)| stamp(p) == *s);
+        (r.extra == extra && same(r)).then_some(r)
     }
 
     /// Whether `zone` has nothing to publish: sources as they were (`prior`),
-    /// the same records, and its published file as it was left.
-    pub fn unchanged(prior: &ZoneRecord, records: &str, output: &Path) -> bool {
-        prior.records == records && stamp(output) == prior.output
+    /// the same records, and its published file as it was left (`output`;
+    /// none: the watcher saw no change to it).
+    pub fn unchanged(prior: &ZoneRecord, records: &str, output: Option<&Path>) -> bool {
+        prior.records == records && output.is_none_or(|o| stamp(o) == prior.output)
     }
 
     /// Remember `zone` as built from `record`, unless one of its source
@@ -130,15 +139,49 @@ impl Records {
     /// Keep only the configured zones (a zone removed from the config
     /// drops out), and write the record atomically.
     pub fn save(mut self, config: &Config) -> Result<(), PublishError> {
-        self.zones
-            .retain(|z, _| config.zones.iter().any(|c| &c.name == z));
+        let configured: std::collections::HashSet<&str> =
+            config.zones.iter().map(|c| c.name.as_str()).collect();
+        self.zones.retain(|z, _| configured.contains(z.as_str()));
         let text = serde_json::to_vec(&self).unwrap_or_default();
         let path = Records::path(&config.paths.state);
         // Rebuildable: no fsync (a torn file after a power loss reads as
         // damaged; an old one is caught by the stamps it holds).
-        crate::base::fs::write_replace(&path, &[&text])
-            .map_err(|source| PublishError::Write { path, source })
+        crate::base::fs::write_replace(&path, &[&text]).map_err(|source| PublishError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        keep(&path, self);
+        Ok(())
     }
+}
+
+/// `watch` and `run` keep the record in memory as well as in
+/// state/zones.json: a build takes it back instead of parsing the file
+/// again, if the file is still the one the last build wrote (its stamp:
+/// every save replaces it, a new inode; a cron build in between writes
+/// its own). None: not kept (a single build); Some(None): kept, empty.
+static KEPT: Mutex<Option<Option<(Stamp, Records)>>> = Mutex::new(None);
+
+/// Keep the record in memory from now on (`watch`, `run`).
+pub fn keep_in_memory() {
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    if kept.is_none() {
+        *kept = Some(None);
+    }
+}
+
+fn keep(path: &Path, records: Records) {
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(slot) = kept.as_mut() {
+        *slot = stamp(path).map(|s| (s, records));
+    }
+}
+
+/// The kept record, taken out, if `path` is still the file it was saved as.
+fn take_kept(path: &Path) -> Option<Records> {
+    let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+    let (at, records) = kept.as_mut()?.take()?;
+    (stamp(path) == Some(at)).then_some(records)
 }
 
 impl ZoneRecord {
@@ -244,10 +287,12 @@ mod tests {
             rec(),
             crate::build::manifest::now_ns() + 10_000_000_000,
         );
-        assert!(r.unchanged_sources("a.test.", "").is_some());
-        assert!(r.unchanged_sources("a.test.", "other extra").is_none());
+        assert!(r.unchanged_sources("a.test.", "", false).is_some());
+        assert!(r.unchanged_sources("a.test.", "other extra", false).is_none());
         std::fs::write(&f, "xy").unwrap();
-        assert!(r.unchanged_sources("a.test.", "").is_none());
+        assert!(r.unchanged_sources("a.test.", "", false).is_none());
+        // Trusted (the watcher saw no change): the stamps are not looked at.
+        assert!(r.unchanged_sources("a.test.", "", true).is_some());
     }
 }
 

@@ -367,6 +367,28 @@ impl DropHandle {
         write_atomic_at(self.fd.as_fd(), name, &[bytes])
     }
 
+    /// Set the mtime of `name` in this directory to now, creating it empty
+    /// if it is not there (a symlink is not followed).
+    pub fn touch(&self, name: &OsStr) -> io::Result<()> {
+        let now = rfs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rfs::UTIME_NOW,
+        };
+        let times = rfs::Timestamps {
+            last_access: now,
+            last_modification: now,
+        };
+        match rfs::utimensat(&self.fd, name, &times, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(rustix::io::Errno::NOENT) => {
+                let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+                rfs::openat(&self.fd, name, flags | OFlags::CLOEXEC, Mode::from(0o644))
+                    .map(drop)
+                    .map_err(io::Error::from)
+            }
+            r => r.map_err(io::Error::from),
+        }
+    }
+
     /// fsync the directory so removals in it survive a crash; best effort.
     pub fn sync(&self) {
         let _ = rfs::fsync(&self.fd);

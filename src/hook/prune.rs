@@ -13,6 +13,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+/// The hooks' mark of their last prune in a drop directory: a dot-file,
+/// which builders skip and pruning leaves.
+pub const MARK: &str = ".zonedrop.pruned";
+/// A hook (`add`, `del`) prunes at most this often; `zonedrop prune`
+/// always does. Fragments live for `policy.max_age` (a day by default):
+/// a minute more costs nothing, while with thousands of fragments pending
+/// a prune at every hook call would `stat` them all each time.
+pub const HOOK_INTERVAL: Duration = Duration::from_secs(60);
+
 /// What a prune did.
 #[derive(Debug, Default)]
 pub struct Pruned {
@@ -27,6 +36,35 @@ pub struct Pruned {
 /// opens it, and listed, stat'ed and unlinked relative to that handle.
 pub fn prune(dir: &Path, max_age: Duration, now: SystemTime) -> Result<Pruned, DropError> {
     let handle = DropHandle::open_following(dir)?;
+    prune_in(&handle, dir, max_age, now)
+}
+
+/// [`prune`], as a hook does it: not if a hook pruned `dir` less than
+/// [`HOOK_INTERVAL`] before `now` ([`MARK`]; one dated in the future does
+/// not count). `None`: it was not time.
+pub fn prune_now_and_then(
+    dir: &Path,
+    max_age: Duration,
+    now: SystemTime,
+) -> Result<Option<Pruned>, DropError> {
+    let handle = DropHandle::open_following(dir)?;
+    let mark = std::ffi::OsStr::new(MARK);
+    if let Ok(Some(at)) = handle.regular_mtime(mark) {
+        if now.duration_since(at).is_ok_and(|age| age < HOOK_INTERVAL) {
+            return Ok(None);
+        }
+    }
+    // Marked first: hooks called meanwhile do not prune as well.
+    let _ = handle.touch(mark);
+    prune_in(&handle, dir, max_age, now).map(Some)
+}
+
+fn prune_in(
+    handle: &DropHandle,
+    dir: &Path,
+    max_age: Duration,
+    now: SystemTime,
+) -> Result<Pruned, DropError> {
     let mut out = Pruned::default();
     for name in handle.all_names()? {
         let bytes = name.as_encoded_bytes();

@@ -1,6 +1,7 @@
 //! The responder of `zonedrop run` taking a published zone from the
-//! builder ([`Serving`], called by `build::effects` right after the
-//! publish, before NOTIFY).
+//! builder ([`Serving`]: offered by `build::publish` before the file is
+//! written, called by `build::effects` right after the publish, before
+//! NOTIFY).
 //!
 //! When the served version and the new one have the same base (the
 //! builder's digest of everything but the challenge records: sources,
@@ -35,35 +36,29 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 impl Serving for Responder {
+    fn ahead(&self, zone: &str, serial: u32, parts: &Parts) -> bool {
+        let Ok((zone, file)) = self.inner.zone(zone) else {
+            return false;
+        };
+        // An error leaves the served version as it is; `published` tries
+        // again once the file is written, and says it.
+        self.delta(&zone, &file, serial, parts, false)
+            .unwrap_or(false)
+    }
+
+    fn serial(&self, zone: &str) -> Option<u32> {
+        let zone = self.inner.zone(zone).ok()?.0;
+        let slots = self.inner.lock();
+        slots.get(&zone)?.served.as_ref().map(|l| l.serial)
+    }
+
     fn published(&self, p: &Published) -> Result<(), String> {
         let inner = &self.inner;
         let (zone, file) = inner.zone(&p.zone).map_err(|e| e.to_string())?;
-        let mut slots = inner.lock();
-        let slot = slots.entry(zone.clone()).or_default();
-        if let (Some(loaded), Some(known)) = (&mut slot.served, &slot.known) {
-            if known.base == p.parts.base {
-                let started = std::time::Instant::now();
-                let old = loaded.serial;
-                apply(&loaded.handler, known, &p.parts, p.serial)?;
-                loaded.serial = p.serial;
-                // The file is ours (the build lock is held): its stamp is
-                // this version's, and the poll leaves it alone.
-                if let Ok(meta) = std::fs::metadata(&file) {
-                    loaded.stamp = Stamp::of(&meta);
-                }
-                slot.known = Some(p.parts.clone());
-                slot.failed = None;
-                drop(slots);
-                inner.generation.fetch_add(1, Ordering::AcqRel);
-                log::info!(
-                    "zone {zone}: serial {old} -> {} taken as a delta ({} challenges) in {} µs",
-                    p.serial,
-                    p.parts.challenges.len(),
-                    started.elapsed().as_micros()
-                );
-                return Ok(());
-            }
+        if self.delta(&zone, &file, p.serial, &p.parts, true)? {
+            return Ok(());
         }
+        let mut slots = inner.lock();
         inner
             .reload_locked(&mut slots, &zone, &file, Some(p.parts.clone()))
             .map_err(|e| e.to_string())
@@ -106,6 +101,65 @@ impl Serving for Responder {
         {
             slot.known = Some(parts);
         }
+    }
+}
+
+impl Responder {
+    /// Serve `zone`'s version `serial`, holding `parts`, as a delta of the
+    /// served version if it is one (same base); whether it is served now.
+    /// `written`: its file is in place, so its stamp is the served one
+    /// (the file is ours, the build lock is held, and the poll leaves a
+    /// file alone whose stamp is served). Taken ahead of its write, the
+    /// old file's stamp stays until the write is done.
+    fn delta(
+        &self,
+        zone: &str,
+        file: &std::path::Path,
+        serial: u32,
+        parts: &Parts,
+        written: bool,
+    ) -> Result<bool, String> {
+        let inner = &self.inner;
+        let mut slots = inner.lock();
+        let Some(slot) = slots.get_mut(zone) else {
+            return Ok(false);
+        };
+        let (Some(loaded), Some(known)) = (&mut slot.served, &slot.known) else {
+            return Ok(false);
+        };
+        if known.base != parts.base {
+            return Ok(false);
+        }
+        let stamp = || {
+            std::fs::metadata(file)
+                .ok()
+                .filter(|_| written)
+                .map(|m| Stamp::of(&m))
+        };
+        if loaded.serial == serial && known == parts {
+            // Taken ahead of its write: only the stamp is new.
+            if let Some(s) = stamp() {
+                loaded.stamp = s;
+            }
+            return Ok(true);
+        }
+        let started = std::time::Instant::now();
+        let old = loaded.serial;
+        apply(&loaded.handler, known, parts, serial)?;
+        loaded.serial = serial;
+        if let Some(s) = stamp() {
+            loaded.stamp = s;
+        }
+        slot.known = Some(parts.clone());
+        slot.failed = None;
+        drop(slots);
+        inner.generation.fetch_add(1, Ordering::AcqRel);
+        log::info!(
+            "zone {zone}: serial {old} -> {serial} taken as a delta ({} challenges) in {} µs",
+            parts.challenges.len(),
+            started.elapsed().as_micros()
+        );
+        Ok(true)
     }
 }
 

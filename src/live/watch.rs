@@ -27,6 +27,7 @@ use crate::live::pace::{Pace, Wake};
 use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -110,12 +111,18 @@ pub fn watched_paths(config: &Config) -> BTreeMap<PathBuf, RecursiveMode> {
 struct Neighbours {
     parents: HashSet<PathBuf>,
     own: HashSet<PathBuf>,
+    /// The drop directories: an event about entries in them alone lets the
+    /// next build look at the drop side only (`build::Options::drops_only`).
+    drops: HashSet<PathBuf>,
 }
 
 impl Neighbours {
     fn new(config: &Config) -> Neighbours {
         let mut n = Neighbours::default();
         for input in inputs(config, None) {
+            if input.kind == Kind::Drop {
+                n.drops.insert(input.path.clone());
+            }
             match input.kind {
                 Kind::Drop | Kind::SourceFolder | Kind::Extra => {
                     if let Some(p) = input.path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -145,6 +152,15 @@ impl Neighbours {
         n.parents
             .retain(|p| !own.contains(p) && !deep.iter().any(|d| p.starts_with(d)));
         n
+    }
+
+    /// Whether an event about `paths` is only about entries of drop
+    /// directories.
+    fn in_drops(&self, paths: &[PathBuf]) -> bool {
+        !paths.is_empty()
+            && paths
+                .iter()
+                .all(|p| p.parent().is_some_and(|d| self.drops.contains(d)))
     }
 
     /// Whether an event about `paths` is only about neighbours.
@@ -220,12 +236,17 @@ pub fn run(
     let mut config = config.clone();
     // Builds after this one keep zones' checked sources in memory too.
     crate::build::zone::cache::keep_in_memory(MEMORY_FOR_SOURCES);
+    crate::build::zones::keep_in_memory();
     let (tx, rx) = mpsc::channel::<Wake>();
     // Registered before the first build: from here on SIGHUP no longer
     // ends the process.
     hangups(tx.clone())?;
     let neighbours = Arc::new(RwLock::new(Neighbours::new(&config)));
     let seen_by_handler = neighbours.clone();
+    // An event about anything but drop entries (or a lost event: notify's
+    // errors and rescans) since the last build: the next one is full.
+    let beyond_drops = Arc::new(AtomicBool::new(true));
+    let beyond_by_handler = beyond_drops.clone();
     let handler = move |event: notify::Result<Event>| {
         // inotify reports opens and closes of the files a build reads
         // (notify asks for IN_OPEN): they change nothing, and taken as
@@ -242,6 +263,9 @@ pub fn run(
         let neighbours = seen_by_handler.read().unwrap_or_else(|e| e.into_inner());
         if matches!(&event, Ok(e) if neighbours.only(&e.paths)) {
             return;
+        }
+        if !matches!(&event, Ok(e) if !e.need_rescan() && neighbours.in_drops(&e.paths)) {
+            beyond_by_handler.store(true, Ordering::SeqCst);
         }
         let _ = tx.send(Wake::Changed(Instant::now()));
     };
@@ -277,9 +301,13 @@ pub fn run(
     // `run`'s first build reads every zone even when nothing changed, so
     // that the responder learns what each served version holds and takes
     // the first challenge as a delta too.
+    let mut full = Full {
+        at: Instant::now(),
+        events: watcher.is_some(),
+    };
     build_once(
         &config,
-        opts.serving.is_some(),
+        (opts.serving.is_some(), false),
         opts.serving.clone(),
         &mut refusals,
         &mut on_build,
@@ -303,14 +331,42 @@ pub fn run(
             }
         }
         watched.arm(&mut watcher);
+        let drops_only = full.drops_only(force, beyond_drops.swap(false, Ordering::SeqCst));
         let published = build_once(
             &config,
-            force,
+            (force, drops_only),
             opts.serving.clone(),
             &mut refusals,
             &mut on_build,
         );
-        pace.built(published);
+        match published {
+            Some(published) => pace.built(published),
+            // What moved is looked at again, in full.
+            None => beyond_drops.store(true, Ordering::SeqCst),
+        }
+    }
+}
+
+/// When the watcher last built in full, and whether it has change events
+/// to go by: with them, a build after changes to drop entries alone looks
+/// at the drop side only, and a full build comes at least every [`TICK`]
+/// (a change that made no event, a published file removed by hand, is
+/// seen then); polling builds in full every time.
+struct Full {
+    at: Instant,
+    events: bool,
+}
+
+impl Full {
+    /// Whether the next build may look at the drop side only: it is not
+    /// `forced`, nothing `beyond` the drop entries moved, and the last full
+    /// build is less than a [`TICK`] old. Otherwise it is full, from now.
+    fn drops_only(&mut self, forced: bool, beyond: bool) -> bool {
+        let drops_only = self.events && !forced && !beyond && self.at.elapsed() < TICK;
+        if !drops_only {
+            self.at = Instant::now();
+        }
+        drops_only
     }
 }
 
@@ -374,17 +430,18 @@ impl Refusals {
     }
 }
 
-/// One build; whether it published anything.
+/// One build; whether it published anything (None: it failed as a whole).
 fn build_once(
     config: &Config,
-    force: bool,
+    (force, drops_only): (bool, bool),
     serving: Option<std::sync::Arc<dyn crate::build::effects::Serving>>,
     refusals: &mut Refusals,
     on_build: &mut impl FnMut(&Report),
-) -> bool {
+) -> Option<bool> {
     let opts = build::Options {
         force,
         serving,
+        drops_only,
         ..Default::default()
     };
     let b = &config.build;
@@ -393,11 +450,11 @@ fn build_once(
         Ok(report) => {
             report.show(Shown::Log, &mut refusals.cap);
             on_build(&report);
-            !report.published.is_empty()
+            Some(!report.published.is_empty())
         }
         Err(e) => {
             log::error!("{e}");
-            false
+            None
         }
     }
 }
