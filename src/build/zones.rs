@@ -288,7 +288,9 @@ mod tests {
             crate::build::manifest::now_ns() + 10_000_000_000,
         );
         assert!(r.unchanged_sources("a.test.", "", false).is_some());
-        assert!(r.unchanged_sources("a.test.", "other extra", false).is_none());
+        assert!(r
+            .unchanged_sources("a.test.", "other extra", false)
+            .is_none());
         std::fs::write(&f, "xy").unwrap();
         assert!(r.unchanged_sources("a.test.", "", false).is_none());
         // Trusted (the watcher saw no change): the stamps are not looked at.

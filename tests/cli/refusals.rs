@@ -424,12 +424,42 @@ fn add_and_del_prune_the_directory_they_write() {
     assert!(!stale.exists(), "add left an expired fragment");
     assert_eq!(t.drop_files("drop").len(), 1);
 
+    // Within the minute after a hook pruned, the next one does not (with
+    // thousands of fragments pending, each would stat them all).
     let stale = t.write("drop/stale", &line("_acme-challenge.example.test.", 60, V2));
     touch_ago(&stale, "3 hours ago");
     let young = t.write("drop/young", &line("_acme-challenge.example.test.", 60, V2));
     let r = t.run(&["del", "_acme-challenge.example.test", V1]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(!stale.exists(), "del left an expired fragment");
+    assert!(stale.exists(), "del pruned again within the minute");
+    assert_eq!(t.drop_files("drop").len(), 2);
+
+    // A minute later it does; the mark is a dot-file the builder skips.
+    let mark = t.path("drop/.zonedrop.pruned");
+    touch_ago(&mark, "2 minutes ago");
+    add(&t, V1);
+    assert!(!stale.exists(), "add left an expired fragment");
+    let r = t.run(&["del", "_acme-challenge.example.test", V1]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(young.exists());
     assert_eq!(t.drop_files("drop").len(), 1);
+    // A mark dated in the future does not hold pruning off.
+    let stale = t.write("drop/stale", &line("_acme-challenge.example.test.", 60, V2));
+    touch_ago(&stale, "3 hours ago");
+    touch_ago(&mark, "1 hour ago");
+    Command::new("touch")
+        .args(["-m", "-d", "tomorrow"])
+        .arg(&mark)
+        .status()
+        .unwrap();
+    add(&t, V1);
+    assert!(!stale.exists(), "a future mark held pruning off");
+    let r = t.run(&["build"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        !format!("{}{}", r.stdout, r.stderr).contains("pruned"),
+        "{} {}",
+        r.stdout,
+        r.stderr
+    );
 }
