@@ -382,4 +382,53 @@ mod tests {
             .clone();
         assert!(!Arc::ptr_eq(&before, &after));
     }
+    #[test]
+    fn a_version_taken_ahead_is_served_before_its_file_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zonedrop.toml");
+        std::fs::write(&path, "[[zone]]\nname = \"example.test\"\n").unwrap();
+        std::fs::create_dir(dir.path().join("unsigned")).unwrap();
+        let file = dir.path().join("unsigned/example.test");
+        let config = Config::load(&path).unwrap();
+        std::fs::write(&file, text(10, &[])).unwrap();
+        let r = Responder::load(&config).unwrap();
+        r.published(&published(10, 1, vec![])).unwrap();
+        let served = |r: &Responder| {
+            let slots = r.inner.lock();
+            let l = slots["example.test."].served.as_ref().unwrap();
+            (l.handler.clone(), l.stamp)
+        };
+        let a = txt("_acme-challenge.example.test.", "a");
+        let next = published(11, 1, vec![a.clone()]);
+        assert!(r.ahead("example.test.", 11, &next.parts));
+        assert_eq!(r.serial("example.test."), Some(11));
+        // Served while the file still holds serial 10.
+        let (handler, stamp) = served(&r);
+        let held = block_on(handler.records()).clone();
+        let want = text(11, std::slice::from_ref(&a));
+        std::fs::write(dir.path().join("want"), &want).unwrap();
+        let want =
+            crate::live::serve::read_zone(&dir.path().join("want"), "example.test.").unwrap();
+        assert_eq!(sorted(held.values().map(|s| &**s)), sorted(want.values()));
+        // Its file written, the publish changes nothing served but the
+        // stamp (so the file poll does not read it again).
+        std::fs::write(&file, text(11, std::slice::from_ref(&a))).unwrap();
+        let generation = r.inner.generation.load(Ordering::Acquire);
+        r.published(&next).unwrap();
+        let (after, new_stamp) = served(&r);
+        assert!(Arc::ptr_eq(&handler, &after));
+        assert_eq!(r.inner.generation.load(Ordering::Acquire), generation);
+        assert_ne!(stamp, new_stamp);
+        assert_eq!(
+            Some(new_stamp),
+            std::fs::metadata(&file).ok().map(|m| Stamp::of(&m))
+        );
+        // Another base is not taken ahead: it waits for its file.
+        let other = Parts {
+            base: [2; 32],
+            challenges: vec![],
+        };
+        assert!(!r.ahead("example.test.", 12, &other));
+        assert_eq!(r.serial("example.test."), Some(11));
+    }
 }
