@@ -4,7 +4,9 @@
 //!
 //! The answering itself (AA, NXDOMAIN/NODATA with the SOA, CNAME, wildcards,
 //! EDNS, AXFR) is hickory-server's `Catalog` over one `InMemoryZoneHandler`
-//! per zone. In front of it sits `Front`, our own request handler, which
+//! per zone, but for the negative answers it would find by scanning the
+//! whole zone: those come from an index of the zone's names, kept with
+//! each loaded version (`negative.rs`). In front of it sits `Front`, our own request handler, which
 //! holds the current catalog behind an [`ArcSwap`]: a reload builds and
 //! validates a whole new catalog aside and swaps it in, so queries in flight
 //! finish on the old one. `Front` also decides what the catalog cannot: who
