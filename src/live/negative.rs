@@ -32,10 +32,11 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+use crate::live::serve::Slot;
 use hickory_server::proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_server::proto::rr::{DNSClass, Name, Record, RecordSet, RecordType, RrKey};
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, ZoneHandler};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
@@ -250,11 +251,13 @@ fn parents(name: &[u8], shortest: usize) -> impl Iterator<Item = &[u8]> {
 pub(crate) struct Zones(HashMap<Box<[u8]>, Shared>);
 
 impl Zones {
-    /// The index of each served zone: `(origin, its index)`.
-    pub(crate) fn new<'a>(zones: impl Iterator<Item = (&'a Name, &'a Shared)>) -> Zones {
+    /// The index of each zone `slots` serve.
+    pub(crate) fn new(slots: &HashMap<String, Slot>) -> Zones {
         Zones(
-            zones
-                .map(|(origin, names)| (wire(origin).into(), names.clone()))
+            slots
+                .values()
+                .filter_map(|s| s.served.as_ref())
+                .map(|l| (wire(l.handler.origin()).into(), l.names.clone()))
                 .collect(),
         )
     }

@@ -241,7 +241,7 @@ impl Responder {
         }
         let catalog = build_catalog(&slots);
         let cnames = build_cnames(&slots);
-        let names = build_names(&slots);
+        let names = Zones::new(&slots);
         Ok(Responder {
             inner: Arc::new(Inner {
                 zones: ArcSwap::from_pointee(zones),
@@ -439,7 +439,7 @@ impl Inner {
     /// CNAMEs, and a new generation for the UDP path's cached answers.
     pub(super) fn swap(&self, slots: &HashMap<String, Slot>) {
         self.cnames.store(Arc::new(build_cnames(slots)));
-        self.names.store(Arc::new(build_names(slots)));
+        self.names.store(Arc::new(Zones::new(slots)));
         self.catalog.store(Arc::new(build_catalog(slots)));
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
@@ -531,15 +531,6 @@ fn build_catalog(slots: &HashMap<String, Slot>) -> Catalog {
         }
     }
     catalog
-}
-
-fn build_names(slots: &HashMap<String, Slot>) -> Zones {
-    Zones::new(
-        slots
-            .values()
-            .filter_map(|s| s.served.as_ref())
-            .map(|l| (&**l.handler.origin(), &l.names)),
-    )
 }
 
 fn build_cnames(slots: &HashMap<String, Slot>) -> Cnames {
