@@ -8,7 +8,7 @@
 //! few dozen queries a second. [`Names`] is the index that answers the
 //! question in a few hash lookups: every owner name of the zone with the
 //! types it holds, and every name between an owner and the apex (an empty
-//! non-terminal, RFC 8020) with a count of the owners below it, so that a
+//! non-terminal, RFC 4592 §2.2.2) with a count of the owners below it, so that a
 //! name whose last record goes is removed with its empty parents. It is
 //! built with each loaded version (`serve.rs`, `build_zone`) and changed
 //! with the records by a challenge delta (`delta.rs`), under its own lock,
@@ -46,8 +46,9 @@ pub(crate) struct Names {
     apex: Box<[u8]>,
     /// Owners and empty non-terminals, in wire form, lower case.
     nodes: HashMap<Box<[u8]>, Node>,
-    /// The apex's SOA RRset as stored: the authority of a negative answer.
-    soa: Vec<Record>,
+    /// The apex's SOA RRset as stored: the authority of a negative answer
+    /// (shared, so an answer takes it without copying records).
+    soa: Arc<[Record]>,
     /// False when the zone has a shape the index does not model.
     usable: bool,
 }
@@ -71,7 +72,7 @@ impl Names {
         let mut names = Names {
             apex: wire(origin).into(),
             nodes: HashMap::with_capacity(records.len()),
-            soa: Vec::new(),
+            soa: Arc::new([]),
             usable: true,
         };
         for (key, set) in records {
