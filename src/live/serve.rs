@@ -4,10 +4,10 @@
 //!
 //! The answering itself (AA, NXDOMAIN/NODATA with the SOA, CNAME, wildcards,
 //! EDNS, AXFR) is hickory-server's `Catalog` over one `InMemoryZoneHandler`
-//! per zone, but for the negative answers it would find by scanning the
-//! whole zone: those come from an index of the zone's names, kept with
-//! each loaded version (`negative.rs`). In front of it sits `Front`, our own request handler, which
-//! holds the current catalog behind an [`ArcSwap`]: a reload builds and
+//! per zone, except the negative answers it would scan the whole zone for
+//! (an index of the names gives those, `negative.rs`). In front of it sits
+//! `Front`, our own request handler, which holds the current catalog
+//! behind an [`ArcSwap`]: a reload builds and
 //! validates a whole new catalog aside and swaps it in, so queries in flight
 //! finish on the old one. `Front` also decides what the catalog cannot: who
 //! may transfer a zone (and sends a big zone in several messages,
