@@ -27,6 +27,7 @@
 use crate::base::fs::Stamp;
 use crate::build::effects::Serving;
 use crate::build::report::{Parts, Published, Txt};
+use crate::live::negative;
 use crate::live::serve::{Handler, Responder};
 use hickory_server::proto::rr::rdata::TXT;
 use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
@@ -145,7 +146,7 @@ impl Responder {
         }
         let started = std::time::Instant::now();
         let old = loaded.serial;
-        apply(&loaded.handler, known, parts, serial)?;
+        apply(&loaded.handler, &loaded.names, known, parts, serial)?;
         loaded.serial = serial;
         if let Some(s) = stamp() {
             loaded.stamp = s;
@@ -164,9 +165,17 @@ impl Responder {
 }
 
 /// Change `handler`'s records from the challenges `from` to those of `to`
-/// and its SOA serial to `serial`, all under its write lock. Everything is
-/// prepared first: on error nothing has changed.
-fn apply(handler: &Handler, from: &Parts, to: &Parts, serial: u32) -> Result<(), String> {
+/// and its SOA serial to `serial`, all under its write lock, and its
+/// `names` with them (an owner whose last record went leaves the index,
+/// with its empty parents). Everything is prepared first: on error nothing
+/// has changed.
+fn apply(
+    handler: &Handler,
+    names: &negative::Shared,
+    from: &Parts,
+    to: &Parts,
+    serial: u32,
+) -> Result<(), String> {
     let origin = handler_origin(handler);
     let old: HashSet<&Txt> = from.challenges.iter().collect();
     let new: HashSet<&Txt> = to.challenges.iter().collect();
@@ -213,7 +222,16 @@ fn apply(handler: &Handler, from: &Parts, to: &Parts, serial: u32) -> Result<(),
             }
             sets.push((key, (!set.is_empty()).then_some(set)));
         }
-        records.insert(soa_key, Arc::new(RecordSet::from(soa)));
+        let soa = RecordSet::from(soa);
+        // The index changes while the records are locked: a question
+        // hickory answers meanwhile waits for both.
+        let mut index = names.write().unwrap_or_else(|e| e.into_inner());
+        index.set_soa(&soa);
+        for (key, set) in &sets {
+            index.set(key.name(), RecordType::TXT, set.is_some());
+        }
+        drop(index);
+        records.insert(soa_key, Arc::new(soa));
         for (key, set) in sets {
             match set {
                 Some(set) => records.insert(key, Arc::new(set)),
@@ -358,6 +376,22 @@ mod tests {
             );
             // No empty RRset is left where a challenge was withdrawn.
             assert_eq!(got.len(), want.len(), "{step:?}");
+            // The names of negative answers are those of the file: a
+            // withdrawn challenge's owner gone, the new SOA.
+            let origin = Name::from_ascii("example.test.").unwrap();
+            let index = r.inner.lock()["example.test."]
+                .served
+                .as_ref()
+                .unwrap()
+                .names
+                .read()
+                .unwrap()
+                .snapshot();
+            assert_eq!(
+                index,
+                negative::Names::new(&origin, &want).snapshot(),
+                "{step:?}"
+            );
         }
         // Another base: the file is read again.
         serial += 1;

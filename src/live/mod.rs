@@ -4,7 +4,8 @@
 //! the one DNS exchange the last two share ([`exchange`]). The network
 //! limits around the responder live beside it: the sockets (`listen`), TCP
 //! with its caps (`tcp`), zone transfers in several messages (`axfr`), CNAME chains followed into
-//! another served zone (`chase`),
+//! another served zone (`chase`), negative answers from an index of each
+//! zone's names (`negative`),
 //! response rate limiting (`rrl`) and bounded logging (`tally`).
 
 mod axfr;
@@ -12,6 +13,7 @@ mod chase;
 mod delta;
 pub mod exchange;
 mod listen;
+mod negative;
 pub mod notify;
 mod pace;
 mod rrl;

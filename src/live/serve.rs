@@ -4,8 +4,10 @@
 //!
 //! The answering itself (AA, NXDOMAIN/NODATA with the SOA, CNAME, wildcards,
 //! EDNS, AXFR) is hickory-server's `Catalog` over one `InMemoryZoneHandler`
-//! per zone. In front of it sits `Front`, our own request handler, which
-//! holds the current catalog behind an [`ArcSwap`]: a reload builds and
+//! per zone, except the negative answers it would scan the whole zone for
+//! (an index of the names gives those, `negative.rs`). In front of it sits
+//! `Front`, our own request handler, which holds the current catalog
+//! behind an [`ArcSwap`]: a reload builds and
 //! validates a whole new catalog aside and swaps it in, so queries in flight
 //! finish on the old one. `Front` also decides what the catalog cannot: who
 //! may transfer a zone (and sends a big zone in several messages,
@@ -59,6 +61,7 @@ use crate::base::fs::Stamp;
 use crate::build::publish::Lock;
 use crate::build::report::Parts;
 use crate::live::chase::{self, Cnames};
+use crate::live::negative::{self, Names, Zones};
 use crate::live::tally::{Event, Tally};
 use crate::live::update::{self, Updates};
 
@@ -135,6 +138,9 @@ pub(super) struct Loaded {
     pub(super) stamp: Stamp,
     pub(super) serial: u32,
     pub(super) handler: Arc<Handler>,
+    /// Its names, for negative answers (`negative.rs`); a delta changes
+    /// them with the records.
+    pub(super) names: negative::Shared,
     /// Its CNAME records, for following a chain into another zone (`chase.rs`).
     cnames: Vec<Record>,
 }
@@ -167,6 +173,8 @@ pub(super) struct Inner {
     catalog: ArcSwap<Catalog>,
     /// The CNAMEs of the served zones, swapped with the catalog.
     cnames: ArcSwap<Cnames>,
+    /// The names of the served zones, swapped with the catalog.
+    pub(super) names: ArcSwap<Zones>,
     /// Bumped after every catalog swap: the UDP path's cached answers are
     /// only good for the generation they were made in.
     pub(super) generation: Arc<AtomicU64>,
@@ -233,6 +241,7 @@ impl Responder {
         }
         let catalog = build_catalog(&slots);
         let cnames = build_cnames(&slots);
+        let names = Zones::new(&slots);
         Ok(Responder {
             inner: Arc::new(Inner {
                 zones: ArcSwap::from_pointee(zones),
@@ -242,6 +251,7 @@ impl Responder {
                 slots: Mutex::new(slots),
                 catalog: ArcSwap::from_pointee(catalog),
                 cnames: ArcSwap::from_pointee(cnames),
+                names: ArcSwap::from_pointee(names),
                 generation: Arc::new(AtomicU64::new(0)),
                 notified: AtomicBool::new(false),
                 updates: Arc::new(Updates::default()),
@@ -429,6 +439,7 @@ impl Inner {
     /// CNAMEs, and a new generation for the UDP path's cached answers.
     pub(super) fn swap(&self, slots: &HashMap<String, Slot>) {
         self.cnames.store(Arc::new(build_cnames(slots)));
+        self.names.store(Arc::new(Zones::new(slots)));
         self.catalog.store(Arc::new(build_catalog(slots)));
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
@@ -484,6 +495,7 @@ fn build_zone(zone: &str, file: &Path, stamp: Stamp, text: String) -> Result<Loa
         .filter(|(k, _)| k.record_type == RecordType::CNAME)
         .flat_map(|(_, set)| set.records_without_rrsigs().cloned())
         .collect();
+    let names = Names::shared(&origin, &records);
     // AXFR is allowed here and gated by client address in `Front`.
     let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
         origin,
@@ -496,6 +508,7 @@ fn build_zone(zone: &str, file: &Path, stamp: Stamp, text: String) -> Result<Loa
         stamp,
         serial,
         handler: Arc::new(handler),
+        names,
         cnames,
     })
 }
@@ -621,6 +634,12 @@ impl Front {
                 if let Some(info) =
                     chase::answer(&catalog, &cnames, request, &mut response_handle).await
                 {
+                    return info;
+                }
+                // NXDOMAIN and NODATA from the zone's names (hickory scans
+                // the whole zone for them).
+                let names = self.inner.names.load();
+                if let Some(info) = negative::answer(&names, request, &mut response_handle).await {
                     return info;
                 }
             }

@@ -417,14 +417,14 @@ pub(crate) fn format_error(query: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// An encoded answer and its response code.
-type Encoded = (ResponseCode, Vec<u8>);
+pub(crate) type Encoded = (ResponseCode, Vec<u8>);
 
 /// A response handler that keeps the encoded answer instead of sending it.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Option<Encoded>>>);
+pub(crate) struct Capture(Arc<Mutex<Option<Encoded>>>);
 
 impl Capture {
-    fn take(&self) -> Option<Encoded> {
+    pub(crate) fn take(&self) -> Option<Encoded> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }

@@ -199,7 +199,12 @@ fn nsd_reloaded_by_on_change_and_knot_notified_both_answer_after_a_hook_wait() {
     // The first publish, before NSD starts (it loads the file at start);
     // its on_change and NOTIFY fail with no server up, and stay owed.
     assert_eq!(t.run(&["build"]).code, 1);
-    let nsd = start_nsd(&t, nsd_port);
+    let nsd = start_nsd(
+        &t.mkdir("nsd"),
+        nsd_port,
+        "example.test",
+        &t.path("unsigned/example.test"),
+    );
     let knot = start_knot(&t, knot_port, nsd_port);
     for (port, d) in [(nsd_port, &nsd), (knot_port, &knot)] {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -236,33 +241,6 @@ fn nsd_reloaded_by_on_change_and_knot_notified_both_answer_after_a_hook_wait() {
     }
     // The reload's "ok" stays out of the log.
     assert!(!watch.log().contains("\nok\n"), "{}", watch.log());
-}
-
-fn start_nsd(t: &Tree, port: u16) -> Daemon {
-    let d = t.mkdir("nsd");
-    let zone = t.path("unsigned/example.test");
-    let conf = d.join("nsd.conf");
-    let dd = d.display();
-    std::fs::write(
-        &conf,
-        format!(
-            "server:\n  ip-address: 127.0.0.1\n  port: {port}\n  do-ip6: no\n  \
-             username: \"\"\n  chroot: \"\"\n  zonesdir: \"{dd}\"\n  database: \"\"\n  \
-             pidfile: \"{dd}/nsd.pid\"\n  xfrdfile: \"{dd}/xfrd.state\"\n  \
-             zonelistfile: \"{dd}/zone.list\"\n  xfrdir: \"{dd}\"\n  server-count: 1\n  \
-             verbosity: 2\n\
-             remote-control:\n  control-enable: yes\n  control-interface: {dd}/nsd.ctl\n\
-             zone:\n  name: example.test\n  zonefile: {}\n  \
-             provide-xfr: 127.0.0.1 NOKEY\n",
-            zone.display()
-        ),
-    )
-    .unwrap();
-    Daemon::start(
-        "nsd",
-        Command::new("nsd").arg("-d").arg("-c").arg(&conf),
-        d.join("log"),
-    )
 }
 
 fn start_knot(t: &Tree, port: u16, primary: u16) -> Daemon {

@@ -19,6 +19,7 @@ mod hook;
 mod incremental;
 mod live;
 mod messages;
+mod negative;
 mod netlimits;
 mod persist;
 mod racy;

@@ -520,6 +520,67 @@ pub fn run_until_answering(t: &Tree, addr: SocketAddr, zone: &str) -> Daemon {
     );
 }
 
+/// NSD in the folder `d` (its config, state and log), serving `zone` from
+/// `file` on 127.0.0.1@`port`, with AXFR to 127.0.0.1 and control over a
+/// local socket (`nsd-control -c d/nsd.conf`).
+pub fn start_nsd(d: &Path, port: u16, zone: &str, file: &Path) -> Daemon {
+    let conf = d.join("nsd.conf");
+    let dd = d.display();
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  ip-address: 127.0.0.1\n  port: {port}\n  do-ip6: no\n  \
+             username: \"\"\n  chroot: \"\"\n  zonesdir: \"{dd}\"\n  database: \"\"\n  \
+             pidfile: \"{dd}/nsd.pid\"\n  xfrdfile: \"{dd}/xfrd.state\"\n  \
+             zonelistfile: \"{dd}/zone.list\"\n  xfrdir: \"{dd}\"\n  server-count: 1\n  \
+             verbosity: 2\n\
+             remote-control:\n  control-enable: yes\n  control-interface: {dd}/nsd.ctl\n\
+             zone:\n  name: {zone}\n  zonefile: {}\n  \
+             provide-xfr: 127.0.0.1 NOKEY\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    Daemon::start(
+        "nsd",
+        Command::new("nsd").arg("-d").arg("-c").arg(&conf),
+        d.join("log"),
+    )
+}
+
+/// Ask `server` over UDP for `rtype` at `name` (spelled as given), as an
+/// authority is asked (RD clear), with EDNS when `edns` gives a payload
+/// size: the whole answer, or None when none came within 500 ms.
+pub fn ask(
+    server: SocketAddr,
+    name: &str,
+    rtype: RecordType,
+    edns: Option<u16>,
+) -> Option<Message> {
+    let mut q = Message::query();
+    q.metadata.recursion_desired = false;
+    q.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    if let Some(payload) = edns {
+        let mut e = hickory_proto::op::Edns::new();
+        e.set_max_payload(payload);
+        q.set_edns(e);
+    }
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(server).ok()?;
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    socket.send(&q.to_vec().unwrap()).ok()?;
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = socket.recv(&mut buf).ok()?;
+        match Message::from_vec(&buf[..n]) {
+            Ok(m) if m.metadata.id == q.metadata.id => return Some(m),
+            _ => continue, // a late answer to an earlier question
+        }
+    }
+}
+
 /// Write a Knot config in `dir` for a secondary of example.test on
 /// 127.0.0.1@`port` that transfers from 127.0.0.1@`primary` and takes its
 /// NOTIFY; the config's path. (Knot asks for IXFR first and falls back to
