@@ -120,10 +120,11 @@ pub fn run(
             ..Report::default()
         });
     }
-    if !opts.dry_run {
+    let drops_only = opts.drops_only && !opts.force && !opts.bump && !opts.dry_run;
+    // A temporary is left only by a killed build: a full one looks.
+    if !opts.dry_run && !drops_only {
         fs::clean_temporaries(&config.paths.unsigned);
     }
-    let drops_only = opts.drops_only && !opts.force && !opts.bump && !opts.dry_run;
     let listed = match drops_only {
         true => Vec::new(),
         false => inputs::inputs(config, None),

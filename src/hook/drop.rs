@@ -263,8 +263,11 @@ impl DropHandle {
     /// and `run` build again and again over the same pending fragments.
     pub fn read_entry(&self, name: &OsStr, max_bytes: u64) -> io::Result<Entry> {
         let started = SystemTime::now();
-        let st = rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
         let path = self.path.join(name);
+        if let Some(kept) = Reads::unchanged(&path, max_bytes) {
+            return Ok(kept);
+        }
+        let st = rfs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)?;
         if let Some(kept) = Reads::get(&path, &stamp_of(&st), max_bytes) {
             return Ok(kept);
         }
@@ -367,28 +370,6 @@ impl DropHandle {
         write_atomic_at(self.fd.as_fd(), name, &[bytes])
     }
 
-    /// Set the mtime of `name` in this directory to now, creating it empty
-    /// if it is not there (a symlink is not followed).
-    pub fn touch(&self, name: &OsStr) -> io::Result<()> {
-        let now = rfs::Timespec {
-            tv_sec: 0,
-            tv_nsec: rfs::UTIME_NOW,
-        };
-        let times = rfs::Timestamps {
-            last_access: now,
-            last_modification: now,
-        };
-        match rfs::utimensat(&self.fd, name, &times, AtFlags::SYMLINK_NOFOLLOW) {
-            Err(rustix::io::Errno::NOENT) => {
-                let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
-                rfs::openat(&self.fd, name, flags | OFlags::CLOEXEC, Mode::from(0o644))
-                    .map(drop)
-                    .map_err(io::Error::from)
-            }
-            r => r.map_err(io::Error::from),
-        }
-    }
-
     /// fsync the directory so removals in it survive a crash; best effort.
     pub fn sync(&self) {
         let _ = rfs::fsync(&self.fd);
@@ -418,7 +399,43 @@ type KeptRead = (Stamp, u64, Entry);
 static READS: std::sync::Mutex<Option<std::collections::HashMap<PathBuf, KeptRead>>> =
     std::sync::Mutex::new(None);
 
+thread_local! {
+    /// While a build that goes by the watcher's events runs
+    /// ([`going_by_events`]): the drop entries they named since the last
+    /// build.
+    static CHANGED: std::cell::RefCell<Option<std::collections::HashSet<PathBuf>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Run `build` (on this thread) knowing that of the drop entries only
+/// those in `changed` can have changed since the last build, as the
+/// watcher's change events tell (`live::watch`, never when polling): a
+/// kept read of any other entry is given back without its `fstatat`.
+/// Anything the events may have missed is read in full by the watcher's
+/// next full build.
+pub fn going_by_events<T>(
+    changed: std::collections::HashSet<PathBuf>,
+    build: impl FnOnce() -> T,
+) -> T {
+    CHANGED.with(|c| *c.borrow_mut() = Some(changed));
+    let out = build();
+    CHANGED.with(|c| *c.borrow_mut() = None);
+    out
+}
+
 impl Reads {
+    /// The kept read of `path`, if a build going by events runs and they
+    /// did not name it.
+    fn unchanged(path: &Path, max_bytes: u64) -> Option<Entry> {
+        let quiet = CHANGED.with(|c| c.borrow().as_ref().is_some_and(|c| !c.contains(path)));
+        if !quiet {
+            return None;
+        }
+        let reads = READS.lock().ok()?;
+        let (_, bytes, entry) = reads.as_ref()?.get(path)?;
+        (*bytes == max_bytes).then(|| entry.clone())
+    }
+
     fn get(path: &Path, stamp: &Stamp, max_bytes: u64) -> Option<Entry> {
         let reads = READS.lock().ok()?;
         let (kept, bytes, entry) = reads.as_ref()?.get(path)?;

@@ -314,9 +314,9 @@ pub fn apply(
         }
     }
     // The writable side keeps its directory clean as it goes (a builder
-    // behind a read-only mount cannot), once a minute at most: best
-    // effort, `zonedrop prune` says what it could not remove.
-    let _ = prune::prune_now_and_then(dir, policy.max_age, std::time::SystemTime::now());
+    // behind a read-only mount cannot), a bounded part of it per call:
+    // best effort, `zonedrop prune` says what it could not remove.
+    let _ = prune::prune_some(dir, policy.max_age, std::time::SystemTime::now());
     Ok(checked)
 }
 

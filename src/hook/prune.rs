@@ -13,14 +13,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-/// The hooks' mark of their last prune in a drop directory: a dot-file,
-/// which builders skip and pruning leaves.
-pub const MARK: &str = ".zonedrop.pruned";
-/// A hook (`add`, `del`) prunes at most this often; `zonedrop prune`
-/// always does. Fragments live for `policy.max_age` (a day by default):
-/// a minute more costs nothing, while with thousands of fragments pending
-/// a prune at every hook call would `stat` them all each time.
-pub const HOOK_INTERVAL: Duration = Duration::from_secs(60);
+/// A hook (`add`, `del`) looks at this many entries at most, from a
+/// random place in the listing on; `zonedrop prune` looks at all. With
+/// thousands of fragments pending a hook would otherwise `stat` them all
+/// at every call; fragments live for `policy.max_age` (a day by
+/// default), and what one call leaves a later one (or the builder's
+/// refusal as expired, or cron's `zonedrop prune`) takes.
+pub const HOOK_LOOKS: usize = 64;
 
 /// What a prune did.
 #[derive(Debug, Default)]
@@ -36,27 +35,13 @@ pub struct Pruned {
 /// opens it, and listed, stat'ed and unlinked relative to that handle.
 pub fn prune(dir: &Path, max_age: Duration, now: SystemTime) -> Result<Pruned, DropError> {
     let handle = DropHandle::open_following(dir)?;
-    prune_in(&handle, dir, max_age, now)
+    prune_in(&handle, dir, max_age, now, None)
 }
 
-/// [`prune`], as a hook does it: not if a hook pruned `dir` less than
-/// [`HOOK_INTERVAL`] before `now` ([`MARK`]; one dated in the future does
-/// not count). `None`: it was not time.
-pub fn prune_now_and_then(
-    dir: &Path,
-    max_age: Duration,
-    now: SystemTime,
-) -> Result<Option<Pruned>, DropError> {
+/// [`prune`], as a hook does it: at most [`HOOK_LOOKS`] entries looked at.
+pub fn prune_some(dir: &Path, max_age: Duration, now: SystemTime) -> Result<Pruned, DropError> {
     let handle = DropHandle::open_following(dir)?;
-    let mark = std::ffi::OsStr::new(MARK);
-    if let Ok(Some(at)) = handle.regular_mtime(mark) {
-        if now.duration_since(at).is_ok_and(|age| age < HOOK_INTERVAL) {
-            return Ok(None);
-        }
-    }
-    // Marked first: hooks called meanwhile do not prune as well.
-    let _ = handle.touch(mark);
-    prune_in(&handle, dir, max_age, now).map(Some)
+    prune_in(&handle, dir, max_age, now, Some(HOOK_LOOKS))
 }
 
 fn prune_in(
@@ -64,9 +49,18 @@ fn prune_in(
     dir: &Path,
     max_age: Duration,
     now: SystemTime,
+    looks: Option<usize>,
 ) -> Result<Pruned, DropError> {
     let mut out = Pruned::default();
-    for name in handle.all_names()? {
+    let mut names = handle.all_names()?;
+    if let Some(n) = looks.filter(|n| *n < names.len()) {
+        use std::hash::BuildHasher;
+        let from =
+            std::collections::hash_map::RandomState::new().hash_one(now) as usize % names.len();
+        names.rotate_left(from);
+        names.truncate(n);
+    }
+    for name in names {
         let bytes = name.as_encoded_bytes();
         if bytes.starts_with(b".") && !bytes.starts_with(TEMP_PREFIX.as_bytes()) {
             continue;

@@ -29,12 +29,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
 
 /// A build runs at least this often, events or not.
 pub const TICK: Duration = Duration::from_secs(5);
+/// At most this many drop entries named by events are remembered between
+/// two builds; past it the next build reads every entry.
+const CHANGED_MAX: usize = 20_000;
 
 #[derive(Debug, Error)]
 pub enum WatchError {
@@ -237,6 +240,7 @@ pub fn run(
     // Builds after this one keep zones' checked sources in memory too.
     crate::build::zone::cache::keep_in_memory(MEMORY_FOR_SOURCES);
     crate::build::zones::keep_in_memory();
+    crate::build::zone::memo::keep();
     let (tx, rx) = mpsc::channel::<Wake>();
     // Registered before the first build: from here on SIGHUP no longer
     // ends the process.
@@ -247,6 +251,9 @@ pub fn run(
     // errors and rescans) since the last build: the next one is full.
     let beyond_drops = Arc::new(AtomicBool::new(true));
     let beyond_by_handler = beyond_drops.clone();
+    // The drop entries events named since the last build.
+    let changed = Arc::new(Mutex::new(HashSet::new()));
+    let changed_by_handler = changed.clone();
     let handler = move |event: notify::Result<Event>| {
         // inotify reports opens and closes of the files a build reads
         // (notify asks for IN_OPEN): they change nothing, and taken as
@@ -264,8 +271,17 @@ pub fn run(
         if matches!(&event, Ok(e) if neighbours.only(&e.paths)) {
             return;
         }
-        if !matches!(&event, Ok(e) if !e.need_rescan() && neighbours.in_drops(&e.paths)) {
-            beyond_by_handler.store(true, Ordering::SeqCst);
+        match &event {
+            Ok(e) if !e.need_rescan() && neighbours.in_drops(&e.paths) => {
+                let mut changed = changed_by_handler.lock().unwrap_or_else(|e| e.into_inner());
+                changed.extend(e.paths.iter().cloned());
+                // A flood is read in full: the set stays bounded.
+                if changed.len() > CHANGED_MAX {
+                    changed.clear();
+                    beyond_by_handler.store(true, Ordering::SeqCst);
+                }
+            }
+            _ => beyond_by_handler.store(true, Ordering::SeqCst),
         }
         let _ = tx.send(Wake::Changed(Instant::now()));
     };
@@ -332,13 +348,20 @@ pub fn run(
         }
         watched.arm(&mut watcher);
         let drops_only = full.drops_only(force, beyond_drops.swap(false, Ordering::SeqCst));
-        let published = build_once(
-            &config,
-            (force, drops_only),
-            opts.serving.clone(),
-            &mut refusals,
-            &mut on_build,
-        );
+        let seen = std::mem::take(&mut *changed.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut build = || {
+            build_once(
+                &config,
+                (force, drops_only),
+                opts.serving.clone(),
+                &mut refusals,
+                &mut on_build,
+            )
+        };
+        let published = match drops_only {
+            true => crate::hook::drop::going_by_events(seen, build),
+            false => build(),
+        };
         match published {
             Some(published) => pace.built(published),
             // What moved is looked at again, in full.

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 const OWNER: &str = "_acme-challenge.example.test";
+const V3: &str = "ThirdValueThirdValueThirdValueThirdValue12A";
 
 /// More than the granularity the racy-clean rule assumes (2 s).
 const PAST_THE_TICK: Duration = Duration::from_millis(2200);
@@ -322,4 +323,64 @@ fn watch_keeps_checked_sources_in_memory() {
         log.contains("zone example.test.: checked sources kept in memory"),
         "{log}"
     );
+}
+
+/// `watch` builds after changes to drop entries alone without looking at
+/// the sources or at the drop entries no event named (`drops_only`): what
+/// such a build must still see.
+#[test]
+fn watch_sees_in_place_rewrites_source_edits_and_lost_outputs_between_drop_only_builds() {
+    let t = three_zones();
+    assert_eq!(t.run(&["build", "--quiet"]).code, 0);
+    let d = Daemon::start(
+        "zonedrop watch",
+        &mut t.cmd(&["watch"]),
+        t.path("watch.log"),
+    );
+    let within = |what: &str, secs: u64, done: &dyn Fn() -> bool| {
+        let until = std::time::Instant::now() + Duration::from_secs(secs);
+        while !done() {
+            assert!(
+                std::time::Instant::now() < until,
+                "{what}; log:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(t.run(&["add", OWNER, V1]).code, 0);
+    within("V1 published", 10, &|| {
+        published(&t, "example.test").contains(V1)
+    });
+    // Read again once settled (kept: later builds take it unread), then
+    // rewritten in place under its name: the event names it.
+    std::thread::sleep(PAST_THE_TICK);
+    assert_eq!(t.run(&["add", "_acme-challenge.a.test", V2]).code, 0);
+    within("V2 published", 10, &|| published(&t, "a.test").contains(V2));
+    let file = t
+        .all_names("drop")
+        .into_iter()
+        .find(|n| n.starts_with("_acme-challenge.example.test."))
+        .unwrap();
+    let text = std::fs::read_to_string(t.path(&format!("drop/{file}"))).unwrap();
+    std::fs::write(t.path(&format!("drop/{file}")), text.replace(V1, V3)).unwrap();
+    within("the rewrite published", 10, &|| {
+        let p = published(&t, "example.test");
+        p.contains(V3) && !p.contains(V1)
+    });
+    // A source edited between drop-only builds.
+    t.write(
+        "zones/primary/b.test",
+        "@ IN NS ns1\nns1 IN A 192.0.2.53\nedited IN A 192.0.2.99\n",
+    );
+    within("the edit published", 10, &|| {
+        published(&t, "b.test").contains("edited")
+    });
+    // A published file removed by hand (no event the builder acts on)
+    // comes back with the next full build, within the watcher's tick.
+    std::fs::remove_file(t.path("unsigned/a.test")).unwrap();
+    assert_eq!(t.run(&["add", OWNER, V2]).code, 0);
+    within("a.test published again", 12, &|| {
+        t.path("unsigned/a.test").exists() && published(&t, "a.test").contains(V2)
+    });
 }

@@ -42,7 +42,11 @@ impl Sources<'_> {
         }
         let a = &*a;
         let zone = &a.zone;
-        let results = parse(a, &ctx, end..a.em.chunks.len());
+        let pending = end..a.em.chunks.len();
+        let results = match super::memo::records(a, &ctx, pending.clone()) {
+            Some(checked) => vec![checked],
+            None => parse(a, &ctx, pending),
+        };
         // The sources' keys are not copied: the records' are checked
         // against them where they share an owner.
         let kept = &a.checked;
@@ -194,6 +198,14 @@ pub(super) struct CheckContext {
 }
 
 impl CheckContext {
+    pub(super) fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    pub(super) fn zone(&self) -> &str {
+        &self.zone
+    }
+
     pub(super) fn new(zone: &str, seed: u64) -> Result<CheckContext, ZoneError> {
         let origin = Name::from_str(zone).map_err(|e| zone_err(zone, e.to_string()))?;
         Ok(CheckContext {
@@ -321,7 +333,7 @@ fn owner_hash(seed: u64, name: &LowerName) -> u64 {
 }
 
 /// Parse one slice's text (`entries` entries) and add it to `s`.
-fn summarise(
+pub(super) fn summarise(
     text: String,
     entries: usize,
     ctx: &CheckContext,

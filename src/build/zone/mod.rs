@@ -26,6 +26,7 @@ pub mod cache;
 mod check;
 mod emit;
 mod locate;
+pub mod memo;
 mod settle;
 mod sources;
 

@@ -266,7 +266,10 @@ impl<'c> Sources<'c> {
     /// slices go to a worker per core as the reader goes on, so reading
     /// and parsing overlap.
     fn read_zone(&self, zone: &str) -> Result<(Assembled, Aliases), ZoneError> {
-        let seed = RandomState::new().hash_one(zone);
+        // Random per process, the same for a zone all its life: `watch`
+        // and `run` reuse record lines checked under it (`memo.rs`).
+        static KEYS: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+        let seed = KEYS.get_or_init(RandomState::new).hash_one(zone);
         let primary_path = self.primary_path(zone);
         let big = std::fs::metadata(&primary_path).is_ok_and(|m| m.len() >= PIPELINE_BYTES);
         let ctx = match CheckContext::new(zone, seed) {
