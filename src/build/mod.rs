@@ -284,7 +284,7 @@ fn build_zone(
         extra: read.extra_digest(&zone.name),
         aliases: read.own_aliases(&zone.name),
         records,
-        rendered: rendered.clone(),
+        rendered,
         output: None,
     });
     // The checked sources are kept once a zone was read although its
