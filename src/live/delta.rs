@@ -324,14 +324,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_delta_serves_what_the_file_holds() {
+    /// A config serving example.test from unsigned/ in a new folder.
+    fn site() -> (tempfile::TempDir, std::path::PathBuf, Config) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("zonedrop.toml");
         std::fs::write(&path, "[[zone]]\nname = \"example.test\"\n").unwrap();
         std::fs::create_dir(dir.path().join("unsigned")).unwrap();
         let file = dir.path().join("unsigned/example.test");
         let config = Config::load(&path).unwrap();
+        (dir, file, config)
+    }
+
+    #[test]
+    fn a_delta_serves_what_the_file_holds() {
+        let (_dir, file, config) = site();
         let a = txt("_acme-challenge.example.test.", "a");
         let b = txt("_acme-challenge.www.example.test.", "b");
         let c = txt("_acme-challenge.example.test.", "c");
@@ -416,14 +422,10 @@ mod tests {
             .clone();
         assert!(!Arc::ptr_eq(&before, &after));
     }
+
     #[test]
     fn a_version_taken_ahead_is_served_before_its_file_is_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("zonedrop.toml");
-        std::fs::write(&path, "[[zone]]\nname = \"example.test\"\n").unwrap();
-        std::fs::create_dir(dir.path().join("unsigned")).unwrap();
-        let file = dir.path().join("unsigned/example.test");
-        let config = Config::load(&path).unwrap();
+        let (dir, file, config) = site();
         std::fs::write(&file, text(10, &[])).unwrap();
         let r = Responder::load(&config).unwrap();
         r.published(&published(10, 1, vec![])).unwrap();
