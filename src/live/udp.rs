@@ -295,6 +295,7 @@ impl<H: RequestHandler> Answerer<H> {
                 if let (Some(to), Some(from)) = (out.get_mut(12..end), query.get(12..end)) {
                     to.copy_from_slice(from);
                 }
+                owners_as_asked(out);
                 return true;
             }
         }
@@ -303,6 +304,7 @@ impl<H: RequestHandler> Answerer<H> {
         };
         out.clear();
         out.extend_from_slice(&answer);
+        owners_as_asked(out);
         if let Some(end) = name_end.filter(|_| cacheable) {
             // Only an answer that echoes the question where the query has
             // it can take another asker's spelling.
@@ -366,6 +368,56 @@ fn question_name_end(message: &[u8]) -> Option<usize> {
             len if len > 63 => return None,
             len => at += 1 + len,
         }
+    }
+}
+
+/// Write every owner name of the answer and authority sections that is
+/// the question's name (in another case: the zone's) in the question's
+/// spelling, as NSD does (it points back at the question): a resolver
+/// that randomises case (0x20) sees its own spelling throughout. Owners
+/// given as a pointer, or that are other names, are left as they are; a
+/// message that does not walk cleanly is left alone.
+fn owners_as_asked(message: &mut [u8]) {
+    let Some(end) = question_name_end(message) else {
+        return;
+    };
+    let count = |at: usize| {
+        message
+            .get(at..at + 2)
+            .map_or(0, |c| usize::from(u16::from_be_bytes([c[0], c[1]])))
+    };
+    let records = count(6) + count(8);
+    let mut at = end + 4;
+    for _ in 0..records {
+        // The owner: labels, ended by a zero octet or a pointer.
+        let start = at;
+        let pointer = loop {
+            match message.get(at).copied() {
+                Some(0) => {
+                    at += 1;
+                    break false;
+                }
+                Some(len) if len & 0xc0 == 0xc0 => {
+                    at += 2;
+                    break true;
+                }
+                Some(len) if len <= 63 => at += 1 + usize::from(len),
+                _ => return,
+            }
+        };
+        if !pointer && at - start == end - 12 {
+            let (head, tail) = message.split_at_mut(start);
+            if let (Some(asked), Some(owner)) = (head.get(12..end), tail.get_mut(..end - 12)) {
+                if owner.eq_ignore_ascii_case(asked) {
+                    owner.copy_from_slice(asked);
+                }
+            }
+        }
+        // Type, class, TTL, then the data's length and the data.
+        let Some(len) = message.get(at + 8..at + 10) else {
+            return;
+        };
+        at += 10 + usize::from(u16::from_be_bytes([len[0], len[1]]));
     }
 }
 

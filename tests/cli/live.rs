@@ -384,6 +384,14 @@ fn every_spelling_of_a_name_is_answered_from_the_cache() {
                 .any(|w| w == VALUE1.as_bytes()),
             "no challenge value"
         );
+        // The answer's owner in the asker's spelling too (a pointer to
+        // the question, or the name written as asked), as NSD answers.
+        let owner = &a[q.len()..];
+        assert!(
+            owner.starts_with(&[0xc0, 0x0c]) || owner.starts_with(spelling),
+            "the answer names its owner in another spelling than {}",
+            String::from_utf8_lossy(spelling)
+        );
     };
     ask(1, name);
     const ASKS: u16 = 10_000;
