@@ -63,7 +63,7 @@ pub fn read_sources<'c>(
     records: Option<&Records>,
     drops_only: bool,
 ) -> Result<Read<'c>, ZoneError> {
-    let mut sources = Sources::new(config)?;
+    let mut sources = Sources::reusing(config, drops_only)?;
     let building: HashSet<&str> = zones.iter().map(|z| z.name.as_str()).collect();
     let mut assembled = HashMap::new();
     let mut deferred = HashMap::new();

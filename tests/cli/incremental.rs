@@ -376,6 +376,11 @@ fn watch_sees_in_place_rewrites_source_edits_and_lost_outputs_between_drop_only_
     within("the edit published", 10, &|| {
         published(&t, "b.test").contains("edited")
     });
+    // And an entry added to extra/ (read once per full build).
+    t.write("zones/extra/more", "extra.b.test. 300 IN A 192.0.2.98\n");
+    within("the extra entry published", 10, &|| {
+        published(&t, "b.test").contains("192.0.2.98")
+    });
     // A published file removed by hand (no event the builder acts on)
     // comes back with the next full build, within the watcher's tick.
     std::fs::remove_file(t.path("unsigned/a.test")).unwrap();

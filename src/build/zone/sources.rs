@@ -23,6 +23,16 @@ use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// What the last full read of the folders found ([`Sources::reusing`]).
+struct Kept {
+    extra: PathBuf,
+    roots: Vec<PathBuf>,
+    extras: Vec<ExtraEntry>,
+    extra_files: Vec<PathBuf>,
+}
+
+static KEPT: std::sync::Mutex<Option<Kept>> = std::sync::Mutex::new(None);
+
 /// An extra entry, owned, with its zone.
 #[derive(Debug, Clone)]
 pub(super) struct ExtraEntry {
@@ -66,6 +76,34 @@ pub fn read_aliases(config: &Config) -> (Aliases, Vec<ZoneError>) {
 impl<'c> Sources<'c> {
     /// Read extra/ (every regular file, recursively; dot-files skipped) and
     /// assign its entries to zones.
+    /// [`Sources::new`], or, with `unmoved` (a build after drop-only
+    /// events in `watch`/`run`: no source folder changed since the last
+    /// full build), the folders and extra/ entries that build found,
+    /// without reading extra/ again. Every full build keeps what it read.
+    pub fn reusing(config: &'c Config, unmoved: bool) -> Result<Sources<'c>, ZoneError> {
+        let mut kept = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = kept
+            .as_ref()
+            .filter(|k| unmoved && k.extra == config.paths.extra)
+        {
+            return Ok(Sources {
+                config,
+                roots: k.roots.clone(),
+                extras: k.extras.clone(),
+                extra_files: k.extra_files.clone(),
+                aliases: Aliases::default(),
+            });
+        }
+        let s = Sources::new(config)?;
+        *kept = Some(Kept {
+            extra: config.paths.extra.clone(),
+            roots: s.roots.clone(),
+            extras: s.extras.clone(),
+            extra_files: s.extra_files.clone(),
+        });
+        Ok(s)
+    }
+
     pub fn new(config: &'c Config) -> Result<Sources<'c>, ZoneError> {
         // `$INCLUDE` reaches the source folders, and the folder of a zone
         // file kept elsewhere (`[[zone]] file`, `soa`, `primary`).
