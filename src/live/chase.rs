@@ -138,11 +138,8 @@ pub(crate) async fn answer<R: ResponseHandler>(
         std::iter::empty(),
         std::iter::empty(),
     );
-    match handle.send_response(response).await {
-        Ok(info) => Some(info),
-        Err(e) => {
-            log::warn!("cannot answer {}: {e}", request.src());
-            Some(crate::live::serve::failed(request))
-        }
-    }
+    Some(crate::live::serve::sent(
+        request,
+        handle.send_response(response).await,
+    ))
 }

@@ -696,13 +696,19 @@ async fn reply<R: ResponseHandler>(
     metadata.response_code = rcode;
     metadata.authoritative = authoritative;
     let response = MessageResponseBuilder::new(&request.queries, edns).build_no_records(metadata);
-    match handle.send_response(response).await {
-        Ok(info) => info,
-        Err(e) => {
-            log::warn!("cannot answer {}: {e}", request.src());
-            failed(request)
-        }
-    }
+    sent(request, handle.send_response(response).await)
+}
+
+/// What sending an answer to `request` came to: a failure is logged and
+/// counts as SERVFAIL ([`failed`]).
+pub(crate) fn sent<E: std::fmt::Display>(
+    request: &Request,
+    result: Result<ResponseInfo, E>,
+) -> ResponseInfo {
+    result.unwrap_or_else(|e| {
+        log::warn!("cannot answer {}: {e}", request.src());
+        failed(request)
+    })
 }
 
 /// What a request whose answer could not be sent counts as: SERVFAIL.

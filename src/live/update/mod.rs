@@ -562,13 +562,7 @@ async fn reply<R: ResponseHandler>(
     } else if let Some(tsig) = tsig {
         response.set_signature(tsig);
     }
-    match handle.send_response(response).await {
-        Ok(info) => info,
-        Err(e) => {
-            log::warn!("cannot answer {}: {e}", request.src());
-            crate::live::serve::failed(request)
-        }
-    }
+    crate::live::serve::sent(request, handle.send_response(response).await)
 }
 
 /// A response handler that signs what goes through it (the answers to
